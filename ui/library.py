@@ -1,0 +1,163 @@
+"""The Library tab: the video table, search and status filter, a player with the sampled
+frame strip, and adding videos by upload or by server path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from tpo import library, video
+from tpo.config import Settings
+from tpo.store import Store, StoreError
+from tpo.thumbs import format_time, frame_strip
+from ui import html
+from ui.header import header_markdown
+
+COLUMNS = ["ID", "Name", "Duration", "Status", "Pairs pend/acc/rej", "Error"]
+STATUS_CHOICES = ["all", "ready", "error"]
+
+
+@dataclass
+class LibraryTab:
+    """Components other tabs or the header may wire to."""
+
+    table: gr.Dataframe
+    selected: gr.State  # id of the selected video, or None
+
+
+def video_table(store: Store, search: str = "", status: str = "all") -> pd.DataFrame:
+    rows = store.list_videos(search=search.strip(), status=None if status == "all" else status)
+    return pd.DataFrame(
+        [[r["id"], r["name"],
+          format_time(r["duration_s"]) if r["duration_s"] is not None else "—",
+          r["status"],
+          f"{r['pairs_pending']} / {r['pairs_accepted']} / {r['pairs_rejected']}",
+          r["error"] or ""] for r in rows],
+        columns=COLUMNS,
+    )
+
+
+def empty_note(store: Store) -> str:
+    if store.counts()["videos"]:
+        return ""
+    return html.note("The library is empty: upload videos or add a folder below (or run `tpo demo`).")
+
+
+def video_details(row: dict) -> str:
+    """Markdown facts about one library video."""
+    size_mb = (row.get("size_bytes") or 0) / 1e6
+    lines = [f"#### {row['name']}", f"`{row['path']}`", ""]
+    if row["status"] != "ready":
+        return "\n".join(lines + [f"**Unreadable:** {row['error']}"])
+    lines += [
+        f"- duration **{format_time(row['duration_s'])}** ({row['duration_s']:.2f} s), "
+        f"{row['fps']:.2f} fps, {row['n_frames']} frames",
+        f"- {row['width']}×{row['height']} px, {row['codec']}"
+        + (f", rotated {row['rotation']}°" if row.get("rotation") else "")
+        + f", {size_mb:.1f} MB (read with {row['backend']})",
+        f"- added {row['added_at']}" + (f" by {row['added_by']}" if row.get("added_by") else ""),
+    ]
+    gt = row.get("ground_truth")
+    if gt:
+        events = ", ".join(f"{e['label']} at {format_time(e['start_s'])}" for e in gt["events"])
+        lines.append(f"- synthetic, known events: {events}")
+    return "\n".join(lines)
+
+
+def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
+    """Lay out the tab inside the current ``gr.Blocks`` and wire its events."""
+    selected = gr.State(None)
+    with gr.Row():
+        search = gr.Textbox(placeholder="search name or path", show_label=False, scale=4,
+                            elem_id="library-search")
+        status = gr.Dropdown(STATUS_CHOICES, value="all", show_label=False, scale=1,
+                             elem_id="library-status")
+        refresh = gr.Button("Refresh", scale=0)
+    table = gr.Dataframe(value=lambda: video_table(store), interactive=False, wrap=True,
+                         max_height=360, elem_id="library-table", label="Videos")
+    empty_hint = gr.HTML(lambda: empty_note(store))
+    with gr.Row():
+        with gr.Column(scale=3):
+            player = gr.HTML(html.note("Select a video in the table to play it."),
+                             elem_id="library-player")
+        with gr.Column(scale=2):
+            details = gr.Markdown(elem_id="video-details")
+    strip = gr.HTML(elem_id="frame-strip", label="Sampled frames")
+    with gr.Accordion("Add videos", open=False):
+        with gr.Row():
+            upload = gr.File(label="Upload video files", file_count="multiple", type="filepath",
+                             elem_id="library-upload")
+            with gr.Column():
+                add_path = gr.Textbox(label="…or a file or folder on the server",
+                                      placeholder="/path/to/videos", elem_id="library-add-path")
+                add_button = gr.Button("Add", elem_id="library-add")
+        add_result = gr.Markdown(elem_id="library-add-result")
+
+    def on_select(evt: gr.SelectData, shown: pd.DataFrame):
+        row_index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        video_id = int(shown.iloc[row_index]["ID"])
+        return (video_id, *show_video(store, settings, video_id))
+
+    def on_add_path(text: str, search_text: str, status_value: str, progress=gr.Progress()):
+        paths = [p.strip() for p in text.splitlines() if p.strip()]
+        if not paths:
+            raise gr.Error("Type a file or folder path on the server first.")
+        report = library.ingest(store, paths, user=settings.user,
+                                progress=_gradio_progress(progress, "ingesting"))
+        return _after_ingest(report, search_text, status_value)
+
+    def on_upload(files: list[str] | None, search_text: str, status_value: str,
+                  progress=gr.Progress()):
+        if not files:
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        report = library.add_uploads(store, files, settings.upload_dir, user=settings.user,
+                                     progress=_gradio_progress(progress, "adding"))
+        return _after_ingest(report, search_text, status_value)
+
+    def _after_ingest(report: library.IngestReport, search_text: str, status_value: str):
+        return (_report_markdown(report), video_table(store, search_text, status_value),
+                header_markdown(store, settings.user), empty_note(store))
+
+    filters = [search, status]
+    for event in (search.submit, status.change, refresh.click):
+        event(lambda s, st: video_table(store, s, st), filters, table)
+    table.select(on_select, [table], [selected, player, details, strip])
+    add_outputs = [add_result, table, header, empty_hint]
+    add_button.click(on_add_path, [add_path, *filters], add_outputs)
+    upload.upload(on_upload, [upload, *filters], add_outputs)
+    return LibraryTab(table=table, selected=selected)
+
+
+def show_video(store: Store, settings: Settings, video_id: int) -> tuple[str, str, str]:
+    """(player html, details markdown, frame strip html) for one video."""
+    try:
+        row = store.get_video(video_id)
+    except StoreError as err:
+        raise gr.Error(str(err))
+    if row["status"] != "ready":
+        return html.note("This file cannot be played."), video_details(row), ""
+    if not Path(row["path"]).is_file():
+        return (html.note("The file is no longer on disk."),
+                video_details(row) + f"\n\n**Missing file:** `{row['path']}`", "")
+    try:
+        entries = frame_strip(row["path"], row["sha256"], settings.thumb_dir,
+                              n=settings.strip_frames, max_side=settings.thumb_size)
+    except video.VideoError as err:
+        return html.player(video_id), video_details(row), html.note(f"Cannot sample frames: {err.reason}")
+    return html.player(video_id), video_details(row), html.frame_strip(entries, settings.thumb_dir)
+
+
+def _report_markdown(report: library.IngestReport) -> str:
+    lines = [f"**{report.summary()}**"]
+    lines += [f"- failed: `{Path(p).name}`: {why}" for p, why in report.failed]
+    lines += [f"- skipped: `{Path(p).name}`: {why}" for p, why in report.skipped]
+    return "\n".join(lines)
+
+
+def _gradio_progress(progress: gr.Progress, what: str):
+    def update(done: int, total: int, label: str) -> None:
+        progress((done, total), desc=f"{what} {Path(label).name}" if label else what, unit="files")
+    return update

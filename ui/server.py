@@ -1,0 +1,71 @@
+"""Serve TPO Studio: a FastAPI app with the Gradio UI at ``/`` and media routes beside it.
+
+Videos are streamed from where they lie by ``/media/video/<id>`` (Starlette's
+``FileResponse`` answers HTTP range requests, so the browser can seek in a two-hour file
+without Gradio copying it into its cache); thumbnails come from ``/media/thumbs/``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from tpo.config import Settings
+from tpo.library import build_demo
+from tpo.store import Store, StoreError
+from ui import html
+from ui.app import build_app
+
+
+def create_server(store: Store, settings: Settings) -> FastAPI:
+    """The ASGI app: media routes first, then the Gradio UI mounted at the root."""
+    server = FastAPI(title="TPO Studio", docs_url=None, redoc_url=None)
+
+    @server.get("/media/video/{video_id}")
+    def video_file(video_id: int) -> FileResponse:
+        try:
+            row = store.get_video(video_id)
+        except StoreError:
+            raise HTTPException(404, f"no video {video_id}")
+        if row["status"] != "ready" or not Path(row["path"]).is_file():
+            raise HTTPException(404, f"video {video_id} is not playable")
+        return FileResponse(row["path"])
+
+    settings.thumb_dir.mkdir(parents=True, exist_ok=True)
+    server.mount("/media/thumbs", StaticFiles(directory=settings.thumb_dir), name="thumbs")
+    demo = build_app(store, settings)
+    return gr.mount_gradio_app(server, demo, path="", css=html.CSS, head=html.HEAD_JS,
+                               allowed_paths=[str(settings.data_dir.resolve())])
+
+
+def ensure_demo(store: Store, settings: Settings) -> None:
+    """On first start (empty library), render and ingest the demo library, with progress."""
+    if not settings.demo_on_start or store.counts()["videos"]:
+        return
+    print(f"First start: building the demo library in {settings.demo_dir} ...", file=sys.stderr)
+
+    def progress(done: int, total: int, name: str) -> None:
+        if name:
+            print(f"  [{done + 1}/{total}] rendering {name}", file=sys.stderr)
+
+    report = build_demo(store, settings.demo_dir, scale=settings.demo_scale,
+                        user=settings.user, progress=progress)
+    print(f"Demo library: {report.summary()}", file=sys.stderr)
+
+
+def main(settings: Settings | None = None, host: str | None = None, port: int | None = None) -> None:
+    """Open the store, build the demo on first start, and serve until interrupted."""
+    settings = settings or Settings.from_env()
+    store = Store(settings.db_path)
+    ensure_demo(store, settings)
+    host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    print(f"TPO Studio on http://{host}:{port} (database {settings.db_path})", file=sys.stderr)
+    uvicorn.run(create_server(store, settings), host=host, port=port, log_level="warning")
