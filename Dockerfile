@@ -1,0 +1,22 @@
+# TPO Studio, following the Hugging Face Spaces conventions: non-root user 1000, port 7860.
+FROM python:3.11-slim
+
+RUN useradd -m -u 1000 user
+USER user
+ENV HOME=/home/user \
+    PATH=/home/user/.local/bin:$PATH \
+    GRADIO_SERVER_NAME=0.0.0.0 \
+    GRADIO_SERVER_PORT=7860 \
+    GRADIO_ANALYTICS_ENABLED=False \
+    PYTHONUNBUFFERED=1
+WORKDIR /home/user/app
+
+# Dependencies first, so code changes do not reinstall torch.
+COPY --chown=user requirements.txt .
+RUN pip install --no-cache-dir --user -r requirements.txt
+
+COPY --chown=user . .
+RUN pip install --no-cache-dir --user --no-deps -e .
+
+EXPOSE 7860
+CMD ["python", "app.py"]
