@@ -30,7 +30,7 @@ document.addEventListener('click', (ev) => {{
 CSS = """
 .tpo-strip { display: flex; gap: 6px; overflow-x: auto; padding: 4px 0; }
 .tpo-strip figure { margin: 0; cursor: pointer; text-align: center; flex: 0 0 auto; }
-.tpo-strip img { display: block; height: 90px; border-radius: 4px; border: 1px solid #8884; }
+.tpo-strip img { display: block; height: 72px; border-radius: 4px; border: 1px solid #8884; }
 .tpo-strip figcaption { font-size: 12px; font-variant-numeric: tabular-nums; opacity: .8; }
 .tpo-player video { width: 100%; max-height: 420px; background: #000; border-radius: 6px; }
 .tpo-empty { opacity: .7; padding: 8px 0; }

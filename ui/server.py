@@ -51,9 +51,13 @@ def ensure_demo(store: Store, settings: Settings) -> None:
         return
     print(f"First start: building the demo library in {settings.demo_dir} ...", file=sys.stderr)
 
-    def progress(done: int, total: int, name: str) -> None:
-        if name:
-            print(f"  [{done + 1}/{total}] rendering {name}", file=sys.stderr)
+    last_decile = [-1]
+
+    def progress(done: int, total: int, _label: str) -> None:
+        decile = 10 * done // max(total, 1)  # print every 10 %, not every frame batch
+        if decile != last_decile[0]:
+            last_decile[0] = decile
+            print(f"  rendering demo videos: {10 * decile:3d} %", file=sys.stderr)
 
     report = build_demo(store, settings.demo_dir, scale=settings.demo_scale,
                         user=settings.user, progress=progress)
