@@ -1,0 +1,48 @@
+"""The server's media routes (no browser): videos stream with HTTP range requests,
+unknown or unreadable videos are 404, thumbnails are served from the cache folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from media import make_video
+
+from tpo.library import ingest
+from tpo.thumbs import frame_strip
+from ui.server import create_server
+
+
+@pytest.fixture
+def client(store, settings, tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", duration_s=2, fps=10)
+    (tmp_path / "broken.mp4").write_text("not a video")
+    ingest(store, [clip, tmp_path / "broken.mp4"])
+    with TestClient(create_server(store, settings)) as c:
+        yield c, clip
+
+
+def test_video_is_streamed_in_ranges(client):
+    c, clip = client
+    whole = clip.read_bytes()
+    r = c.get("/media/video/1", headers={"Range": "bytes=10-109"})
+    assert r.status_code == 206
+    assert r.content == whole[10:110]
+    assert r.headers["content-range"] == f"bytes 10-109/{len(whole)}"
+
+
+def test_unknown_or_unreadable_video_is_404(client):
+    c, _ = client
+    assert c.get("/media/video/99").status_code == 404
+    assert c.get("/media/video/2").status_code == 404  # the broken file
+
+
+def test_thumbnails_are_served_and_ui_is_mounted(client, store, settings):
+    c, clip = client
+    row = store.get_video(1)
+    entries = frame_strip(row["path"], row["sha256"], settings.thumb_dir, n=3, max_side=64)
+    rel = Path(entries[0][0]).relative_to(settings.thumb_dir).as_posix()
+    r = c.get(f"/media/thumbs/{rel}")
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"  # a JPEG
+    assert c.get("/").status_code == 200
