@@ -121,3 +121,49 @@ def test_ground_truth_round_trips_as_json(store):
     gt = {"events": [{"label": "red circle", "start_s": 3.0, "end_s": 9.0}]}
     video_id = store.add_video(video_row(1, ground_truth=gt))
     assert store.get_video(video_id)["ground_truth"] == gt
+
+
+def pair(status="pending", **extra) -> dict:
+    return {"kind": "localized", "strategy": "irrelevant", "question": "What is red?",
+            "chosen": "The circle.", "rejected": "Nothing.", "segment_start": 1.0,
+            "segment_end": 4.0, "chosen_timestamps": [1.0, 2.0], "rejected_timestamps": [5.0, 9.0],
+            "status": status, **extra}
+
+
+def test_save_generation_stores_pairs_and_run_atomically(store):
+    video_id = store.add_video(video_row(1))
+    ids = store.save_generation(video_id, "key1", [pair(), pair("filtered", filter_reason="x")],
+                                params={"localized": 2}, seconds=1.5)
+    assert store.has_generation(video_id, "key1") and not store.has_generation(video_id, "key2")
+    got = store.get_pair(ids[0])
+    assert got["chosen_timestamps"] == [1.0, 2.0] and got["version"] == 1 and got["run_key"] == "key1"
+    assert [p["id"] for p in store.list_pairs(status="filtered")] == [ids[1]]
+    assert store.list_pairs(search="circle", video_id=video_id)[0]["id"] == ids[0]
+    with pytest.raises(sqlite3.IntegrityError):  # the same run twice without replace
+        store.save_generation(video_id, "key1", [pair()], params={}, seconds=0)
+    assert len(store.list_pairs()) == 2  # the failed save left nothing behind
+
+
+def test_replace_keeps_reviewed_pairs(store):
+    video_id = store.add_video(video_row(1))
+    first, second = store.save_generation(video_id, "k", [pair(), pair()], params={}, seconds=0)
+    store.set_pair_status(first, "accepted", user="ana", action="accept")
+    (new,) = store.save_generation(video_id, "k", [pair(question="New?")], params={}, seconds=0,
+                                   replace=True)
+    # The unreviewed pending pair is gone (SQLite may reuse its id for the new one).
+    assert {p["id"]: p["question"] for p in store.list_pairs()} == {first: "What is red?",
+                                                                    new: "New?"}
+
+
+def test_status_change_is_audited_and_version_checked(store):
+    video_id = store.add_video(video_row(1))
+    (pair_id,) = store.save_generation(video_id, "k", [pair("filtered")], params={}, seconds=0)
+    restored = store.set_pair_status(pair_id, "pending", user="ana", action="restore",
+                                     expected_version=1)
+    assert restored["status"] == "pending" and restored["version"] == 2
+    with pytest.raises(StoreError, match="changed since you loaded it"):
+        store.set_pair_status(pair_id, "accepted", user="bo", action="accept", expected_version=1)
+    (review,) = store.reviews(pair_id)
+    assert review["user"] == "ana" and review["action"] == "restore"
+    assert review["before"] == {"status": "filtered", "version": 1}
+    assert review["after"] == {"status": "pending", "version": 2}

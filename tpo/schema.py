@@ -126,5 +126,19 @@ def _initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_initial]
+def _generations(db: sqlite_utils.Database) -> None:
+    """One row per (video, settings) generation run, so a rerun with the same settings skips
+    the video even when it yielded no pair (every segment's question was "None")."""
+    db["generations"].create(
+        {"id": int, "video_id": int, "run_key": str, "job_id": int, "n_pairs": int,
+         "n_filtered": int, "params": str, "seconds": float, "created_at": str},
+        pk="id",
+        foreign_keys=[("video_id", "videos", "id")],
+        not_null={"video_id", "run_key", "created_at"},
+    )
+    db["generations"].create_index(["video_id", "run_key"], unique=True)
+    db["pairs"].create_index(["run_key"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_initial, _generations]
 SCHEMA_VERSION = len(MIGRATIONS)

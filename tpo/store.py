@@ -148,9 +148,109 @@ class Store:
         return out
 
 
+    # -- pairs ------------------------------------------------------------------------------
+
+    def has_generation(self, video_id: int, run_key: str) -> bool:
+        """True when this video was already generated with these settings."""
+        return bool(self.db.execute(
+            "SELECT 1 FROM generations WHERE video_id = ? AND run_key = ?", [video_id, run_key]
+        ).fetchone())
+
+    def save_generation(self, video_id: int, run_key: str, pairs: list[dict[str, Any]], *,
+                        params: dict, seconds: float, job_id: int | None = None,
+                        replace: bool = False) -> list[int]:
+        """Store one video's generated pairs and the run record in one transaction.
+
+        With ``replace``, the video's earlier *pending or filtered* pairs of the same run key
+        are deleted first (``--force``); reviewed pairs are never deleted.
+        """
+        stamp = now()
+        with self.transaction() as db:
+            if replace:
+                db.execute("DELETE FROM pairs WHERE video_id = ? AND run_key = ? AND status IN "
+                           "('pending', 'filtered') AND id NOT IN (SELECT pair_id FROM reviews)",
+                           [video_id, run_key])
+                db.execute("DELETE FROM generations WHERE video_id = ? AND run_key = ?",
+                           [video_id, run_key])
+            ids = []
+            for pair in pairs:
+                row = {**pair, "video_id": video_id, "run_key": run_key, "version": 1,
+                       "created_at": stamp, "updated_at": stamp}
+                ids.append(db["pairs"].insert(_encode(row)).last_pk)
+            db["generations"].insert(_encode({
+                "video_id": video_id, "run_key": run_key, "job_id": job_id,
+                "n_pairs": len(pairs), "n_filtered": sum(p["status"] == "filtered" for p in pairs),
+                "params": params, "seconds": seconds, "created_at": stamp}))
+        return ids
+
+    def list_pairs(self, *, status: str | None = None, kind: str | None = None,
+                   video_id: int | None = None, search: str = "", limit: int | None = None) -> list[dict]:
+        """Pairs in id order, JSON columns decoded; filters combine with AND."""
+        where, params = [], []
+        for column, value in (("status", status), ("kind", kind), ("video_id", video_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if search:
+            where.append("(question LIKE ? OR chosen LIKE ? OR rejected LIKE ?)")
+            params += [f"%{search}%"] * 3
+        rows = self.db["pairs"].rows_where(" AND ".join(where) or None, params, order_by="id",
+                                           limit=limit)
+        return [_decode_pair(r) for r in rows]
+
+    def get_pair(self, pair_id: int) -> dict:
+        rows = list(self.db["pairs"].rows_where("id = ?", [pair_id]))
+        if not rows:
+            raise StoreError(f"no pair with id {pair_id} in {self.path}")
+        return _decode_pair(rows[0])
+
+    def set_pair_status(self, pair_id: int, status: str, *, user: str, action: str,
+                        expected_version: int | None = None, note: str | None = None) -> dict:
+        """Change a pair's review status, append the review, bump the version: one transaction.
+
+        ``expected_version`` guards against overwriting someone else's newer change.
+        """
+        if status not in PAIR_STATUSES:
+            raise StoreError(f"unknown pair status {status!r}; expected one of {PAIR_STATUSES}")
+        with self.transaction() as db:
+            before = self.get_pair(pair_id)
+            version = before["version"] if expected_version is None else expected_version
+            changes = {"status": status, "version": version + 1, "updated_at": now()}
+            # Conditional on the version: of two saves that read the same version, the
+            # second updates nothing and is refused, even across processes.
+            cursor = db.execute(
+                "UPDATE pairs SET status = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?",
+                [status, changes["version"], changes["updated_at"], pair_id, version])
+            if cursor.rowcount != 1:
+                raise StoreError(
+                    f"pair {pair_id} changed since you loaded it (your version {version}, "
+                    f"now {before['version']}); reload it first")
+            db["reviews"].insert(_encode({
+                "pair_id": pair_id, "user": user, "at": changes["updated_at"], "action": action,
+                "before": {"status": before["status"], "version": before["version"]},
+                "after": {"status": status, "version": changes["version"]}, "note": note}))
+        return self.get_pair(pair_id)
+
+    def reviews(self, pair_id: int) -> list[dict]:
+        rows = self.db["reviews"].rows_where("pair_id = ?", [pair_id], order_by="id")
+        return [{**r, "before": json.loads(r["before"] or "null"),
+                 "after": json.loads(r["after"] or "null")} for r in rows]
+
+
 def _encode(row: dict[str, Any]) -> dict[str, Any]:
     """JSON-encode dict/list values so they fit TEXT columns."""
     return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+
+
+PAIR_JSON_COLUMNS = ("chosen_timestamps", "rejected_timestamps", "captions", "generator")
+
+
+def _decode_pair(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    for column in PAIR_JSON_COLUMNS:
+        if row.get(column):
+            row[column] = json.loads(row[column])
+    return row
 
 
 def _decode_video(row: dict[str, Any]) -> dict[str, Any]:
