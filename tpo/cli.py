@@ -51,9 +51,9 @@ def cli(ctx: click.Context, db: Path | None) -> None:
     ctx.obj = Context(settings)
 
 
-def _bar(desc: str):
+def _bar(desc: str, unit: str = "file"):
     """A tqdm bar on stderr driven by ``(done, total, label)`` callbacks."""
-    bar = tqdm(desc=desc, unit="file", file=sys.stderr, leave=False)
+    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, leave=False)
 
     def update(done: int, total: int, label: str) -> None:
         bar.total = total
@@ -79,7 +79,7 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
 def demo(obj: Context, as_json: bool) -> None:
     """Build the synthetic demo library (into DATA_DIR/demo) and ingest it."""
     s = obj.settings
-    bar, update = _bar("rendering demo")
+    bar, update = _bar("rendering demo", unit="frame")
     with bar:
         report = build_demo(obj.store, s.demo_dir, scale=s.demo_scale, user=s.user, progress=update)
     _print_report(report, as_json)

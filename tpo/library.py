@@ -189,9 +189,9 @@ def build_demo(store: Store, demo_dir: Path, *, scale: float = 1.0, user: str = 
     """Render the synthetic demo videos that are missing under ``demo_dir`` and ingest them."""
     specs = demo_specs(scale)
 
-    def on_video(i: int, total: int) -> None:
+    def on_frames(done: int, total: int) -> None:  # synth counts frames over the library
         if progress:
-            progress(i, total, specs[i].name if i < total else "")
+            progress(done, total, "demo library")
 
-    paths = synth.build_demo_library(demo_dir, specs, progress=on_video)
+    paths = synth.build_demo_library(demo_dir, specs, progress=on_frames)
     return ingest(store, paths, user=user)
