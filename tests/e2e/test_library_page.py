@@ -25,7 +25,7 @@ def test_library_lists_demo_and_shows_frame_strip(page: Page, app_url: str):
     table = page.locator("#library-table")
     for row, name in enumerate(DEMO_NAMES):  # ingested in spec order, listed by id
         expect(name_cell(table, row)).to_have_text(name, timeout=30_000)
-    expect(page.locator("#tpo-header")).to_contain_text(f"{len(DEMO_NAMES)} videos")
+    expect(page.locator("#tpo-header")).to_contain_text(f"{len(DEMO_NAMES)} ready")
 
     name_cell(table, 0).click()
 
@@ -57,3 +57,24 @@ def test_search_filters_the_table(page: Page, app_url: str):
     page.keyboard.press("Enter")
     expect(name_cell(table, 0)).to_have_text("countdown.mp4")
     expect(name_cell(table, 1)).to_have_count(0)
+
+
+def test_adding_a_bad_file_by_path_lists_it_with_its_reason(page: Page, app_url: str, tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    page.goto(app_url)
+    expect(name_cell(page.locator("#library-table"), 0)).to_have_text(DEMO_NAMES[0], timeout=30_000)
+    page.get_by_text("Add videos").click()
+    page.locator("#library-add-path textarea, #library-add-path input").first.fill(str(bad))
+    page.locator("#library-add").click()
+    result = page.locator("#library-add-result")
+    expect(result).to_contain_text("failed 1")
+    expect(result).to_contain_text("notes.mp4")
+    expect(result).to_contain_text("not a video file")
+    # The table now lists it, unreadable, with the reason; the header counts it.
+    page.locator("#library-status input").first.click()
+    page.get_by_role("option", name="error").click()
+    table = page.locator("#library-table")
+    expect(name_cell(table, 0)).to_have_text("notes.mp4")
+    expect(table.get_by_test_id("cell-0-5")).to_contain_text("not a video file")
+    expect(page.locator("#tpo-header")).to_contain_text("1 unreadable")
