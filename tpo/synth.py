@@ -527,10 +527,7 @@ def build_demo_library(out_dir: str | os.PathLike, specs: Iterable[VideoSpec] = 
     for spec in specs:
         path = out / f"{spec.name}.mp4"
         if not _is_rendered(spec, path):
-            report = None
-            if progress:
-                def report(i: int, _n: int, base: int = done) -> None:
-                    progress(base + i, total)
+            report = (lambda i, _n, base=done: progress(base + i, total)) if progress else None
             render_video(spec, path, progress=report)
         elif progress:
             progress(done + spec.n_frames, total)
