@@ -1,4 +1,5 @@
-"""Shared fixtures: a real SQLite store in a temporary folder, settings pointing there."""
+"""Shared fixtures: a real SQLite store in a temporary folder, settings pointing there, and
+the tiny random models of real architectures (built once per test session, offline)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,17 @@ def store(settings) -> Store:
     s = Store(settings.db_path)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_smolvlm_dir(tmp_path_factory):
+    from tpo.tiny import build_tiny_model  # torch: imported only by tests that need a model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-smolvlm", "smolvlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2vl_dir(tmp_path_factory):
+    from tpo.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2vl", "qwen2vl")

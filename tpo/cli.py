@@ -57,9 +57,8 @@ def _bar(desc: str, unit: str = "file"):
 
     def update(done: int, total: int, label: str) -> None:
         bar.total = total
-        bar.n = done
         bar.set_postfix_str(Path(label).name if label else "", refresh=False)
-        bar.refresh()
+        bar.update(done - bar.n)  # update() honours tqdm's refresh interval
 
     return bar, update
 
@@ -163,11 +162,134 @@ def _resolve_video(obj: Context, ref: str) -> Path:
     if Path(ref).exists():
         return Path(ref)
     if ref.isdigit():
-        try:
-            return Path(obj.store.get_video(int(ref))["path"])
-        except StoreError as err:
-            raise click.ClickException(str(err))
+        return Path(_video_row(obj.store, int(ref))["path"])
     raise click.ClickException(f"{ref}: no such file, and not a video id (see `tpo videos`)")
+
+
+PAIR_JSON_FIELDS = ("id", "video_id", "kind", "strategy", "question", "chosen", "rejected",
+                    "segment_start", "segment_end", "chosen_timestamps", "rejected_timestamps",
+                    "status", "filter_reason", "version", "created_at", "generator", "captions",
+                    "prompt")
+
+
+@cli.command("tiny-model")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--arch", type=click.Choice(["smolvlm", "qwen2vl"]), default="smolvlm",
+              show_default=True, help="Real architecture of the tiny random model.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def tiny_model(out: Path, arch: str, seed: int) -> None:
+    """Build a tiny randomly initialised video-LM into OUT (offline; for tests and the demo).
+
+    It runs every real code path (processor, chat template, generate, DPO, LoRA) and
+    answers nonsense. Use it with `tpo generate --model OUT`.
+    """
+    from tpo.tiny import build_tiny_model
+
+    path = build_tiny_model(out, arch=arch, seed=seed)
+    click.echo(f"built a tiny {arch} model in {path}")
+
+
+@cli.command("generate")
+@click.option("--model", default=None, help="Hub id or local folder [env TPO_MODEL].")
+@click.option("--adapter", default=None, type=click.Path(file_okay=False),
+              help="LoRA adapter folder applied on top of the model.")
+@click.option("--video", "video_ids", type=int, multiple=True, help="Video id (repeatable).")
+@click.option("--all", "all_videos", is_flag=True, help="Every ready video in the library.")
+@click.option("--localized", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Localized pairs to attempt per video.")
+@click.option("--comprehensive", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Comprehensive pairs to attempt per video.")
+@click.option("--strategy", type=click.Choice(["irrelevant", "incomplete", "mixed"]),
+              default="irrelevant", show_default=True, help="Localized rejected side.")
+@click.option("--dense", type=click.IntRange(min=2), default=64, show_default=True,
+              help="Frames the comprehensive chosen answer sees.")
+@click.option("--sparse", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Frames the comprehensive rejected answer sees.")
+@click.option("--questions", type=click.Choice(["auto", "model", "ground_truth"]), default="auto",
+              show_default=True, help="Question source (auto: ground truth where known).")
+@click.option("--judge", default=None, help="Text model (id or folder) for the paper's judge checks.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Redo videos already generated with these settings.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@click.pass_obj
+def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids: tuple[int, ...],
+                 all_videos: bool, localized: int, comprehensive: int, strategy: str, dense: int,
+                 sparse: int, questions: str, judge: str | None, seed: int, force: bool,
+                 as_json: bool) -> None:
+    """Generate TPO preference pairs (localized and comprehensive) for library videos."""
+    from tpo.generate import generate
+    from tpo.pairs import GenerationConfig
+    from tpo.vlm import VLM, ModelConfig, ModelLoadError
+
+    if bool(video_ids) == all_videos:
+        raise click.UsageError("choose videos with --video ID (repeatable) or --all")
+    try:
+        config = GenerationConfig(localized=localized, comprehensive=comprehensive,
+                                  strategy=strategy, dense=dense, sparse=sparse,
+                                  questions=questions, seed=seed)
+    except ValueError as err:
+        raise click.UsageError(str(err))
+    store = obj.store
+    for video_id in video_ids:  # fail before loading a model
+        _video_row(store, video_id)
+    model_id = model or obj.settings.model
+    bar = tqdm(total=1.0, desc="generating", file=sys.stderr, leave=False,
+               bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def progress(fraction: float, text: str) -> None:
+        bar.set_postfix_str(text[-60:], refresh=False)
+        bar.update(round(fraction, 4) - bar.n)
+
+    try:
+        bar.set_postfix_str(f"loading {model_id}")
+        vlm = VLM.load(ModelConfig(model=model_id, adapter=adapter))
+        judge_chat = VLM.load(ModelConfig(model=judge)).chat if judge else None
+    except ModelLoadError as err:
+        bar.close()
+        raise click.ClickException(str(err))
+    with bar, vlm:
+        report = generate(store, vlm, config, video_ids=list(video_ids) or None, force=force,
+                          adapter=adapter, judge=judge_chat, progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for video_id, error in report.failed.items():
+        click.echo(f"failed: video {video_id}: {error}", err=True)
+    for video_id, why in report.skipped.items():
+        click.echo(f"skipped: video {video_id}: {why}", err=True)
+    click.echo(report.summary())
+
+
+@cli.command("pairs")
+@click.option("--status", type=click.Choice(["pending", "accepted", "rejected", "filtered"]))
+@click.option("--kind", type=click.Choice(["localized", "comprehensive"]))
+@click.option("--video", "video_id", type=int, help="Only pairs of this video.")
+@click.option("--search", default="", help="Only pairs whose question or answers contain this.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of pair objects.")
+@click.pass_obj
+def pairs_cmd(obj: Context, status: str | None, kind: str | None, video_id: int | None,
+              search: str, as_json: bool) -> None:
+    """List preference pairs."""
+    rows = obj.store.list_pairs(status=status, kind=kind, video_id=video_id, search=search)
+    if as_json:
+        click.echo(json.dumps([{k: r.get(k) for k in PAIR_JSON_FIELDS} for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("No pairs: generate some with `tpo generate --all`.")
+        return
+    for r in rows:
+        where = (f"{format_time(r['segment_start'])}-{format_time(r['segment_end'])}"
+                 if r["segment_start"] is not None else "whole video")
+        reason = f"  ({r['filter_reason']})" if r["filter_reason"] else ""
+        click.echo(f"{r['id']:>5}  video {r['video_id']:<4} {r['kind']:<13} {r['status']:<9} "
+                   f"{where:<15} {r['question'][:70]}{reason}")
+
+
+def _video_row(store: Store, video_id: int) -> dict:
+    try:
+        return store.get_video(video_id)
+    except StoreError as err:
+        raise click.ClickException(str(err))
 
 
 @cli.command()
@@ -176,7 +298,7 @@ def _resolve_video(obj: Context, ref: str) -> Path:
 @click.pass_obj
 def serve(obj: Context, host: str | None, port: int | None) -> None:
     """Start the TPO Studio web app."""
-    from app import main as serve_app  # the app lives beside the package, not inside it
+    from ui.server import main as serve_app  # the web shell; imported only to serve
 
     serve_app(obj.settings, host=host, port=port)
 

@@ -41,6 +41,12 @@ class Settings:
         "help": "Where videos uploaded in the browser are kept (default: DATA_DIR/uploads)."})
     thumb_dir: Path | None = field(default=None, metadata={"env": "TPO_THUMB_DIR",
         "help": "Cache of frame-strip thumbnails (default: DATA_DIR/thumbs)."})
+    log_dir: Path | None = field(default=None, metadata={"env": "TPO_LOG_DIR",
+        "help": "Background jobs' log files (default: DATA_DIR/logs)."})
+    models_dir: Path | None = field(default=None, metadata={"env": "TPO_MODELS_DIR",
+        "help": "Locally built models, e.g. the offline test model (default: DATA_DIR/models)."})
+    model: str = field(default="HuggingFaceTB/SmolVLM2-256M-Video-Instruct", metadata={
+        "env": "TPO_MODEL", "help": "Video-LM for generation: a hub id or a local folder."})
     demo_on_start: bool = field(default=True, metadata={"env": "TPO_DEMO",
         "help": "Build and ingest the demo library when the app starts and it is absent."})
     demo_scale: float = field(default=1.0, metadata={"env": "TPO_DEMO_SCALE",
@@ -59,6 +65,8 @@ class Settings:
         self.demo_dir = Path(self.demo_dir) if self.demo_dir else base / "demo"
         self.upload_dir = Path(self.upload_dir) if self.upload_dir else base / "uploads"
         self.thumb_dir = Path(self.thumb_dir) if self.thumb_dir else base / "thumbs"
+        self.log_dir = Path(self.log_dir) if self.log_dir else base / "logs"
+        self.models_dir = Path(self.models_dir) if self.models_dir else base / "models"
         if not self.user:
             self.user = os.environ.get("USER") or "anonymous"
         self.validate()

@@ -1,0 +1,207 @@
+"""Tiny, randomly initialised models of real video-LM architectures, built offline.
+
+Machines that build and test TPO Studio have no GPU and no model hub, yet the project's code
+paths (processor, chat template, ``generate``, DPO step, LoRA save/load) must run for real.
+:func:`build_tiny_model` writes a folder that ``AutoModelForImageTextToText`` and
+``AutoProcessor`` load like any hub checkpoint: the real classes
+(``SmolVLMForConditionalGeneration`` / ``Qwen2VLForConditionalGeneration``) with the family's
+real processor and chat template, only every dimension is tiny and the weights are random, so
+it answers nonsense, fast, on a CPU.
+
+Nothing is downloaded: the tokenizer is a byte-level BPE trained here on a built-in English
+corpus plus every special token the processor needs, and the chat templates are the families'
+own, as TRL stores them to recognise models (so TRL's training-template patches apply too).
+
+Every frame is resized to 64x64 px and becomes 16 patches of 16 px, merged 2x2 into 4 image
+tokens (plus 3 wrapper tokens for SmolVLM, 2 for Qwen2-VL): 16 frames take 96-112 tokens of
+a 4096-token context. About 0.2M parameters, < 1 MB on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    GenerationConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLImageProcessor,
+    Qwen2VLProcessor,
+    Qwen2VLVideoProcessor,
+    SmolVLMConfig,
+    SmolVLMForConditionalGeneration,
+    SmolVLMImageProcessor,
+    SmolVLMProcessor,
+    SmolVLMVideoProcessor,
+)
+from trl.chat_template_utils import qwen2_5_vl_chat_template, smolvlm_chat_template
+
+__all__ = ["ARCHS", "IMAGE_SIZE", "build_tiny_model", "build_tiny_text_model"]
+
+ARCHS = ("smolvlm", "qwen2vl")
+IMAGE_SIZE = 64  # px: side of the square every frame is resized to
+PATCH_SIZE = 16  # px: vision patch, so a frame is (64 / 16)^2 = 16 patches
+MERGE = 2  # SmolVLM pixel-shuffle scale factor / Qwen2-VL spatial merge: 2x2 patches -> 1 token
+VOCAB_SIZE = 512  # 256 byte symbols + BPE merges + special tokens
+COMMON_SPECIAL = ("bos_token", "eos_token", "pad_token", "unk_token")
+# Text decoder of every tiny model: head_dim = 64 / 4 = 16.
+TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=4096)
+# Qwen2-VL's M-RoPE splits each head's 8 rotary frequencies into (time, height, width).
+MROPE_SECTION = [2, 3, 3]  # sums to head_dim / 2
+VISION = dict(width=32, heads=2, layers=1)
+
+# Sentences in the register of the project's prompts (video questions, captions, answers), so
+# common words become single tokens and prompts stay short.
+CORPUS = """\
+The video lasts for 12.5 seconds, and 8 frames are sampled from it.
+These frames are located at 0.0s, 1.5s, 3.0s, 4.5s, 6.0s, 7.5s, 9.0s, 10.5s.
+Please answer the following question related to this video.
+Describe what happens in these frames. What does the man put in the oven after washing the tray?
+He puts the tray of bread into the oven, then he closes the door and sets the timer.
+A woman opens the fridge, takes out a bottle of milk and pours it into a glass.
+How many times does the red ball bounce before it stops? It bounces three times.
+What happens first, second and last? First a car arrives, then a dog runs across the road,
+and at the end the light turns green. The person is walking, running, sitting or standing.
+Which color is the square in the middle of the screen? The square is blue, then it turns yellow.
+Summarize the video in one sentence. A cook prepares a meal in a small kitchen.
+Why does the child laugh? Because the cat jumps onto the table and knocks over a cup.
+Is the answer correct? Yes. No. None. The question is ambiguous. The answer is better.
+You are a helpful assistant. User: Assistant: System:
+0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 20 30 32 40 50 60 64 100 one two three four five
+"""
+
+
+def _tokenizer(chat_template: str, special: dict[str, str]) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on CORPUS, with `special` ({attribute: token}) as special tokens.
+
+    Attributes other than bos/eos/pad/unk (e.g. "image_token") become tokenizer attributes,
+    which is where the processors look for their placeholder tokens.
+    """
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=list(dict.fromkeys(special.values())),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # any text stays encodable
+        show_progress=False)
+    bpe.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
+    common = {k: v for k, v in special.items() if k in COMMON_SPECIAL}
+    named = {k: v for k, v in special.items() if k not in COMMON_SPECIAL}
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, chat_template=chat_template,
+                                   extra_special_tokens=named, **common)
+
+
+def _smolvlm_processor() -> SmolVLMProcessor:
+    tokenizer = _tokenizer(smolvlm_chat_template, {
+        # as SmolVLM2's tokenizer: a turn ends with <end_of_utterance>, <|im_end|> pads
+        "bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
+        "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>",
+        "end_of_utterance_token": "<end_of_utterance>", "image_token": "<image>",
+        "fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
+        "video_token": "<video>",
+    })
+    # No splitting into tiles: each frame is one IMAGE_SIZE x IMAGE_SIZE "global" image.
+    sizes = dict(size={"longest_edge": IMAGE_SIZE}, max_image_size={"longest_edge": IMAGE_SIZE})
+    return SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(do_image_splitting=False, **sizes),
+        video_processor=SmolVLMVideoProcessor(**sizes),
+        tokenizer=tokenizer, chat_template=smolvlm_chat_template,
+        image_seq_len=(IMAGE_SIZE // PATCH_SIZE // MERGE) ** 2,  # tokens per frame
+    )
+
+
+def _qwen2vl_processor() -> Qwen2VLProcessor:
+    tokenizer = _tokenizer(qwen2_5_vl_chat_template, {  # Qwen2-VL ships this very template
+        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "im_start_token": "<|im_start|>",
+        "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>",
+        "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+    })
+    # min = max pixels: every frame is resized to IMAGE_SIZE^2 px (sides multiples of 32)
+    sizes = dict(min_pixels=IMAGE_SIZE**2, max_pixels=IMAGE_SIZE**2, patch_size=PATCH_SIZE,
+                 merge_size=MERGE)
+    return Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**sizes),
+        video_processor=Qwen2VLVideoProcessor(**sizes),
+        tokenizer=tokenizer, chat_template=qwen2_5_vl_chat_template,
+    )
+
+
+def _token_ids(tokenizer: PreTrainedTokenizerFast) -> dict:
+    return dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+
+
+def _smolvlm_model(processor: SmolVLMProcessor) -> SmolVLMForConditionalGeneration:
+    tokenizer = processor.tokenizer
+    return SmolVLMForConditionalGeneration(SmolVLMConfig(
+        text_config=dict(model_type="llama", vocab_size=len(tokenizer), **TEXT,
+                         **_token_ids(tokenizer)),
+        vision_config=dict(hidden_size=VISION["width"], intermediate_size=2 * VISION["width"],
+                           num_hidden_layers=VISION["layers"], num_attention_heads=VISION["heads"],
+                           image_size=IMAGE_SIZE, patch_size=PATCH_SIZE),
+        scale_factor=MERGE, image_token_id=processor.image_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    ))
+
+
+def _qwen2vl_model(processor: Qwen2VLProcessor) -> Qwen2VLForConditionalGeneration:
+    tokenizer = processor.tokenizer
+    rope = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": MROPE_SECTION}
+    return Qwen2VLForConditionalGeneration(Qwen2VLConfig(
+        text_config=dict(vocab_size=len(tokenizer), rope_parameters=rope, **TEXT,
+                         **_token_ids(tokenizer)),
+        vision_config=dict(depth=VISION["layers"], embed_dim=VISION["width"],
+                           num_heads=VISION["heads"], mlp_ratio=2,
+                           hidden_size=TEXT["hidden_size"],  # output: into the text model
+                           patch_size=PATCH_SIZE, spatial_merge_size=MERGE, temporal_patch_size=2),
+        image_token_id=processor.image_token_id, video_token_id=processor.video_token_id,
+        vision_start_token_id=tokenizer.vision_start_token_id,
+        vision_end_token_id=tokenizer.vision_end_token_id,
+    ))
+
+
+def _save(model: torch.nn.Module, processor, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    # generate() stops at the family's end-of-turn token and pads with its pad token
+    model.generation_config = GenerationConfig(**_token_ids(tokenizer))
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_tiny_model(out_dir: str | Path, arch: str = "smolvlm", seed: int = 0) -> Path:
+    """Build a tiny random video-LM with its processor into `out_dir`; returns the folder.
+
+    arch: "smolvlm" (SmolVLM2 layout) or "qwen2vl" (Qwen2-VL). The same seed gives the same
+    weights (the tokenizer never varies). The folder loads with ``AutoModelForImageTextToText``
+    and ``AutoProcessor``; files already in it are overwritten.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    processor = _smolvlm_processor() if arch == "smolvlm" else _qwen2vl_processor()
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = _smolvlm_model(processor) if arch == "smolvlm" else _qwen2vl_model(processor)
+    return _save(model, processor, out_dir)
+
+
+def build_tiny_text_model(out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random text-only chat model (Qwen2 causal LM, ChatML template) into `out_dir`.
+
+    For code paths that take a local text model (question writing, judging); it loads with
+    ``AutoModelForCausalLM`` and ``AutoTokenizer``, not as an image-text-to-text model.
+    """
+    tokenizer = _qwen2vl_processor().tokenizer
+    config = Qwen2Config(vocab_size=len(tokenizer), **TEXT, **_token_ids(tokenizer))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    return _save(model, tokenizer, out_dir)
