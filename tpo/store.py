@@ -58,9 +58,27 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """One atomic unit of work; nested calls become savepoints."""
-        with self.db.atomic() as db:
+        """One atomic unit of work that takes SQLite's write lock up front; nested calls
+        become savepoints.
+
+        ``BEGIN IMMEDIATE`` rather than a deferred ``BEGIN``: a deferred transaction that
+        reads before it writes (sqlite-utils reads the schema before an insert) fails at
+        once with "database is locked" when another connection wrote in between, whatever
+        the busy timeout; an immediate one waits for the lock instead. The app, the CLI and
+        job workers write concurrently.
+        """
+        db = self.db
+        if db.conn.in_transaction:
+            with db.atomic():  # a savepoint inside the caller's transaction
+                yield db
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
             yield db
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.execute("COMMIT")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
@@ -79,7 +97,10 @@ class Store:
                 f"understands ({SCHEMA_VERSION}); upgrade TPO Studio to open it"
             )
         for i in range(version, SCHEMA_VERSION):
-            with db.atomic():
+            with self.transaction():
+                # Another process may have migrated while we waited for the write lock.
+                if db.execute("PRAGMA user_version").fetchone()[0] > i:
+                    continue
                 MIGRATIONS[i](db)
                 db.execute(f"PRAGMA user_version = {i + 1}")
 
@@ -92,11 +113,13 @@ class Store:
     def add_video(self, row: dict[str, Any]) -> int:
         """Insert a video row (``added_at`` filled in); returns its id."""
         row = {**row, "added_at": row.get("added_at") or now()}
-        return self.db["videos"].insert(_encode(row)).last_pk
+        with self.transaction() as db:
+            return db["videos"].insert(_encode(row)).last_pk
 
     def update_video(self, video_id: int, changes: dict[str, Any]) -> None:
-        self.get_video(video_id)  # raises a clear error for a missing id
-        self.db["videos"].update(video_id, _encode({**changes, "updated_at": now()}))
+        with self.transaction() as db:
+            self.get_video(video_id)  # raises a clear error for a missing id
+            db["videos"].update(video_id, _encode({**changes, "updated_at": now()}))
 
     def get_video(self, video_id: int) -> dict:
         rows = list(self.db["videos"].rows_where("id = ?", [video_id]))

@@ -205,3 +205,12 @@ def build_tiny_text_model(out_dir: str | Path, seed: int = 0) -> Path:
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
     return _save(model, tokenizer, out_dir)
+
+
+def run_job(ctx) -> dict:
+    """The ``tiny-model`` job kind (:mod:`tpo.jobs`): params ``{"out": folder, "arch": ...}``."""
+    arch = ctx.params.get("arch", "smolvlm")
+    ctx.progress(0.0, f"building a tiny {arch} model")
+    path = build_tiny_model(ctx.params["out"], arch=arch, seed=ctx.params.get("seed", 0))
+    ctx.progress(1.0, f"built {path}")
+    return {"path": str(path)}
