@@ -167,3 +167,15 @@ def test_status_change_is_audited_and_version_checked(store):
     assert review["user"] == "ana" and review["action"] == "restore"
     assert review["before"] == {"status": "filtered", "version": 1}
     assert review["after"] == {"status": "pending", "version": 2}
+
+
+def test_restore_filtered_keeps_the_reason_and_refuses_other_statuses(store):
+    video_id = store.add_video(video_row(1))
+    filtered, pending = store.save_generation(
+        video_id, "k", [pair("filtered", filter_reason="near-identical: 95% alike"), pair()],
+        params={}, seconds=0)
+    restored = store.restore_filtered(filtered, user="ana")
+    assert restored["status"] == "pending" and restored["filter_reason"].startswith("near-identical")
+    assert store.reviews(filtered)[0]["note"] == "restored from filter: near-identical: 95% alike"
+    with pytest.raises(StoreError, match="is pending, not filtered"):
+        store.restore_filtered(pending, user="ana")

@@ -285,6 +285,20 @@ def pairs_cmd(obj: Context, status: str | None, kind: str | None, video_id: int 
                    f"{where:<15} {r['question'][:70]}{reason}")
 
 
+@cli.command()
+@click.argument("pair_ids", nargs=-1, type=int, required=True, metavar="PAIR_ID...")
+@click.option("--user", default=None, help="Name recorded in the audit trail [env TPO_USER].")
+@click.pass_obj
+def restore(obj: Context, pair_ids: tuple[int, ...], user: str | None) -> None:
+    """Put filtered pairs back in the review queue (status pending); the filter's reason stays."""
+    for pair_id in pair_ids:
+        try:
+            obj.store.restore_filtered(pair_id, user=user or obj.settings.user)
+        except StoreError as err:
+            raise click.ClickException(str(err))
+        click.echo(f"pair {pair_id}: filtered -> pending")
+
+
 def _video_row(store: Store, video_id: int) -> dict:
     try:
         return store.get_video(video_id)

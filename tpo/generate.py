@@ -31,7 +31,8 @@ class GenerateReport:
     def summary(self) -> str:
         n = sum(self.generated.values())
         kept = n - sum(self.filtered.values())
-        return (f"{len(self.generated)} videos generated: {n} pairs ({kept} pending, "
+        videos = len(self.generated)
+        return (f"{videos} video{'' if videos == 1 else 's'} generated: {n} pairs ({kept} pending, "
                 f"{n - kept} filtered); {len(self.skipped)} skipped, {len(self.failed)} failed")
 
     def as_dict(self) -> dict:

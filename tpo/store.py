@@ -254,6 +254,19 @@ class Store:
                 "after": {"status": status, "version": changes["version"]}, "note": note}))
         return self.get_pair(pair_id)
 
+    def restore_filtered(self, pair_id: int, *, user: str,
+                         expected_version: int | None = None) -> dict:
+        """Put a pair the post-filter dropped back in the review queue (pending); its
+        filter reason stays on the pair and in the audit note."""
+        with self.transaction():
+            pair = self.get_pair(pair_id)
+            if pair["status"] != "filtered":
+                raise StoreError(f"pair {pair_id} is {pair['status']}, not filtered")
+            return self.set_pair_status(
+                pair_id, "pending", user=user, action="restore",
+                expected_version=pair["version"] if expected_version is None else expected_version,
+                note=f"restored from filter: {pair['filter_reason']}")
+
     def reviews(self, pair_id: int) -> list[dict]:
         rows = self.db["reviews"].rows_where("pair_id = ?", [pair_id], order_by="id")
         return [{**r, "before": json.loads(r["before"] or "null"),

@@ -34,6 +34,10 @@ CSS = """
 .tpo-strip figcaption { font-size: 12px; font-variant-numeric: tabular-nums; opacity: .8; }
 .tpo-player video { width: 100%; max-height: 420px; background: #000; border-radius: 6px; }
 .tpo-empty { opacity: .7; padding: 8px 0; }
+.tpo-progress { height: 8px; background: #8883; border-radius: 4px; margin: 6px 0; overflow: hidden; }
+.tpo-progress > div { height: 100%; transition: width .4s; }
+.tpo-job-text { font-size: 13px; opacity: .85; }
+.tpo-job-error { color: #dc2626; white-space: pre-wrap; margin-top: 4px; }
 """
 
 

@@ -13,11 +13,12 @@ from tpo import library, video
 from tpo.config import Settings
 from tpo.store import Store, StoreError
 from tpo.thumbs import format_time, frame_strip
-from ui import html
+from ui import generate, html
 from ui.header import header_markdown
 
-COLUMNS = ["ID", "Name", "Duration", "Status", "Pairs pend/acc/rej", "Error"]
+COLUMNS = ["ID", "Name", "Duration", "Status", "Pairs pend/acc/rej/filt", "Error"]
 STATUS_CHOICES = ["all", "ready", "error"]
+PAIR_COLUMNS = ["ID", "Kind", "Strategy", "Segment", "Question", "Status", "Filter reason"]
 
 
 @dataclass
@@ -34,7 +35,7 @@ def video_table(store: Store, search: str = "", status: str = "all") -> pd.DataF
         [[r["id"], r["name"],
           format_time(r["duration_s"]) if r["duration_s"] is not None else "—",
           r["status"],
-          f"{r['pairs_pending']} / {r['pairs_accepted']} / {r['pairs_rejected']}",
+          f"{r['pairs_pending']} / {r['pairs_accepted']} / {r['pairs_rejected']} / {r['pairs_filtered']}",
           r["error"] or ""] for r in rows],
         columns=COLUMNS,
     )
@@ -86,6 +87,13 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         with gr.Column(scale=2):
             details = gr.Markdown(elem_id="video-details")
     strip = gr.HTML(elem_id="frame-strip", label="Sampled frames")
+    video_pairs = gr.Dataframe(headers=PAIR_COLUMNS, interactive=False, wrap=True, max_height=300,
+                               label="Pairs of this video", elem_id="video-pairs")
+    with gr.Row():
+        selected_pair = gr.State(None)
+        pair_note = gr.Markdown(elem_id="pair-selected")
+        restore = gr.Button("Restore selected filtered pair to pending", size="sm",
+                            elem_id="pair-restore")
     with gr.Accordion("Add videos", open=False):
         with gr.Row():
             upload = gr.File(label="Upload video files", file_count="multiple", type="filepath",
@@ -95,6 +103,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
                                       placeholder="/path/to/videos", elem_id="library-add-path")
                 add_button = gr.Button("Add", elem_id="library-add")
         add_result = gr.Markdown(elem_id="library-add-result")
+    generate.build(store, settings, selected, table, header, lambda: video_table(store))
 
     def on_select(evt: gr.SelectData, shown: pd.DataFrame):
         row_index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -121,33 +130,63 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         return (_report_markdown(report), video_table(store, search_text, status_value),
                 header_markdown(store, settings.user), empty_note(store))
 
+    def on_pair_select(evt: gr.SelectData, shown: pd.DataFrame):
+        row = shown.iloc[evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index]
+        reason = f": {row['Filter reason']}" if row["Filter reason"] else ""
+        return int(row["ID"]), f"Pair **#{row['ID']}** · {row['Status']}{reason}"
+
+    def on_restore(pair_id, video_id):
+        if pair_id is None:
+            raise gr.Error("Select a pair in the table first.")
+        try:
+            store.restore_filtered(pair_id, user=settings.user)
+        except StoreError as err:
+            raise gr.Error(str(err))
+        return (f"Pair **#{pair_id}** restored to pending.", pairs_table(store, video_id),
+                video_table(store), header_markdown(store, settings.user))
+
     filters = [search, status]
     for event in (search.submit, status.change, refresh.click):
         event(lambda s, st: video_table(store, s, st), filters, table)
-    table.select(on_select, [table], [selected, player, details, strip])
+    table.select(on_select, [table], [selected, player, details, strip, video_pairs])
+    video_pairs.select(on_pair_select, [video_pairs], [selected_pair, pair_note])
+    restore.click(on_restore, [selected_pair, selected], [pair_note, video_pairs, table, header])
     add_outputs = [add_result, table, header, empty_hint]
     add_button.click(on_add_path, [add_path, *filters], add_outputs)
     upload.upload(on_upload, [upload, *filters], add_outputs)
     return LibraryTab(table=table, selected=selected)
 
 
-def show_video(store: Store, settings: Settings, video_id: int) -> tuple[str, str, str]:
-    """(player html, details markdown, frame strip html) for one video."""
+def pairs_table(store: Store, video_id: int) -> pd.DataFrame:
+    rows = store.list_pairs(video_id=video_id)
+    return pd.DataFrame(
+        [[p["id"], p["kind"], p["strategy"],
+          (f"{format_time(p['segment_start'])}–{format_time(p['segment_end'])}"
+           if p["segment_start"] is not None else "whole video"),
+          p["question"], p["status"], p["filter_reason"] or ""] for p in rows],
+        columns=PAIR_COLUMNS)
+
+
+def show_video(store: Store, settings: Settings, video_id: int) -> tuple[str, str, str, pd.DataFrame]:
+    """(player html, details markdown, frame strip html, pairs table) for one video."""
     try:
         row = store.get_video(video_id)
     except StoreError as err:
         raise gr.Error(str(err))
+    pairs = pairs_table(store, video_id)
     if row["status"] != "ready":
-        return html.note("This file cannot be played."), video_details(row), ""
+        return html.note("This file cannot be played."), video_details(row), "", pairs
     if not Path(row["path"]).is_file():
         return (html.note("The file is no longer on disk."),
-                video_details(row) + f"\n\n**Missing file:** `{row['path']}`", "")
+                video_details(row) + f"\n\n**Missing file:** `{row['path']}`", "", pairs)
     try:
         entries = frame_strip(row["path"], row["sha256"], settings.thumb_dir,
                               n=settings.strip_frames, max_side=settings.thumb_size)
     except video.VideoError as err:
-        return html.player(video_id), video_details(row), html.note(f"Cannot sample frames: {err.reason}")
-    return html.player(video_id), video_details(row), html.frame_strip(entries, settings.thumb_dir)
+        strip = html.note(f"Cannot sample frames: {err.reason}")
+    else:
+        strip = html.frame_strip(entries, settings.thumb_dir)
+    return html.player(video_id), video_details(row), strip, pairs
 
 
 def _report_markdown(report: library.IngestReport) -> str:

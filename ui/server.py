@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from tpo import jobs
 from tpo.config import Settings
 from tpo.library import build_demo
 from tpo.store import Store, StoreError
@@ -68,6 +69,8 @@ def main(settings: Settings | None = None, host: str | None = None, port: int | 
     """Open the store, build the demo on first start, and serve until interrupted."""
     settings = settings or Settings.from_env()
     store = Store(settings.db_path)
+    for job_id in jobs.recover_orphans(store):
+        print(f"job #{job_id} was running when the app stopped: marked failed", file=sys.stderr)
     ensure_demo(store, settings)
     host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = port or int(os.environ.get("GRADIO_SERVER_PORT", "7860"))

@@ -1,0 +1,50 @@
+"""Generation as a background job: a real worker process, the tiny model, a real store."""
+
+from __future__ import annotations
+
+import pytest
+from media import make_video
+
+from tpo import jobs
+from tpo.generate import job_params
+from tpo.library import ingest
+from tpo.pairs import GenerationConfig
+
+SMALL = GenerationConfig(localized=1, comprehensive=1, segment_min_s=3, segment_max_s=5,
+                         segment_frames=4, dense=8, sparse=2, caption_frames=2, max_side=64)
+
+
+@pytest.fixture
+def library(store, tmp_path):
+    ingest(store, [make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))])
+    return store
+
+
+def test_generate_job_stores_pairs_and_reports(library, settings, tiny_smolvlm_dir):
+    job_id = jobs.submit(library, "generate", job_params(str(tiny_smolvlm_dir), SMALL),
+                         log_dir=settings.log_dir)
+    row = jobs.wait(library, job_id, timeout_s=300)
+    assert row["status"] == "succeeded", jobs.log_tail(row)
+    assert row["progress"] == 1.0
+    assert "1 video generated: 2 pairs" in row["output"]["summary"]
+    stored = library.list_pairs()
+    assert sorted(p["kind"] for p in stored) == ["comprehensive", "localized"]
+    assert {p["run_key"] for p in stored}.__len__() == 1
+
+
+def test_generate_job_with_missing_model_fails_with_the_reason(library, settings, tmp_path):
+    missing = tmp_path / "no-such-model"
+    job_id = jobs.submit(library, "generate", job_params(str(missing), SMALL),
+                         log_dir=settings.log_dir)
+    row = jobs.wait(library, job_id, timeout_s=300)
+    assert row["status"] == "failed"
+    assert "Cannot load model" in row["error"] and "tpo tiny-model" in row["error"]
+    assert library.list_pairs() == []
+
+
+def test_tiny_model_job_builds_a_loadable_model(store, settings, tmp_path):
+    out = tmp_path / "models" / "tiny"
+    row = jobs.wait(store, jobs.submit(store, "tiny-model", {"out": str(out)},
+                                       log_dir=settings.log_dir), timeout_s=300)
+    assert row["status"] == "succeeded", jobs.log_tail(row)
+    assert (out / "config.json").is_file() and row["output"]["path"] == str(out)

@@ -1,0 +1,124 @@
+"""The "Generate pairs" panel of the Library tab: settings, start, live job status, cancel.
+
+Generation runs as a background job (:mod:`tpo.jobs`), so it survives a browser reload; the
+panel polls the newest generate job once a second and refreshes the library's pair counts
+when a job ends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from tpo import jobs
+from tpo.config import Settings
+from tpo.generate import job_params
+from tpo.pairs import QUESTION_SOURCES, STRATEGIES, GenerationConfig
+from tpo.store import Store
+from ui.header import header_markdown
+from ui.jobs import job_html
+
+SCOPES = ["all ready videos", "selected video"]
+TINY_MODEL_NAME = "tiny-smolvlm"
+TINY_BUILD_TIMEOUT_S = 300
+
+
+def latest_job(store: Store, kind: str) -> dict | None:
+    rows = jobs.list_jobs(store, kind=kind, limit=1)
+    return rows[0] if rows else None
+
+
+def resolve_model(text: str) -> str:
+    """A local folder as an absolute path (the job runs elsewhere), else the hub id as typed."""
+    text = text.strip()
+    if not text:
+        raise gr.Error("Name a model: a Hugging Face id or a local folder.")
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.is_dir() else text
+
+
+def build(store: Store, settings: Settings, selected: gr.State, table: gr.Dataframe,
+          header: gr.Markdown, refresh_table) -> None:
+    """Lay out the panel inside the current Blocks and wire it; ``refresh_table()`` gives the
+    library table's current value."""
+    with gr.Accordion("Generate pairs", open=False, elem_id="generate-panel"):
+        with gr.Row():
+            model = gr.Textbox(settings.model, label="Model: Hugging Face id or local folder",
+                               scale=4, elem_id="generate-model")
+            use_tiny = gr.Button("Use the offline test model", scale=1, elem_id="generate-use-tiny")
+        with gr.Row():
+            scope = gr.Radio(SCOPES, value=SCOPES[0], label="Videos", elem_id="generate-scope")
+            localized = gr.Number(5, precision=0, minimum=0, label="Localized pairs per video")
+            comprehensive = gr.Number(5, precision=0, minimum=0,
+                                      label="Comprehensive pairs per video")
+            strategy = gr.Dropdown(list(STRATEGIES), value="irrelevant",
+                                   label="Localized rejected side")
+        with gr.Row():
+            dense = gr.Number(64, precision=0, minimum=2, label="Dense frames (chosen)")
+            sparse = gr.Number(8, precision=0, minimum=1, label="Sparse frames (rejected)")
+            questions = gr.Dropdown(list(QUESTION_SOURCES), value="auto", label="Questions from")
+            drop_truncated = gr.Checkbox(True, label="Filter out answers cut at the token limit")
+            force = gr.Checkbox(False, label="Redo videos already generated")
+        start = gr.Button("Generate", variant="primary", elem_id="generate-start")
+        status = gr.HTML(lambda: job_html(latest_job(store, "generate"), empty="No generation yet."),
+                         elem_id="generate-job")
+        cancel = gr.Button("Cancel generation", size="sm", elem_id="generate-cancel")
+        with gr.Accordion("Log", open=False):
+            log = gr.Code(lines=12, interactive=False, elem_id="generate-log")
+    seen = gr.State(None)  # (job id, status) at the last poll, to notice a job ending
+    timer = gr.Timer(1.0)
+
+    def on_start(model_text, scope_value, video_id, n_loc, n_comp, strat, n_dense, n_sparse,
+                 source, drop, redo):
+        if scope_value == "selected video" and video_id is None:
+            raise gr.Error("Select a video in the table first, or choose all ready videos.")
+        try:
+            config = GenerationConfig(localized=int(n_loc), comprehensive=int(n_comp),
+                                      strategy=strat, dense=int(n_dense), sparse=int(n_sparse),
+                                      questions=source)
+        except (TypeError, ValueError) as err:
+            raise gr.Error(str(err))
+        params = job_params(resolve_model(model_text), config, force=bool(redo),
+                            video_ids=[video_id] if scope_value == "selected video" else None,
+                            drop_truncated=bool(drop))
+        job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
+        return job_html(jobs.get(store, job_id))
+
+    def on_cancel():
+        row = latest_job(store, "generate")
+        if row is None or row["status"] in jobs.FINISHED_STATUSES:
+            raise gr.Error("No generation is running.")
+        return job_html(jobs.cancel(store, row["id"]))
+
+    def on_use_tiny(progress=gr.Progress()):
+        path = settings.models_dir / TINY_MODEL_NAME
+        if not (path / "config.json").is_file():
+            progress(0.1, desc="building the offline test model")
+            job_id = jobs.submit(store, "tiny-model", {"out": str(path.resolve())},
+                                 log_dir=settings.log_dir)
+            row = jobs.wait(store, job_id, timeout_s=TINY_BUILD_TIMEOUT_S)
+            if row["status"] != "succeeded":
+                raise gr.Error(f"Could not build the test model: {row['error'] or row['status']}")
+        gr.Info("Using the offline test model: a tiny random model that answers nonsense, "
+                "for trying the workflow without downloads.")
+        return str(path.resolve())
+
+    def on_tick(last):
+        row = latest_job(store, "generate")
+        if row is None:
+            return gr.update(), gr.update(), last, gr.update(), header_markdown(store, settings.user)
+        now_seen = (row["id"], row["status"])
+        ended = (last is not None and now_seen != tuple(last)
+                 and row["status"] in jobs.FINISHED_STATUSES)
+        # The header lists running jobs, so it follows every poll; the table only changes
+        # when a job ends (its pair counts).
+        table_value = refresh_table() if ended else gr.update()
+        return (job_html(row), jobs.log_tail(row, 40), list(now_seen), table_value,
+                header_markdown(store, settings.user))
+
+    start.click(on_start, [model, scope, selected, localized, comprehensive, strategy, dense,
+                           sparse, questions, drop_truncated, force], status)
+    cancel.click(on_cancel, None, status)
+    use_tiny.click(on_use_tiny, None, model)
+    timer.tick(on_tick, seen, [status, log, seen, table, header], show_progress="hidden")

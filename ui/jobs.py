@@ -1,0 +1,30 @@
+"""A background job's status as HTML: status, a progress bar, what it is doing, its error."""
+
+from __future__ import annotations
+
+from html import escape
+
+from ui.html import note
+
+STATUS_COLOURS = {"queued": "#888", "running": "#2563eb", "cancelling": "#d97706",
+                  "succeeded": "#16a34a", "failed": "#dc2626", "cancelled": "#6b7280"}
+
+
+def job_html(row: dict | None, *, empty: str = "No job yet.") -> str:
+    """One job as a status line, a progress bar and, when it failed, its error."""
+    if row is None:
+        return note(empty)
+    status, pct = row["status"], round(100 * (row.get("progress") or 0.0))
+    colour = STATUS_COLOURS.get(status, "#888")
+    text = escape(row.get("progress_text") or "")
+    parts = [
+        f'<div class="tpo-job" data-job-id="{row["id"]}" data-status="{status}">',
+        f'<div><b>job #{row["id"]}</b> {escape(row["kind"])} · '
+        f'<span class="tpo-job-status" style="color:{colour}">{status}</span> · {pct}%</div>',
+        f'<div class="tpo-progress"><div style="width:{pct}%;background:{colour}"></div></div>',
+        f'<div class="tpo-job-text">{text}</div>',
+    ]
+    if row.get("error"):
+        parts.append(f'<div class="tpo-job-error">{escape(row["error"])}</div>')
+    parts.append("</div>")
+    return "".join(parts)
