@@ -89,3 +89,43 @@ def test_demo_builds_and_ingests(run):
     assert result.exit_code == 0 and "added 5" in result.stdout
     names = [v["name"] for v in json.loads(run("videos", "--json").stdout)]
     assert "countdown.mp4" in names
+
+
+PAIR_FIELDS = {"id", "video_id", "kind", "strategy", "question", "chosen", "rejected",
+               "segment_start", "segment_end", "chosen_timestamps", "rejected_timestamps",
+               "status", "filter_reason"}
+
+
+def test_tiny_model_generate_pairs_restore(run, tmp_path):
+    model = tmp_path / "tiny"
+    assert run("tiny-model", model).exit_code == 0 and (model / "config.json").is_file()
+    clip = make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))
+    run("ingest", clip)
+    args = ["generate", "--model", model, "--all", "--localized", "2", "--comprehensive", "1",
+            "--dense", "8", "--sparse", "2"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "1 video generated: 3 pairs" in result.stdout
+    pairs = json.loads(run("pairs", "--json").stdout)
+    assert len(pairs) == 3 and PAIR_FIELDS <= set(pairs[0])
+    localized = [p for p in pairs if p["kind"] == "localized"]
+    for p in localized:
+        assert all(p["segment_start"] <= t < p["segment_end"] for t in p["chosen_timestamps"])
+    # Same settings again: nothing new; the run is resumable.
+    assert "0 videos generated" in run(*args).stdout
+    filtered = [p["id"] for p in pairs if p["status"] == "filtered"]
+    assert filtered, "the random model's answers run to the token limit"
+    assert f"pair {filtered[0]}: filtered -> pending" in run("restore", filtered[0]).stdout
+    assert json.loads(run("pairs", "--status", "pending", "--json").stdout)[0]["id"] == filtered[0]
+
+
+def test_generate_errors_are_clear(run, tmp_path):
+    usage = run("generate", "--localized", "1")
+    assert usage.exit_code == 2 and "--video ID" in usage.output
+    missing_video = run("generate", "--video", "9", "--model", tmp_path)
+    assert missing_video.exit_code == 1 and "no video with id 9" in missing_video.output
+    clip = make_video(tmp_path / "clip.mp4", duration_s=2, fps=4, size=(64, 48))
+    run("ingest", clip)
+    missing = run("generate", "--all", "--model", tmp_path / "nope")
+    assert missing.exit_code == 1
+    assert "Cannot load model" in missing.output and "tpo tiny-model" in missing.output
