@@ -129,3 +129,27 @@ def test_generate_errors_are_clear(run, tmp_path):
     missing = run("generate", "--all", "--model", tmp_path / "nope")
     assert missing.exit_code == 1
     assert "Cannot load model" in missing.output and "tpo tiny-model" in missing.output
+
+
+def test_review_actions_and_conflict(run, tmp_path):
+    from tpo.store import Store
+
+    db = tmp_path / "cli.db"
+    run("videos")  # creates the database
+    store = Store(db)
+    video_id = store.add_video({"path": "/v/a.mp4", "name": "a.mp4", "sha256": "a" * 64,
+                                "status": "ready"})
+    (pair_id,) = store.save_generation(video_id, "k", [{
+        "kind": "localized", "strategy": "irrelevant", "question": "Q?", "chosen": "yes",
+        "rejected": "no", "chosen_timestamps": [1.0], "rejected_timestamps": [5.0],
+        "status": "pending"}], params={}, seconds=0)
+    edited = run("review", pair_id, "--edit-chosen", "Yes, a red one.", "--user", "ana", "--json")
+    assert edited.exit_code == 0, edited.output
+    view = json.loads(edited.stdout)
+    assert view["chosen"] == "Yes, a red one." and view["version"] == 2
+    assert "swap -> pending (version 3)" in run("review", pair_id, "--swap").stdout
+    stale = run("review", pair_id, "--accept", "--version", "2", "--user", "bo")
+    assert stale.exit_code == 1 and "was changed by" in stale.output and "now version 3" in stale.output
+    assert "accept -> accepted (version 4)" in run("review", pair_id, "--accept", "--note", "ok").stdout
+    assert run("review", pair_id).exit_code == 2
+    assert [r["user"] for r in store.reviews(pair_id)][0] == "ana"

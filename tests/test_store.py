@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from tpo.schema import SCHEMA_VERSION
-from tpo.store import Store, StoreError
+from tpo.store import ConflictError, Store, StoreError
 
 TABLES = {"videos", "pairs", "reviews", "jobs", "metrics", "models", "comparisons", "votes"}
 
@@ -161,21 +161,11 @@ def test_status_change_is_audited_and_version_checked(store):
     restored = store.set_pair_status(pair_id, "pending", user="ana", action="restore",
                                      expected_version=1)
     assert restored["status"] == "pending" and restored["version"] == 2
-    with pytest.raises(StoreError, match="changed since you loaded it"):
+    with pytest.raises(ConflictError, match=r"was changed by ana at .* \(now version 2, you had version 1\)"):
         store.set_pair_status(pair_id, "accepted", user="bo", action="accept", expected_version=1)
     (review,) = store.reviews(pair_id)
     assert review["user"] == "ana" and review["action"] == "restore"
-    assert review["before"] == {"status": "filtered", "version": 1}
-    assert review["after"] == {"status": "pending", "version": 2}
+    assert review["before"]["status"] == "filtered" and review["before"]["version"] == 1
+    assert review["after"]["status"] == "pending" and review["after"]["version"] == 2
+    assert store.get_pair(pair_id)["last_user"] == "ana"
 
-
-def test_restore_filtered_keeps_the_reason_and_refuses_other_statuses(store):
-    video_id = store.add_video(video_row(1))
-    filtered, pending = store.save_generation(
-        video_id, "k", [pair("filtered", filter_reason="near-identical: 95% alike"), pair()],
-        params={}, seconds=0)
-    restored = store.restore_filtered(filtered, user="ana")
-    assert restored["status"] == "pending" and restored["filter_reason"].startswith("near-identical")
-    assert store.reviews(filtered)[0]["note"] == "restored from filter: near-identical: 95% alike"
-    with pytest.raises(StoreError, match="is pending, not filtered"):
-        store.restore_filtered(pending, user="ana")

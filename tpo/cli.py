@@ -16,6 +16,7 @@ from tqdm import tqdm
 from tpo import __version__, video
 from tpo.config import Settings
 from tpo.library import IngestReport, build_demo, ingest
+from tpo.review import effective, review
 from tpo.store import Store, StoreError
 from tpo.thumbs import format_time
 
@@ -285,6 +286,48 @@ def pairs_cmd(obj: Context, status: str | None, kind: str | None, video_id: int 
                    f"{where:<15} {r['question'][:70]}{reason}")
 
 
+@cli.command("review")
+@click.argument("pair_id", type=int)
+@click.option("--accept", "action", flag_value="accept", help="Accept the pair.")
+@click.option("--reject", "action", flag_value="reject", help="Reject the pair.")
+@click.option("--swap", "action", flag_value="swap", help="Swap chosen and rejected.")
+@click.option("--reset", "action", flag_value="reset", help="Undo edits and swap; back to pending.")
+@click.option("--edit-question", default=None, metavar="TEXT", help="Replace the question.")
+@click.option("--edit-chosen", default=None, metavar="TEXT", help="Replace the chosen answer.")
+@click.option("--edit-rejected", default=None, metavar="TEXT", help="Replace the rejected answer.")
+@click.option("--note", default=None, help="A note saved with the action.")
+@click.option("--version", "expected_version", type=int, default=None,
+              help="Refuse the change if the pair is no longer at this version.")
+@click.option("--user", default=None, help="Name recorded in the audit trail [env TPO_USER].")
+@click.option("--json", "as_json", is_flag=True, help="Print the pair after the change as JSON.")
+@click.pass_obj
+def review_cmd(obj: Context, pair_id: int, action: str | None, edit_question: str | None,
+               edit_chosen: str | None, edit_rejected: str | None, note: str | None,
+               expected_version: int | None, user: str | None, as_json: bool) -> None:
+    """Review one pair: accept, reject, swap, or edit its texts (originals are kept).
+
+    Every change is recorded with the user in the pair's audit trail.
+    """
+    edits = {"question": edit_question, "chosen": edit_chosen, "rejected": edit_rejected}
+    has_edit = any(v is not None for v in edits.values())
+    if action and has_edit:
+        raise click.UsageError("give one action, or edits, not both")
+    action = action or ("edit" if has_edit else "note" if note is not None else None)
+    if action is None:
+        raise click.UsageError("give --accept, --reject, --swap, --reset, an --edit-... or --note")
+    try:
+        pair = review(obj.store, pair_id, action, user=user or obj.settings.user,
+                      expected_version=expected_version, note=note,
+                      **(edits if action == "edit" else {}))
+    except (StoreError, ValueError) as err:
+        raise click.ClickException(str(err))
+    if as_json:
+        click.echo(json.dumps({**{k: pair.get(k) for k in PAIR_JSON_FIELDS}, **effective(pair)},
+                              indent=2))
+    else:
+        click.echo(f"pair {pair_id}: {action} -> {pair['status']} (version {pair['version']})")
+
+
 @cli.command()
 @click.argument("pair_ids", nargs=-1, type=int, required=True, metavar="PAIR_ID...")
 @click.option("--user", default=None, help="Name recorded in the audit trail [env TPO_USER].")
@@ -293,7 +336,7 @@ def restore(obj: Context, pair_ids: tuple[int, ...], user: str | None) -> None:
     """Put filtered pairs back in the review queue (status pending); the filter's reason stays."""
     for pair_id in pair_ids:
         try:
-            obj.store.restore_filtered(pair_id, user=user or obj.settings.user)
+            review(obj.store, pair_id, "restore", user=user or obj.settings.user)
         except StoreError as err:
             raise click.ClickException(str(err))
         click.echo(f"pair {pair_id}: filtered -> pending")

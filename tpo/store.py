@@ -28,6 +28,25 @@ class StoreError(Exception):
     """A store operation that cannot be done (missing row, newer schema, ...)."""
 
 
+class ConflictError(StoreError):
+    """A save based on a version of a pair that someone else has changed since.
+
+    ``current`` is the pair as it is now, so the person can see what changed.
+    """
+
+    def __init__(self, current: dict, expected_version: int):
+        self.current, self.expected_version = current, expected_version
+        last = (f" by {current['last_user']} at {current['updated_at']}"
+                if current.get("last_user") else f" at {current.get('updated_at')}")
+        super().__init__(
+            f"pair {current['id']} was changed{last} (now version {current['version']}, "
+            f"you had version {expected_version}); your change was not saved - reload it")
+
+
+# The columns a review may change; review rows snapshot them (plus version) before and after.
+REVIEWABLE = ("status", "swapped", "edited_question", "edited_chosen", "edited_rejected", "note")
+
+
 def now() -> str:
     """Current UTC time as ISO-8601 with seconds, the format of every ``*_at`` column."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -222,50 +241,51 @@ class Store:
         return [_decode_pair(r) for r in rows]
 
     def get_pair(self, pair_id: int) -> dict:
-        rows = list(self.db["pairs"].rows_where("id = ?", [pair_id]))
+        """The pair, JSON columns decoded, with ``last_user``: who reviewed it last (or None)."""
+        rows = list(self.db.query(
+            "SELECT p.*, (SELECT user FROM reviews r WHERE r.pair_id = p.id ORDER BY r.id DESC "
+            "LIMIT 1) AS last_user FROM pairs p WHERE p.id = ?", [pair_id]))
         if not rows:
             raise StoreError(f"no pair with id {pair_id} in {self.path}")
         return _decode_pair(rows[0])
 
-    def set_pair_status(self, pair_id: int, status: str, *, user: str, action: str,
-                        expected_version: int | None = None, note: str | None = None) -> dict:
-        """Change a pair's review status, append the review, bump the version: one transaction.
+    def update_pair(self, pair_id: int, changes: dict[str, Any], *, user: str, action: str,
+                    expected_version: int, note: str | None = None) -> dict:
+        """Change reviewable columns, bump the version and append the review, atomically.
 
-        ``expected_version`` guards against overwriting someone else's newer change.
+        The UPDATE is conditional on ``expected_version``: of two saves that read the same
+        version, the second changes nothing and raises :class:`ConflictError`, even when
+        the saves come from different processes.
         """
-        if status not in PAIR_STATUSES:
-            raise StoreError(f"unknown pair status {status!r}; expected one of {PAIR_STATUSES}")
+        unknown = set(changes) - set(REVIEWABLE)
+        if unknown:
+            raise StoreError(f"not reviewable: {sorted(unknown)}")
+        if "status" in changes and changes["status"] not in PAIR_STATUSES:
+            raise StoreError(f"unknown pair status {changes['status']!r}; expected one of {PAIR_STATUSES}")
         with self.transaction() as db:
             before = self.get_pair(pair_id)
-            version = before["version"] if expected_version is None else expected_version
-            changes = {"status": status, "version": version + 1, "updated_at": now()}
-            # Conditional on the version: of two saves that read the same version, the
-            # second updates nothing and is refused, even across processes.
+            stamp = now()
+            after = {**{k: before[k] for k in REVIEWABLE}, **changes,
+                     "version": expected_version + 1}
+            sets = ", ".join(f"{k} = ?" for k in changes)
             cursor = db.execute(
-                "UPDATE pairs SET status = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?",
-                [status, changes["version"], changes["updated_at"], pair_id, version])
+                f"UPDATE pairs SET {sets}, version = ?, updated_at = ? WHERE id = ? AND version = ?",
+                [*changes.values(), after["version"], stamp, pair_id, expected_version])
             if cursor.rowcount != 1:
-                raise StoreError(
-                    f"pair {pair_id} changed since you loaded it (your version {version}, "
-                    f"now {before['version']}); reload it first")
+                raise ConflictError(before, expected_version)
             db["reviews"].insert(_encode({
-                "pair_id": pair_id, "user": user, "at": changes["updated_at"], "action": action,
-                "before": {"status": before["status"], "version": before["version"]},
-                "after": {"status": status, "version": changes["version"]}, "note": note}))
+                "pair_id": pair_id, "user": user, "at": stamp, "action": action,
+                "before": {**{k: before[k] for k in REVIEWABLE}, "version": before["version"]},
+                "after": after, "note": note}))
         return self.get_pair(pair_id)
 
-    def restore_filtered(self, pair_id: int, *, user: str,
-                         expected_version: int | None = None) -> dict:
-        """Put a pair the post-filter dropped back in the review queue (pending); its
-        filter reason stays on the pair and in the audit note."""
-        with self.transaction():
-            pair = self.get_pair(pair_id)
-            if pair["status"] != "filtered":
-                raise StoreError(f"pair {pair_id} is {pair['status']}, not filtered")
-            return self.set_pair_status(
-                pair_id, "pending", user=user, action="restore",
-                expected_version=pair["version"] if expected_version is None else expected_version,
-                note=f"restored from filter: {pair['filter_reason']}")
+    def set_pair_status(self, pair_id: int, status: str, *, user: str, action: str,
+                        expected_version: int | None = None, note: str | None = None) -> dict:
+        """Change a pair's status (see :meth:`update_pair`); ``None`` version: the current."""
+        if expected_version is None:
+            expected_version = self.get_pair(pair_id)["version"]
+        return self.update_pair(pair_id, {"status": status}, user=user, action=action,
+                                expected_version=expected_version, note=note)
 
     def reviews(self, pair_id: int) -> list[dict]:
         rows = self.db["reviews"].rows_where("pair_id = ?", [pair_id], order_by="id")

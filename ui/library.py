@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from tpo import library, video
+from tpo.review import review
 from tpo.config import Settings
 from tpo.store import Store, StoreError
 from tpo.thumbs import format_time, frame_strip
@@ -139,7 +140,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         if pair_id is None:
             raise gr.Error("Select a pair in the table first.")
         try:
-            store.restore_filtered(pair_id, user=settings.user)
+            review(store, pair_id, "restore", user=settings.user)
         except StoreError as err:
             raise gr.Error(str(err))
         return (f"Pair **#{pair_id}** restored to pending.", pairs_table(store, video_id),

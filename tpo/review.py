@@ -1,0 +1,141 @@
+"""Reviewing preference pairs: accept, reject, swap, edit, note, restore — audited, versioned.
+
+The generated texts and frame timestamps of a pair never change. What a reviewer does is
+kept beside them: ``edited_question`` / ``edited_chosen`` / ``edited_rejected`` (edits of
+the *generated* chosen and rejected sides), ``swapped`` (the generated rejected side is now
+the preferred one), ``note`` and ``status``. :func:`effective` gives the pair as it should
+be trained on.
+
+Every action is one transaction that (a) changes the pair only if its version is still the
+one the reviewer saw, (b) bumps the version, and (c) appends a review row with the pair's
+reviewable state before and after. So two people editing one pair never overwrite each other
+silently (the second save raises :class:`ConflictError` showing the newer version), and the
+review rows alone can rebuild every pair's current state (:func:`replay`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tpo.store import REVIEWABLE, ConflictError, Store, StoreError
+
+ACTIONS = ("accept", "reject", "swap", "edit", "note", "restore", "reset")
+
+__all__ = ["ACTIONS", "ConflictError", "REVIEWABLE", "effective", "review", "replay",
+           "bulk_review"]
+
+
+def effective(pair: dict) -> dict:
+    """The pair as reviewed: question and sides after edits and swap, with the frame
+    timestamps each (effective) side saw. Keys: question, chosen, rejected,
+    chosen_timestamps, rejected_timestamps."""
+    question = pair.get("edited_question") or pair["question"]
+    gen_chosen = (pair.get("edited_chosen") or pair["chosen"], pair["chosen_timestamps"])
+    gen_rejected = (pair.get("edited_rejected") or pair["rejected"], pair["rejected_timestamps"])
+    (chosen, chosen_t), (rejected, rejected_t) = (
+        (gen_rejected, gen_chosen) if pair.get("swapped") else (gen_chosen, gen_rejected))
+    return {"question": question, "chosen": chosen, "rejected": rejected,
+            "chosen_timestamps": chosen_t, "rejected_timestamps": rejected_t}
+
+
+def _changes(pair: dict, action: str, *, question: str | None, chosen: str | None,
+             rejected: str | None, note: str | None) -> dict[str, Any]:
+    """The reviewable columns an action sets, given the pair as the reviewer saw it."""
+    if action == "accept":
+        return {"status": "accepted"}
+    if action == "reject":
+        return {"status": "rejected"}
+    if action == "restore":
+        if pair["status"] != "filtered":
+            raise StoreError(f"pair {pair['id']} is {pair['status']}, not filtered")
+        return {"status": "pending"}
+    if action == "reset":  # back to the generated texts, pending
+        return {"status": "pending", "swapped": 0, "edited_question": None,
+                "edited_chosen": None, "edited_rejected": None}
+    if action == "swap":
+        return {"swapped": 0 if pair.get("swapped") else 1}
+    if action == "note":
+        return {"note": note or None}
+    if action == "edit":
+        if question is None and chosen is None and rejected is None:
+            raise ValueError("an edit needs a new question, chosen or rejected text")
+        changes: dict[str, Any] = {}
+        if question is not None:
+            changes["edited_question"] = _edit(question, pair["question"])
+        # Edits address the sides as shown (after a swap); store them on the generated side.
+        chosen_col, rejected_col = (("edited_rejected", "edited_chosen") if pair.get("swapped")
+                                    else ("edited_chosen", "edited_rejected"))
+        originals = {"edited_chosen": pair["chosen"], "edited_rejected": pair["rejected"]}
+        if chosen is not None:
+            changes[chosen_col] = _edit(chosen, originals[chosen_col])
+        if rejected is not None:
+            changes[rejected_col] = _edit(rejected, originals[rejected_col])
+        return changes
+    raise ValueError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+
+
+def _edit(text: str, original: str) -> str | None:
+    """An edit equal to the generated text is no edit (NULL), so "original" stays exact."""
+    text = text.strip()
+    if not text:
+        raise ValueError("an edited text cannot be empty")
+    return None if text == original else text
+
+
+def review(store: Store, pair_id: int, action: str, *, user: str,
+           expected_version: int | None = None, question: str | None = None,
+           chosen: str | None = None, rejected: str | None = None,
+           note: str | None = None) -> dict:
+    """Apply one reviewer action in one transaction; returns the updated pair.
+
+    ``expected_version`` is the version the reviewer saw (``None``: the current one). A
+    stale version raises :class:`ConflictError` carrying the newer pair. A ``note`` given
+    with another action is saved with it.
+    """
+    if not user or not user.strip():
+        raise ValueError("every review needs a user name")
+    with store.transaction():
+        pair = store.get_pair(pair_id)
+        if expected_version is not None and pair["version"] != expected_version:
+            raise ConflictError(pair, expected_version)
+        changes = _changes(pair, action, question=question, chosen=chosen, rejected=rejected,
+                           note=note)
+        if note is not None and action != "note":
+            changes["note"] = note or None
+        return store.update_pair(pair_id, changes, user=user.strip(), action=action,
+                                 expected_version=pair["version"], note=note)
+
+
+def bulk_review(store: Store, pair_ids: list[int], action: str, *, user: str) -> list[int]:
+    """Accept or reject many pairs in one transaction; returns the ids changed.
+
+    Pairs already in the target status are left alone (no version bump, no review row).
+    """
+    if action not in ("accept", "reject"):
+        raise ValueError("bulk actions are accept and reject")
+    target = {"accept": "accepted", "reject": "rejected"}[action]
+    changed = []
+    with store.transaction():
+        for pair_id in pair_ids:
+            pair = store.get_pair(pair_id)
+            if pair["status"] == target:
+                continue
+            store.update_pair(pair_id, {"status": target}, user=user, action=f"bulk-{action}",
+                              expected_version=pair["version"])
+            changed.append(pair_id)
+    return changed
+
+
+def replay(store: Store, pair_id: int) -> dict:
+    """The pair's reviewable state rebuilt from the generated pair and its review rows
+    alone (the audit trail is complete when this equals the pair's current state)."""
+    pair = store.get_pair(pair_id)
+    generated = "filtered" if pair.get("filter_verdict") == "dropped" else "pending"
+    state = {"status": generated, "swapped": 0, "edited_question": None,
+             "edited_chosen": None, "edited_rejected": None, "note": None, "version": 1}
+    for row in store.reviews(pair_id):
+        if row["before"]["version"] != state["version"]:
+            raise StoreError(f"pair {pair_id}: review {row['id']} starts at version "
+                             f"{row['before']['version']}, the replay is at {state['version']}")
+        state.update(row["after"])
+    return state
