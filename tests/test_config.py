@@ -35,3 +35,11 @@ def test_env_overrides_and_explicit_overrides_win(tmp_path):
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(env)
+
+
+def test_auth_pairs_are_parsed_and_checked():
+    s = Settings.from_env({"TPO_AUTH": "ana:s3cret, bo:pw:with:colons"})
+    assert s.logins() == [("ana", "s3cret"), ("bo", "pw:with:colons")]
+    assert Settings.from_env({}).logins() == []
+    with pytest.raises(ValueError, match="TPO_AUTH entries must be user:password"):
+        Settings.from_env({"TPO_AUTH": "ana"})

@@ -169,3 +169,20 @@ def test_status_change_is_audited_and_version_checked(store):
     assert review["after"]["status"] == "pending" and review["after"]["version"] == 2
     assert store.get_pair(pair_id)["last_user"] == "ana"
 
+
+
+def test_pair_queue_filters_order_and_counts(store):
+    video_id = store.add_video(video_row(1))
+    ids = store.save_generation(video_id, "k", [
+        pair("accepted"), pair("filtered", filter_reason="truncated: the chosen answer"),
+        pair(kind="comprehensive", strategy="dense-sparse", question="How many?"), pair()],
+        params={}, seconds=0)
+    assert [p["id"] for p in store.list_pairs(order="pending-first")] == [ids[2], ids[3], ids[1], ids[0]]
+    assert [p["id"] for p in store.list_pairs(reason="TRUNC")] == [ids[1]]
+    assert [p["id"] for p in store.list_pairs(strategy="dense-sparse")] == [ids[2]]
+    assert [p["id"] for p in store.list_pairs(order="newest")][0] == ids[3]
+    counts = store.pair_counts()
+    assert counts["all"] == {"pending": 2, "accepted": 1, "rejected": 0, "filtered": 1}
+    assert counts["comprehensive"]["pending"] == 1 and counts["localized"]["pending"] == 1
+    with pytest.raises(StoreError, match="unknown order"):
+        store.list_pairs(order="random")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 from media import make_video
 from PIL import Image
 
 from tpo import video
-from tpo.thumbs import format_time, frame_strip
+from tpo.thumbs import format_time, frame_strip, frames_at
 
 
 def test_strip_matches_uniform_sampling_and_is_cached(tmp_path):
@@ -27,3 +28,17 @@ def test_strip_matches_uniform_sampling_and_is_cached(tmp_path):
                                            (12.5, "0:12.5"), (59.96, "0:59.9")])
 def test_format_time(seconds, text):
     assert format_time(seconds) == text
+
+
+def test_frames_at_recorded_timestamps_are_the_right_frames(tmp_path):
+    from media import read_index
+
+    clip = make_video(tmp_path / "clip.mp4", duration_s=4, fps=10, size=(64, 48))
+    times = [0.3, 1.0, 3.9]
+    entries = frames_at(clip, "cd" * 32, times, tmp_path / "thumbs", max_side=64)
+    assert [t for _, t in entries] == times
+    # Each thumbnail is the frame shown at its time (frame k at k / 10 s draws its index).
+    assert [read_index(np.asarray(Image.open(p).convert("RGB"))) for p, _ in entries] == [3, 10, 39]
+    stamp = os.stat(entries[0][0]).st_mtime_ns
+    frames_at(clip, "cd" * 32, times, tmp_path / "thumbs", max_side=64)
+    assert os.stat(entries[0][0]).st_mtime_ns == stamp

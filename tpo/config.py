@@ -57,6 +57,9 @@ class Settings:
         "help": "Longer side of a frame-strip thumbnail, in pixels."})
     user: str = field(default="", metadata={"env": "TPO_USER",
         "help": "Name recorded on actions when no login is configured (default: the OS user)."})
+    auth: str = field(default="", metadata={"env": "TPO_AUTH",
+        "help": "Log-ins for the app, 'user:password' pairs separated by commas; every "
+                "review is then recorded under the logged-in name."})
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -71,12 +74,23 @@ class Settings:
             self.user = os.environ.get("USER") or "anonymous"
         self.validate()
 
+    def logins(self) -> list[tuple[str, str]]:
+        """``auth`` as (user, password) pairs; empty when the app has no log-in."""
+        pairs = []
+        for item in filter(None, (p.strip() for p in self.auth.split(","))):
+            user, sep, password = item.partition(":")
+            if not sep or not user.strip() or not password:
+                raise ValueError(f"TPO_AUTH entries must be user:password, got {item.split(':')[0]!r}:…")
+            pairs.append((user.strip(), password))
+        return pairs
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the setting (and its env var) that is out of range."""
         if not 0 < self.demo_scale <= 1:
             raise ValueError(f"demo_scale (TPO_DEMO_SCALE) must be in (0, 1], got {self.demo_scale}")
         if not 1 <= self.strip_frames <= 64:
             raise ValueError(f"strip_frames (TPO_STRIP_FRAMES) must be 1..64, got {self.strip_frames}")
+        self.logins()
         if not 16 <= self.thumb_size <= 1024:
             raise ValueError(f"thumb_size (TPO_THUMB_SIZE) must be 16..1024 px, got {self.thumb_size}")
 

@@ -226,19 +226,45 @@ class Store:
         return ids
 
     def list_pairs(self, *, status: str | None = None, kind: str | None = None,
-                   video_id: int | None = None, search: str = "", limit: int | None = None) -> list[dict]:
-        """Pairs in id order, JSON columns decoded; filters combine with AND."""
+                   video_id: int | None = None, strategy: str | None = None,
+                   reason: str = "", search: str = "", order: str = "id",
+                   limit: int | None = None) -> list[dict]:
+        """Pairs, JSON columns decoded; filters combine with AND.
+
+        ``reason`` matches the filter reason, ``search`` the question and answers (generated
+        or edited), both case-insensitively. ``order``: ``id`` (oldest first), ``newest``,
+        ``pending-first`` (the review queue: pending, then filtered, accepted, rejected).
+        """
         where, params = [], []
-        for column, value in (("status", status), ("kind", kind), ("video_id", video_id)):
+        for column, value in (("status", status), ("kind", kind), ("video_id", video_id),
+                              ("strategy", strategy)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if reason:
+            where.append("filter_reason LIKE ?")
+            params.append(f"%{reason}%")
         if search:
-            where.append("(question LIKE ? OR chosen LIKE ? OR rejected LIKE ?)")
-            params += [f"%{search}%"] * 3
-        rows = self.db["pairs"].rows_where(" AND ".join(where) or None, params, order_by="id",
-                                           limit=limit)
+            columns = ("question", "chosen", "rejected", "edited_question", "edited_chosen",
+                       "edited_rejected")
+            where.append("(" + " OR ".join(f"{c} LIKE ?" for c in columns) + ")")
+            params += [f"%{search}%"] * len(columns)
+        orders = {"id": "id", "newest": "id DESC",
+                  "pending-first": "CASE status WHEN 'pending' THEN 0 WHEN 'filtered' THEN 1 "
+                                   "WHEN 'accepted' THEN 2 ELSE 3 END, id"}
+        if order not in orders:
+            raise StoreError(f"unknown order {order!r}; expected one of {sorted(orders)}")
+        rows = self.db["pairs"].rows_where(" AND ".join(where) or None, params,
+                                           order_by=orders[order], limit=limit)
         return [_decode_pair(r) for r in rows]
+
+    def pair_counts(self) -> dict[str, dict[str, int]]:
+        """``{kind: {status: n}}`` for every kind present, plus ``"all"``."""
+        out: dict[str, dict[str, int]] = {"all": dict.fromkeys(PAIR_STATUSES, 0)}
+        for row in self.db.query("SELECT kind, status, COUNT(*) AS n FROM pairs GROUP BY kind, status"):
+            out.setdefault(row["kind"], dict.fromkeys(PAIR_STATUSES, 0))[row["status"]] = row["n"]
+            out["all"][row["status"]] += row["n"]
+        return out
 
     def get_pair(self, pair_id: int) -> dict:
         """The pair, JSON columns decoded, with ``last_user``: who reviewed it last (or None)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from tpo import video
@@ -33,6 +34,24 @@ def frame_strip(video_path: str | Path, sha256: str, thumb_dir: Path, *, n: int 
     # Written last, so a strip interrupted half-way is rebuilt rather than shown partly.
     index.write_text(json.dumps(entries))
     return entries
+
+
+def frames_at(video_path: str | Path, sha256: str, timestamps: list[float], thumb_dir: Path, *,
+              max_side: int = 120) -> list[tuple[str, float]]:
+    """``[(jpeg_path, t), ...]`` for the frames shown at exactly these times (a pair's
+    recorded timestamps); only frames not cached yet are decoded. Raises ``VideoError``."""
+    folder = Path(thumb_dir) / sha256[:16] / f"at_px{max_side}"
+    paths = [folder / f"{t:010.3f}.jpg" for t in timestamps]
+    missing = [i for i, p in enumerate(paths) if not p.is_file()]
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+        with video.open_video(video_path) as vid:
+            # Recorded timestamps are frame times of this file: the nearest index is exact.
+            wanted = [float(timestamps[i]) for i in missing]
+            indices = np.clip(np.searchsorted(vid.times, wanted), 0, len(vid.times) - 1)
+            for i, image in zip(missing, vid.decode(indices.tolist(), max_side=max_side)):
+                Image.fromarray(image).save(paths[i], quality=85)
+    return [(str(p), float(t)) for p, t in zip(paths, timestamps)]
 
 
 def format_time(seconds: float) -> str:

@@ -254,7 +254,7 @@ class VLM:
         return torch.tensor([i for i in ids if i is not None], device=self.device)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")  # U+FFFD: bytes that were not UTF-8
 
 
 def _printable(text: str) -> str:

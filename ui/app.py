@@ -6,7 +6,7 @@ import gradio as gr
 
 from tpo.config import Settings
 from tpo.store import Store
-from ui import library
+from ui import curate, library
 from ui.header import header_markdown
 
 
@@ -17,4 +17,6 @@ def build_app(store: Store, settings: Settings) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Library", id="library"):
                 library.build(store, settings, header)
+            with gr.Tab("Curate", id="curate", elem_id="tab-curate"):
+                curate.build(store, settings, header)
     return demo

@@ -13,16 +13,47 @@ from tpo.thumbs import format_time
 
 PLAYER_ID = "tpo-player"
 
-# Click on any element with data-seek="<seconds>" to seek the library player there.
+CURATE_PLAYER_ID = "tpo-curate-player"
+
+# - A click on an element with data-seek="<seconds>" seeks the player named by its
+#   data-player (default: the library's); a click on a timeline bar seeks to that point.
+# - Curate keyboard shortcuts click the buttons by id, unless the user is typing.
 HEAD_JS = f"""
 <script>
+function tpoSeek(playerId, t) {{
+  const player = document.getElementById(playerId || '{PLAYER_ID}');
+  if (!player) return;
+  player.currentTime = t;
+  player.pause();
+}}
 document.addEventListener('click', (ev) => {{
   const el = ev.target.closest('[data-seek]');
-  if (!el) return;
-  const player = document.getElementById('{PLAYER_ID}');
-  if (!player) return;
-  player.currentTime = parseFloat(el.dataset.seek);
-  player.pause();
+  if (el) {{ tpoSeek(el.dataset.player, parseFloat(el.dataset.seek)); return; }}
+  const bar = ev.target.closest('[data-timeline]');
+  if (bar) {{
+    const box = bar.getBoundingClientRect();
+    const fraction = (ev.clientX - box.left) / box.width;
+    tpoSeek(bar.dataset.player, fraction * parseFloat(bar.dataset.duration));
+  }}
+}});
+const TPO_KEYS = {{a: 'curate-accept', r: 'curate-reject', s: 'curate-swap',
+                  n: 'curate-next', p: 'curate-prev', k: 'curate-next'}};
+document.addEventListener('keydown', (ev) => {{
+  const t = ev.target;
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  const accept = document.getElementById('curate-accept');
+  if (!accept || accept.offsetParent === null) return;  // the Curate tab is not showing
+  const key = ev.key.toLowerCase();
+  if (key === 'e') {{
+    const box = document.querySelector('#curate-chosen textarea');
+    if (box) {{ ev.preventDefault(); box.focus(); }}
+    return;
+  }}
+  const id = TPO_KEYS[key];
+  if (!id) return;
+  const button = document.getElementById(id);
+  if (button) {{ ev.preventDefault(); button.click(); }}
 }});
 </script>
 """
@@ -34,6 +65,17 @@ CSS = """
 .tpo-strip figcaption { font-size: 12px; font-variant-numeric: tabular-nums; opacity: .8; }
 .tpo-player video { width: 100%; max-height: 420px; background: #000; border-radius: 6px; }
 .tpo-empty { opacity: .7; padding: 8px 0; }
+.tpo-timeline { width: 100%; height: 64px; cursor: pointer; display: block; }
+.tpo-timeline .tpo-bar { fill: #8884; }
+.tpo-timeline .tpo-event { fill: #8888; }
+.tpo-timeline .tpo-segment { fill: #f59e0b99; stroke: #d97706; }
+.tpo-timeline .tpo-chosen polygon { fill: #16a34a; }
+.tpo-timeline .tpo-rejected polygon { fill: none; stroke: #dc2626; stroke-width: 1.5; }
+.tpo-timeline-legend { display: flex; justify-content: space-between; font-size: 12px; opacity: .8; }
+.tpo-counters { font-size: 14px; }
+#curate-question { font-size: 18px; font-weight: 600; padding: 4px 0; }
+#tpo-curate-player { max-height: 340px; }
+.tpo-side-title { font-weight: 600; margin-bottom: 2px; }
 .tpo-progress { height: 8px; background: #8883; border-radius: 4px; margin: 6px 0; overflow: hidden; }
 .tpo-progress > div { height: 100%; transition: width .4s; }
 .tpo-job-text { font-size: 13px; opacity: .85; }
@@ -41,23 +83,25 @@ CSS = """
 """
 
 
-def player(video_id: int) -> str:
+def player(video_id: int, player_id: str = PLAYER_ID) -> str:
     """A ``<video>`` streaming the library file through the server's range-capable route."""
-    return (f'<div class="tpo-player"><video id="{PLAYER_ID}" controls preload="metadata" '
+    return (f'<div class="tpo-player"><video id="{player_id}" controls preload="metadata" '
             f'src="media/video/{int(video_id)}"></video></div>')
 
 
-def frame_strip(entries: list[tuple[str, float]], thumb_dir: Path) -> str:
+def frame_strip(entries: list[tuple[str, float]], thumb_dir: Path, *, player_id: str = PLAYER_ID,
+                strip_id: str = "tpo-strip") -> str:
     """Thumbnails with their times; clicking one seeks the player to that time."""
     figures = []
     for path, t in entries:
         rel = Path(path).resolve().relative_to(Path(thumb_dir).resolve()).as_posix()
         figures.append(
-            f'<figure data-seek="{t:.3f}" data-testid="strip-frame" title="seek to {format_time(t)}">'
+            f'<figure data-seek="{t:.3f}" data-player="{player_id}" data-testid="strip-frame" '
+            f'title="seek to {format_time(t)}">'
             f'<img src="media/thumbs/{escape(rel)}" alt="frame at {t:.3f} s">'
             f'<figcaption>{format_time(t)}</figcaption></figure>'
         )
-    return f'<div class="tpo-strip" id="tpo-strip">{"".join(figures)}</div>'
+    return f'<div class="tpo-strip" id="{strip_id}">{"".join(figures)}</div>'
 
 
 def note(text: str) -> str:

@@ -43,7 +43,8 @@ def create_server(store: Store, settings: Settings) -> FastAPI:
     server.mount("/media/thumbs", StaticFiles(directory=settings.thumb_dir), name="thumbs")
     demo = build_app(store, settings)
     return gr.mount_gradio_app(server, demo, path="", css=html.CSS, head=html.HEAD_JS,
-                               allowed_paths=[str(settings.data_dir.resolve())])
+                               allowed_paths=[str(settings.data_dir.resolve())],
+                               auth=settings.logins() or None)
 
 
 def ensure_demo(store: Store, settings: Settings) -> None:

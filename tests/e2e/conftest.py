@@ -51,9 +51,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
+def app_data(tmp_path_factory) -> Path:
+    """The running app's data folder (its database is ``tpo.db`` there)."""
+    return tmp_path_factory.mktemp("app-data")
+
+
+@pytest.fixture(scope="session")
+def app_url(app_data):
     """Start ``python app.py`` with a fresh data folder; yield its URL; stop it."""
-    data = tmp_path_factory.mktemp("app-data")
+    data = app_data
     port = free_port()
     env = {**os.environ, "TPO_DATA_DIR": str(data), "TPO_DEMO_SCALE": "0.1", "TPO_USER": "e2e",
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),

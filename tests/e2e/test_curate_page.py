@@ -1,0 +1,92 @@
+"""The Curate tab in a real browser: keyboard review, editing with the original kept,
+counters, the segment on the timeline, and two reviewers editing one pair."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tpo.store import Store
+
+pytestmark = pytest.mark.e2e
+
+
+def seed_pairs(app_data, tag: str, n: int = 3) -> list[int]:
+    """Pending localized pairs on the first demo video, segment [2, 5) s."""
+    store = Store(app_data / "tpo.db")
+    video = store.list_videos(search="shapes_parade")[0]
+    rows = [{"kind": "localized", "strategy": "irrelevant", "question": f"{tag} question {i}?",
+             "chosen": f"{tag} chosen {i}", "rejected": f"{tag} rejected {i}",
+             "segment_start": 2.0, "segment_end": 5.0,
+             "chosen_timestamps": [2.0, 3.0, 4.0], "rejected_timestamps": [0.5, 6.0, 9.0],
+             "status": "pending", "filter_verdict": "kept"} for i in range(n)]
+    return store.save_generation(video["id"], f"e2e-{tag}", rows, params={}, seconds=0)
+
+
+def open_queue(page: Page, url: str, search: str, user: str) -> None:
+    page.goto(url)
+    page.get_by_role("tab", name="Curate").click()
+    page.locator("#curate-user textarea, #curate-user input").first.fill(user)
+    page.locator("#curate-search textarea, #curate-search input").first.fill(search)
+    page.locator("#curate-load").click()
+    expect(page.locator("#curate-meta")).to_contain_text("1 of", timeout=30_000)
+
+
+def count(page: Page, status: str) -> int:
+    return int(page.locator(f"#curate-counters [data-count={status}]").inner_text())
+
+
+def test_keyboard_review_edit_and_timeline(page: Page, app_url: str, app_data):
+    ids = seed_pairs(app_data, "kbd")
+    open_queue(page, app_url, "kbd question", "alice")
+    expect(page.locator("#curate-question")).to_have_text("kbd question 0?")
+    segment = page.get_by_test_id("timeline-segment")
+    expect(segment).to_have_attribute("data-start", "2.000")
+    expect(segment).to_have_attribute("data-end", "5.000")
+    expect(page.locator("#curate-timeline .tpo-chosen")).to_have_count(3)
+    expect(page.locator("#curate-chosen-strip [data-testid=strip-frame]")).to_have_count(3)
+    accepted = count(page, "accepted")
+
+    page.locator("body").press("a")  # accept, then on to the next pair
+    expect(page.locator("#curate-meta")).to_contain_text("2 of 3")
+    expect(page.locator("#curate-counters [data-count=accepted]")).to_have_text(str(accepted + 1))
+    page.keyboard.press("r")
+    expect(page.locator("#curate-meta")).to_contain_text("3 of 3")
+    page.keyboard.press("p")
+    expect(page.locator("#curate-meta")).to_contain_text("2 of 3")
+    expect(page.locator("#curate-meta")).to_contain_text("rejected")
+
+    page.keyboard.press("e")  # focuses the chosen answer
+    chosen = page.locator("#curate-chosen textarea")
+    expect(chosen).to_be_focused()
+    chosen.fill("A red circle, top left.")
+    page.locator("#curate-save").click()
+    expect(page.locator("#curate-message")).to_contain_text(f"Pair #{ids[1]}: edit")
+    page.get_by_text("Original (generated) texts").click()
+    expect(page.locator("#curate-originals")).to_contain_text("generated chosen: kbd chosen 1")
+    store = Store(app_data / "tpo.db")
+    assert [r["user"] for r in store.reviews(ids[0])] == ["alice"]
+    assert store.get_pair(ids[1])["edited_chosen"] == "A red circle, top left."
+
+
+def test_two_reviewers_editing_one_pair_get_a_conflict(browser: Browser, app_url: str, app_data):
+    (pair_id,) = seed_pairs(app_data, "clash", n=1)
+    alice = browser.new_context().new_page()
+    bob = browser.new_context().new_page()
+    open_queue(alice, app_url, "clash question", "alice")
+    open_queue(bob, app_url, "clash question", "bob")
+
+    alice.locator("#curate-accept").click()
+    expect(alice.locator("#curate-message")).to_contain_text("accept → accepted (version 2)")
+
+    bob.locator("#curate-chosen textarea").fill("Bob's better answer.")
+    bob.locator("#curate-save").click()
+    message = bob.locator("#curate-message")
+    expect(message).to_contain_text("Not saved")
+    expect(message).to_contain_text("changed by alice")
+    # Bob now sees the newer version, and nothing of his overwrote Alice's.
+    expect(bob.locator("#curate-meta")).to_contain_text(re.compile(r"accepted.*version 2"))
+    pair = Store(app_data / "tpo.db").get_pair(pair_id)
+    assert pair["status"] == "accepted" and pair["edited_chosen"] is None

@@ -1,0 +1,285 @@
+"""The Curate tab: review preference pairs against the video evidence, at keyboard speed.
+
+A queue of pairs (filters, search, sort) and the current pair: its question, a timeline with
+the segment and the frames each side saw, the player, both answers side by side with their
+frame strips, and the actions (accept, reject, swap, edit, note, next, previous, bulk).
+Every action goes through :func:`tpo.review.review` with the version the reviewer saw, so a
+concurrent change by someone else is refused and shown rather than overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+import gradio as gr
+
+from tpo import review as reviews
+from tpo import video
+from tpo.config import Settings
+from tpo.store import PAIR_STATUSES, ConflictError, Store, StoreError
+from tpo.thumbs import format_time, frames_at
+from ui import html
+from ui.header import header_markdown
+from ui.timeline import timeline_svg
+
+ANY = "any"
+SORTS = {"pending first": "pending-first", "oldest": "id", "newest": "newest"}
+STRIP_MAX = 16  # thumbnails per side; dense sides (64 frames) show an even subset
+
+
+@dataclass
+class Filters:
+    status: str
+    kind: str
+    strategy: str
+    video: str
+    reason: str
+    search: str
+    sort: str
+
+    def query(self) -> dict:
+        pick = lambda v: None if v in (ANY, "", None) else v  # noqa: E731
+        video_id = None if self.video in (ANY, "", None) else int(str(self.video).split(" ")[0].lstrip("#"))
+        return {"status": pick(self.status), "kind": pick(self.kind), "strategy": pick(self.strategy),
+                "video_id": video_id, "reason": self.reason.strip(), "search": self.search.strip(),
+                "order": SORTS.get(self.sort, "pending-first")}
+
+
+def counters_html(store: Store) -> str:
+    c = store.pair_counts()
+    total = c["all"]
+    line = " · ".join(f'<b data-count="{s}">{total[s]}</b> {s}' for s in PAIR_STATUSES)
+    kinds = " &nbsp; ".join(
+        f"{kind}: " + " / ".join(str(c[kind][s]) for s in PAIR_STATUSES)
+        for kind in sorted(k for k in c if k != "all"))
+    return (f'<div class="tpo-counters" id="curate-counters">{line}'
+            f'<div style="opacity:.75;font-size:12px">{kinds}'
+            + (" (pending / accepted / rejected / filtered)" if kinds else "") + "</div></div>")
+
+
+def _sample(times: list[float], n: int) -> list[float]:
+    if len(times) <= n:
+        return list(times)
+    step = len(times) / n
+    return [times[int(i * step + step / 2)] for i in range(n)]
+
+
+def _side_strip(row: dict, times: list[float], settings: Settings, side: str) -> str:
+    try:
+        entries = frames_at(row["path"], row["sha256"], _sample(times, STRIP_MAX), settings.thumb_dir)
+    except (video.VideoError, OSError) as err:
+        return html.note(f"Cannot show frames: {err}")
+    return html.frame_strip(entries, settings.thumb_dir, player_id=html.CURATE_PLAYER_ID,
+                            strip_id=f"curate-{side}-strip")
+
+
+def _saw(pair: dict, side: str, times: list[float]) -> str:
+    if pair["kind"] == "localized" and pair["segment_start"] is not None:
+        seg = f"{format_time(pair['segment_start'])}–{format_time(pair['segment_end'])}"
+        generated_side = side if not pair.get("swapped") else ("rejected" if side == "chosen" else "chosen")
+        if generated_side == "chosen":
+            where = f"the segment {seg}"
+        elif pair["strategy"] == "incomplete":
+            where = f"a sparse part of {seg}"
+        else:
+            where = f"the video without {seg}"
+    else:
+        where = "the whole video"
+    return f"{side.upper()} · saw {where} ({len(times)} frames)"
+
+
+class View:
+    """Everything the tab shows for one pair, in the order of ``shown`` in :func:`build`."""
+
+    @staticmethod
+    def empty(message: str) -> tuple:
+        return (None, None, html.note(message), *[""] * 11)
+
+    @staticmethod
+    def of(store: Store, settings: Settings, pair_id: int, position: str) -> tuple:
+        pair = store.get_pair(pair_id)
+        row = store.get_video(pair["video_id"])
+        view = reviews.effective(pair)
+        segment = ((pair["segment_start"], pair["segment_end"])
+                   if pair["segment_start"] is not None else None)
+        events = (row.get("ground_truth") or {}).get("events")
+        meta = (f"**Pair #{pair['id']}** · {position} · {pair['kind']} · {pair['strategy']} · "
+                f"video #{row['id']} {row['name']} · **{pair['status']}** · version {pair['version']}"
+                + (f" · last change by {pair['last_user']}" if pair.get("last_user") else "")
+                + (f"\n\nFilter: *{pair['filter_reason']}*" if pair["filter_reason"] else ""))
+        original = _originals(pair)
+        playable = row["status"] == "ready"
+        return (
+            pair["id"], pair["version"],
+            f'<div id="curate-question" data-pair-id="{pair["id"]}">{escape(view["question"])}</div>',
+            meta,
+            timeline_svg(row["duration_s"] or 0.0, segment=segment, chosen=view["chosen_timestamps"],
+                         rejected=view["rejected_timestamps"], player=html.CURATE_PLAYER_ID,
+                         events=events),
+            html.player(row["id"], html.CURATE_PLAYER_ID) if playable else html.note("Video unreadable."),
+            _saw(pair, "chosen", view["chosen_timestamps"]),
+            view["chosen"],
+            _side_strip(row, view["chosen_timestamps"], settings, "chosen") if playable else "",
+            view["rejected"],
+            _saw(pair, "rejected", view["rejected_timestamps"]),
+            _side_strip(row, view["rejected_timestamps"], settings, "rejected") if playable else "",
+            original,
+            view["question"],
+        )
+
+
+def _originals(pair: dict) -> str:
+    lines = []
+    for label, column in (("question", "question"), ("chosen", "chosen"), ("rejected", "rejected")):
+        if pair.get(f"edited_{column}"):
+            lines.append(f"- generated {label}: {pair[column]}")
+    if pair.get("swapped"):
+        lines.append("- chosen and rejected were swapped by a reviewer")
+    if not lines:
+        return "No edits: the texts are as generated."
+    return "\n".join(lines)
+
+
+def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
+    """Lay out the tab inside the current Blocks and wire its events."""
+    logins = settings.logins()
+    queue = gr.State([])
+    position = gr.State(0)
+    pair_id = gr.State(None)
+    version = gr.State(None)
+    pending_bulk = gr.State(None)  # "accept"/"reject" awaiting confirmation
+
+    with gr.Row():
+        user = gr.Textbox(settings.user, label="Your name (recorded on every action)", scale=1,
+                          visible=not logins, elem_id="curate-user")
+        counters = gr.HTML(lambda: counters_html(store), elem_id="curate-counters-box")
+    with gr.Row():
+        f_status = gr.Dropdown([ANY, *PAIR_STATUSES], value="pending", label="Status", min_width=100)
+        f_kind = gr.Dropdown([ANY, "localized", "comprehensive"], value=ANY, label="Kind", min_width=100)
+        f_strategy = gr.Dropdown([ANY, "irrelevant", "incomplete", "dense-sparse"], value=ANY,
+                                 label="Strategy", min_width=100)
+        f_video = gr.Dropdown([ANY], value=ANY, label="Video", min_width=140, allow_custom_value=True)
+        f_reason = gr.Textbox(label="Filter reason contains", min_width=120)
+        f_search = gr.Textbox(label="Search text", min_width=120, elem_id="curate-search")
+        f_sort = gr.Dropdown(list(SORTS), value="pending first", label="Sort", min_width=100)
+        load = gr.Button("Load queue", elem_id="curate-load", scale=0)
+    message = gr.Markdown(elem_id="curate-message")
+    question = gr.HTML(html.note("Load the queue to start reviewing."))
+    meta = gr.Markdown(elem_id="curate-meta")
+    timeline = gr.HTML(elem_id="curate-timeline")
+    player = gr.HTML()
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            chosen_title = gr.Markdown(elem_classes=["tpo-side-title"], elem_id="curate-chosen-title")
+            chosen = gr.Textbox(label="Chosen answer (editable)", lines=4, elem_id="curate-chosen")
+            chosen_strip = gr.HTML()
+        with gr.Column():
+            rejected_title = gr.Markdown(elem_classes=["tpo-side-title"], elem_id="curate-rejected-title")
+            rejected = gr.Textbox(label="Rejected answer (editable)", lines=4, elem_id="curate-rejected")
+            rejected_strip = gr.HTML()
+    with gr.Row():
+        edit_question = gr.Textbox(label="Question (editable)", scale=3, elem_id="curate-question-edit")
+        note = gr.Textbox(label="Note", scale=2, elem_id="curate-note")
+    with gr.Row():
+        accept = gr.Button("Accept [A]", variant="primary", elem_id="curate-accept")
+        reject = gr.Button("Reject [R]", variant="stop", elem_id="curate-reject")
+        swap = gr.Button("Swap [S]", elem_id="curate-swap")
+        save = gr.Button("Save edits [E to edit]", elem_id="curate-save")
+        prev = gr.Button("◀ Prev [P]", elem_id="curate-prev")
+        nxt = gr.Button("Next [N] ▶", elem_id="curate-next")
+    with gr.Accordion("Original (generated) texts", open=False):
+        originals = gr.Markdown(elem_id="curate-originals")
+    with gr.Row():
+        bulk_accept = gr.Button("Accept all in this queue…", size="sm", elem_id="curate-bulk-accept")
+        bulk_reject = gr.Button("Reject all in this queue…", size="sm", elem_id="curate-bulk-reject")
+    with gr.Row(visible=False) as confirm_row:
+        confirm_text = gr.Markdown(elem_id="curate-bulk-question")
+        confirm = gr.Button("Confirm", variant="primary", size="sm", elem_id="curate-bulk-confirm")
+        cancel = gr.Button("Cancel", size="sm", elem_id="curate-bulk-cancel")
+
+    filters = [f_status, f_kind, f_strategy, f_video, f_reason, f_search, f_sort]
+    shown = [pair_id, version, question, meta, timeline, player, chosen_title, chosen, chosen_strip,
+             rejected, rejected_title, rejected_strip, originals, edit_question]
+
+    def who(typed: str, request: gr.Request | None) -> str:
+        name = getattr(request, "username", None) if request is not None else None
+        return name or (typed or "").strip() or settings.user
+
+    def render(ids: list[int], pos: int) -> tuple:
+        if not ids:
+            return View.empty("No pairs match these filters.")
+        pos = max(0, min(pos, len(ids) - 1))
+        try:
+            return View.of(store, settings, ids[pos], f"{pos + 1} of {len(ids)}")
+        except StoreError as err:
+            return View.empty(str(err))
+
+    def on_load(*values):
+        ids = [p["id"] for p in store.list_pairs(**Filters(*values).query())]
+        videos = [ANY] + [f"#{v['id']} {v['name']}" for v in store.list_videos() if v["status"] == "ready"]
+        return (ids, 0, *render(ids, 0), "", counters_html(store), gr.update(choices=videos),
+                header_markdown(store, settings.user))
+
+    def on_move(ids, pos, step):
+        pos = max(0, min(pos + step, len(ids) - 1)) if ids else 0
+        return (pos, *render(ids, pos), "")
+
+    def on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text,
+                  request: gr.Request):
+        if current is None:
+            raise gr.Error("No pair loaded: press Load queue.")
+        kwargs = {}
+        if action == "edit":
+            kwargs = {"question": q, "chosen": c, "rejected": r}
+        try:
+            pair = reviews.review(store, current, action, user=who(typed, request),
+                                  expected_version=seen_version, note=note_text or None, **kwargs)
+        except ConflictError as err:
+            # Show the newer version in place of the reviewer's stale view.
+            return (pos, *render(ids, pos), f"⚠️ **Not saved.** {err}", counters_html(store),
+                    header_markdown(store, settings.user))
+        except (StoreError, ValueError) as err:
+            raise gr.Error(str(err))
+        done = f"Pair #{current}: {action} → {pair['status']} (version {pair['version']})."
+        if action in ("accept", "reject") and pos < len(ids) - 1:
+            pos += 1  # on to the next pair, as a reviewer going through a queue expects
+        return (pos, *render(ids, pos), done, counters_html(store), header_markdown(store, settings.user))
+
+    def on_bulk_ask(action, ids):
+        if not ids:
+            raise gr.Error("The queue is empty: load it first.")
+        verb = "Accept" if action == "accept" else "Reject"
+        return action, gr.update(visible=True), f"**{verb} all {len(ids)} pairs in this queue?**"
+
+    def on_bulk_confirm(action, ids, pos, typed, request: gr.Request):
+        if not action:
+            return (gr.update(visible=False), None, pos, *render(ids, pos), "", counters_html(store),
+                    header_markdown(store, settings.user))
+        changed = reviews.bulk_review(store, ids, action, user=who(typed, request))
+        text = f"{action.capitalize()}ed {len(changed)} pairs ({len(ids) - len(changed)} already were)."
+        return (gr.update(visible=False), None, pos, *render(ids, pos), text, counters_html(store),
+                header_markdown(store, settings.user))
+
+    after = [position, *shown]
+    load.click(on_load, filters, [queue, *after, message, counters, f_video, header])
+    for box in (f_search, f_reason):
+        box.submit(on_load, filters, [queue, *after, message, counters, f_video, header])
+    prev.click(lambda ids, pos: on_move(ids, pos, -1), [queue, position], [*after, message])
+    nxt.click(lambda ids, pos: on_move(ids, pos, +1), [queue, position], [*after, message])
+    action_inputs = [queue, position, pair_id, version, user, edit_question, chosen, rejected, note]
+    action_outputs = [*after, message, counters, header]
+    def handler(action: str):
+        # Named parameters, so Gradio sees (and fills in) the request with the log-in name.
+        def act(ids, pos, current, seen_version, typed, q, c, r, note_text, request: gr.Request):
+            return on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text,
+                             request)
+        return act
+
+    for button, action in ((accept, "accept"), (reject, "reject"), (swap, "swap"), (save, "edit")):
+        button.click(handler(action), action_inputs, action_outputs)
+    bulk_accept.click(lambda ids: on_bulk_ask("accept", ids), queue, [pending_bulk, confirm_row, confirm_text])
+    bulk_reject.click(lambda ids: on_bulk_ask("reject", ids), queue, [pending_bulk, confirm_row, confirm_text])
+    confirm.click(on_bulk_confirm, [pending_bulk, queue, position, user],
+                  [confirm_row, pending_bulk, *after, message, counters, header])
+    cancel.click(lambda: (gr.update(visible=False), None), None, [confirm_row, pending_bulk])
