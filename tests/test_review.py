@@ -59,8 +59,18 @@ def test_edits_keep_originals_and_follow_the_shown_side(store):
     assert reset["swapped"] == 0 and reset["edited_chosen"] is None and reset["edited_rejected"] is None
 
 
+def test_an_edit_that_changes_nothing_is_refused_or_saves_the_note(store):
+    (pair_id,) = make_pairs(store, 1)
+    with pytest.raises(ValueError, match="nothing to save"):
+        review(store, pair_id, "edit", user="ana", question="Q0?", chosen="chosen 0", rejected="rejected 0")
+    noted = review(store, pair_id, "edit", user="ana", question="Q0?", chosen="chosen 0",
+                   rejected="rejected 0", note="check the colour")
+    assert noted["note"] == "check the colour" and noted["edited_chosen"] is None
+    assert [r["action"] for r in store.reviews(pair_id)] == ["note"]
+
+
 @pytest.mark.parametrize("kwargs, message", [
-    ({"action": "edit"}, "needs a new question"),
+    ({"action": "edit"}, "nothing to save"),
     ({"action": "edit", "chosen": "  "}, "cannot be empty"),
     ({"action": "dance"}, "unknown action"),
     ({"action": "accept", "user": " "}, "user name"),

@@ -56,9 +56,7 @@ def _changes(pair: dict, action: str, *, question: str | None, chosen: str | Non
         return {"swapped": 0 if pair.get("swapped") else 1}
     if action == "note":
         return {"note": note or None}
-    if action == "edit":
-        if question is None and chosen is None and rejected is None:
-            raise ValueError("an edit needs a new question, chosen or rejected text")
+    if action == "edit":  # review() has dropped unchanged texts; at least one is left
         changes: dict[str, Any] = {}
         if question is not None:
             changes["edited_question"] = _edit(question, pair["question"])
@@ -98,6 +96,17 @@ def review(store: Store, pair_id: int, action: str, *, user: str,
         pair = store.get_pair(pair_id)
         if expected_version is not None and pair["version"] != expected_version:
             raise ConflictError(pair, expected_version)
+        if action == "edit":
+            # Texts equal to what is shown now are not edits: a form sends all three.
+            shown = effective(pair)
+            question, chosen, rejected = (
+                None if new is None or new.strip() == shown[key] else new
+                for key, new in (("question", question), ("chosen", chosen),
+                                 ("rejected", rejected)))
+            if question is None and chosen is None and rejected is None:
+                if note is None or (note or None) == pair.get("note"):
+                    raise ValueError("nothing to save: the texts are unchanged")
+                action = "note"
         changes = _changes(pair, action, question=question, chosen=chosen, rejected=rejected,
                            note=note)
         if note is not None and action != "note":
