@@ -102,7 +102,7 @@ def test_tiny_model_generate_pairs_restore(run, tmp_path):
     clip = make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))
     run("ingest", clip)
     args = ["generate", "--model", model, "--all", "--localized", "2", "--comprehensive", "1",
-            "--dense", "8", "--sparse", "2"]
+            "--dense", "8", "--sparse", "2", "--max-new-tokens", "16"]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert "1 video generated: 3 pairs" in result.stdout
@@ -153,3 +153,38 @@ def test_review_actions_and_conflict(run, tmp_path):
     assert "accept -> accepted (version 4)" in run("review", pair_id, "--accept", "--note", "ok").stdout
     assert run("review", pair_id).exit_code == 2
     assert [r["user"] for r in store.reviews(pair_id)][0] == "ana"
+
+
+def test_export_import_round_trip_and_bad_file(run, tmp_path):
+    from datasets import load_dataset
+
+    model = tmp_path / "tiny"
+    run("tiny-model", model)
+    clip = make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))
+    run("ingest", clip)
+    run("generate", "--model", model, "--all", "--localized", "1", "--comprehensive", "1",
+        "--dense", "8", "--sparse", "2", "--max-new-tokens", "16")
+    for p in json.loads(run("pairs", "--json").stdout):
+        if p["status"] == "filtered":
+            run("restore", p["id"])
+        run("review", p["id"], "--accept")
+    out = tmp_path / "export"
+    result = run("export", out, "--max-frames", "4")
+    assert result.exit_code == 0, result.output
+    assert "exported 2 pairs" in result.stdout
+    ds = load_dataset(str(out), split="train")
+    assert len(ds) == 2 and len(ds[0]["images"]) == len(ds[0]["frame_timestamps"]) <= 4
+
+    tpo_json = tmp_path / "tpo.json"
+    assert run("export", tmp_path / "tpo-export", "--format", "tpo-json").exit_code == 0
+    (tmp_path / "tpo-export" / "tpo_pairs.json").rename(tpo_json)
+    again = run("import", tpo_json)
+    assert again.exit_code == 0 and "imported 2 pairs" in again.stdout
+    assert "already imported" in run("import", tpo_json).stdout
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1}\nnot json\n')
+    failed = run("import", bad)
+    assert failed.exit_code == 1 and f"{bad}:1:" in failed.output and f"{bad}:2:" in failed.output
+    assert "nothing imported" in failed.output
+    assert len(json.loads(run("pairs", "--json").stdout)) == 4

@@ -209,14 +209,16 @@ def tiny_model(out: Path, arch: str, seed: int) -> None:
 @click.option("--questions", type=click.Choice(["auto", "model", "ground_truth"]), default="auto",
               show_default=True, help="Question source (auto: ground truth where known).")
 @click.option("--judge", default=None, help="Text model (id or folder) for the paper's judge checks.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Longest answer, caption or question, in tokens.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Redo videos already generated with these settings.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.pass_obj
 def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids: tuple[int, ...],
                  all_videos: bool, localized: int, comprehensive: int, strategy: str, dense: int,
-                 sparse: int, questions: str, judge: str | None, seed: int, force: bool,
-                 as_json: bool) -> None:
+                 sparse: int, questions: str, judge: str | None, max_new_tokens: int, seed: int,
+                 force: bool, as_json: bool) -> None:
     """Generate TPO preference pairs (localized and comprehensive) for library videos."""
     from tpo.generate import generate
     from tpo.pairs import GenerationConfig
@@ -243,7 +245,7 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
 
     try:
         bar.set_postfix_str(f"loading {model_id}")
-        vlm = VLM.load(ModelConfig(model=model_id, adapter=adapter))
+        vlm = VLM.load(ModelConfig(model=model_id, adapter=adapter, max_new_tokens=max_new_tokens))
         judge_chat = VLM.load(ModelConfig(model=judge)).chat if judge else None
     except ModelLoadError as err:
         bar.close()
@@ -340,6 +342,77 @@ def restore(obj: Context, pair_ids: tuple[int, ...], user: str | None) -> None:
         except StoreError as err:
             raise click.ClickException(str(err))
         click.echo(f"pair {pair_id}: filtered -> pending")
+
+
+@cli.command("export")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet", "tpo-json"]),
+              default="jsonl", show_default=True,
+              help="TRL preference dataset (jsonl/parquet) or the TPO/LLaVA-Hound JSON layout.")
+@click.option("--status", type=click.Choice(["accepted", "pending", "rejected", "filtered"]),
+              default="accepted", show_default=True, help="Which pairs to export.")
+@click.option("--frames-from", type=click.Choice(["chosen", "rejected", "union"]), default="chosen",
+              show_default=True, help="Whose frames fill the `images` column.")
+@click.option("--max-frames", type=click.IntRange(min=1), default=16, show_default=True,
+              help="At most this many frames per sample (an even subset).")
+@click.option("--embed-images", is_flag=True, help="parquet: embed image bytes in the file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def export_cmd(obj: Context, out_dir: Path, fmt: str, status: str, frames_from: str,
+               max_frames: int, embed_images: bool, as_json: bool) -> None:
+    """Export pairs (default: accepted) to OUT_DIR, loadable with datasets.load_dataset(OUT_DIR)."""
+    from tpo.export import ExportConfig, ExportError, export_pairs
+
+    try:
+        config = ExportConfig(format=fmt, status=status, frames_from=frames_from,
+                              max_frames=max_frames, embed_images=embed_images)
+    except ValueError as err:
+        raise click.UsageError(str(err))
+    bar, update = _bar("exporting", unit="pair")
+    try:
+        with bar:
+            report = export_pairs(obj.store, out_dir, config, progress=update)
+    except ExportError as err:
+        raise click.ClickException(str(err))
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for pair_id, why in report.skipped:
+        click.echo(f"skipped pair {pair_id}: {why}", err=True)
+    click.echo(report.summary())
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--skip-bad", is_flag=True, help="Import the good rows of a file with bad ones.")
+@click.option("--video-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for relative video paths (default: the file's folder).")
+@click.option("--user", default=None, help="Name recorded in the audit trail [env TPO_USER].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def import_cmd(obj: Context, path: Path, skip_bad: bool, video_dir: Path | None,
+               user: str | None, as_json: bool) -> None:
+    """Import pairs from an export (jsonl, parquet, folder) or a TPO JSON file.
+
+    Every row is checked first; a file with bad rows imports nothing (each bad row is listed
+    with its line number) unless --skip-bad.
+    """
+    from tpo.export import ImportValidationError, import_file
+
+    try:
+        report = import_file(obj.store, path, skip_bad=skip_bad, video_dir=video_dir,
+                             user=user or obj.settings.user)
+    except ImportValidationError as err:
+        for line, message in err.errors:
+            click.echo(f"{err.path}:{line}: {message}" if line else f"{err.path}: {message}", err=True)
+        raise click.ClickException(f"{len(err.errors)} bad row(s); nothing imported "
+                                   "(fix them, or use --skip-bad)")
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for line, message in report.skipped:
+        click.echo(f"skipped line {line}: {message}", err=True)
+    click.echo(report.summary())
 
 
 def _video_row(store: Store, video_id: int) -> dict:

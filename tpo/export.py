@@ -943,3 +943,16 @@ def _review_changes(row: _Row) -> dict:
             changes[column] = text
     return changes
 
+
+
+def run_job(ctx) -> dict:
+    """The ``export`` job kind (:mod:`tpo.jobs`): params ``{"out_dir": ..., "config": {...}}``."""
+    config = ExportConfig(**ctx.params.get("config", {}))
+
+    def progress(done: int, total: int, text: str) -> None:
+        ctx.check_cancelled()
+        ctx.progress(done / max(total, 1), text)
+
+    report = export_pairs(ctx.store, ctx.params["out_dir"], config, progress=progress)
+    ctx.log(report.summary())
+    return {"summary": report.summary(), **report.as_dict()}

@@ -88,10 +88,10 @@ def generate(store: Store, model: pairs.Model, config: pairs.GenerationConfig, *
 
 def job_params(model: str, config: pairs.GenerationConfig, *, adapter: str | None = None,
                video_ids: list[int] | None = None, force: bool = False,
-               drop_truncated: bool = True) -> dict:
+               drop_truncated: bool = True, max_new_tokens: int = 128) -> dict:
     """The JSON parameters of a ``generate`` background job (see :func:`run_job`)."""
     return {"model": model, "adapter": adapter, "video_ids": video_ids or None,
-            "force": force, "config": asdict(config),
+            "force": force, "config": asdict(config), "max_new_tokens": max_new_tokens,
             "filters": asdict(filters.FilterConfig(drop_truncated=drop_truncated))}
 
 
@@ -102,7 +102,8 @@ def run_job(ctx) -> dict:
     p = ctx.params
     config = pairs.GenerationConfig(**p["config"])
     ctx.progress(0.0, f"loading {p['model']}")
-    with VLM.load(ModelConfig(model=p["model"], adapter=p.get("adapter"))) as model:
+    with VLM.load(ModelConfig(model=p["model"], adapter=p.get("adapter"),
+                              max_new_tokens=p.get("max_new_tokens", 128))) as model:
         def progress(fraction: float, text: str) -> None:
             ctx.check_cancelled()  # between stages: a cancel stops before the next video
             ctx.progress(fraction, text)

@@ -31,7 +31,7 @@ import numpy as np
 
 from tpo import filters, video
 from tpo.video import Frames
-from tpo.vlm import Reply, VideoQuestion, time_prompt
+from tpo.vlm import CAPTION_PROMPT, Reply, VideoQuestion, time_prompt
 
 STRATEGIES = ("irrelevant", "incomplete", "mixed")
 QUESTION_SOURCES = ("auto", "model", "ground_truth")
@@ -60,7 +60,6 @@ class Model(Protocol):
     model_id: str
 
     def replies(self, items: Sequence[VideoQuestion]) -> list[Reply]: ...
-    def caption(self, frames: Frames, duration_s: float) -> str: ...
     def chat(self, prompt: str) -> str: ...
 
 
@@ -230,8 +229,10 @@ def generate_for_video(model: Model, path: str, config: GenerationConfig, *,
         say(f"decoded {len(wanted)} frames")
 
         t0 = time.perf_counter()
-        captions = {key: model.caption(_frames(vid, idx, images), duration)
-                    for key, idx in caption_plans.items()}
+        # One batched call captions every segment and part.
+        asks = [VideoQuestion(_frames(vid, idx, images), CAPTION_PROMPT, duration)
+                for idx in caption_plans.values()]
+        captions = dict(zip(caption_plans, (r.text for r in model.replies(asks)))) if asks else {}
         timing["caption_s"] = time.perf_counter() - t0
         say(f"captioned {len(captions)} parts")
 

@@ -41,7 +41,8 @@ from transformers import (
 )
 from trl.chat_template_utils import qwen2_5_vl_chat_template, smolvlm_chat_template
 
-__all__ = ["ARCHS", "IMAGE_SIZE", "build_tiny_model", "build_tiny_text_model"]
+__all__ = ["ARCHS", "IMAGE_SIZE", "RANDOM_PRESETS", "build_random_model", "build_tiny_model",
+           "build_tiny_text_model"]
 
 ARCHS = ("smolvlm", "qwen2vl")
 IMAGE_SIZE = 64  # px: side of the square every frame is resized to
@@ -205,6 +206,68 @@ def build_tiny_text_model(out_dir: str | Path, seed: int = 0) -> Path:
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
     return _save(model, tokenizer, out_dir)
+
+
+# Real-size presets for build_random_model: the published checkpoint's dimensions, random weights.
+RANDOM_PRESETS = {
+    # HuggingFaceTB/SmolVLM2-256M-Video-Instruct, dimensions as in the published SmolVLM-256M
+    # configs it derives from: a SmolLM2-135M text model with SmolVLM's 49280-token vocabulary
+    # and an untied output head, and SigLIP base patch-16/512 as vision encoder. A 512x512
+    # frame is (512 / 16)^2 = 1024 patches, merged 4x4 by the pixel shuffle into 64 tokens.
+    "smolvlm2-256m": dict(
+        text=dict(vocab_size=49280, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                  num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                  rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 1e5}),
+        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                    num_attention_heads=12, image_size=512, patch_size=16),
+        scale_factor=4,
+    ),
+}
+
+
+def _preset_processor(preset: dict) -> SmolVLMProcessor:
+    """The offline SmolVLM processor at the preset's frame size: one tile per frame."""
+    side = preset["vision"]["image_size"]  # px: every frame is resized to side x side
+    sizes = dict(size={"longest_edge": side}, max_image_size={"longest_edge": side})
+    return SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(do_image_splitting=False, **sizes),
+        video_processor=SmolVLMVideoProcessor(**sizes),
+        tokenizer=_smolvlm_processor().tokenizer,  # the tiny model's offline BPE and specials
+        chat_template=smolvlm_chat_template,
+        image_seq_len=(side // preset["vision"]["patch_size"] // preset["scale_factor"]) ** 2,
+    )
+
+
+def _preset_config(preset: dict, processor: SmolVLMProcessor) -> SmolVLMConfig:
+    """The preset's model config; token ids come from `processor`'s (small) tokenizer, while
+    vocab_size stays the real one, so the embedding and output head have their real size."""
+    tokenizer = processor.tokenizer
+    return SmolVLMConfig(
+        text_config=dict(model_type="llama", **preset["text"], **_token_ids(tokenizer)),
+        vision_config=preset["vision"], scale_factor=preset["scale_factor"],
+        image_token_id=processor.image_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def build_random_model(out_dir: str | Path, preset: str = "smolvlm2-256m", seed: int = 0) -> Path:
+    """Build a randomly initialised model of a real checkpoint's size into `out_dir`.
+
+    preset: a key of RANDOM_PRESETS ("smolvlm2-256m": SmolVLM2-256M-Video-Instruct, ~256M
+    parameters, ~1 GB of float32 on disk). For measuring speed and memory at the real size
+    without the hub: it answers nonsense. The tokenizer is the tiny model's (a few hundred
+    tokens; ids past it decode to nothing), the processor resizes every frame to the preset's
+    image size without splitting it into tiles. Same seed, same weights. Loads like a
+    checkpoint (``tpo.vlm.VLM.load``, ``AutoModelForImageTextToText``); files already in
+    `out_dir` are overwritten.
+    """
+    if preset not in RANDOM_PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(RANDOM_PRESETS)}, got {preset!r}")
+    processor = _preset_processor(RANDOM_PRESETS[preset])
+    config = _preset_config(RANDOM_PRESETS[preset], processor)
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = SmolVLMForConditionalGeneration(config)
+    return _save(model, processor, out_dir)
 
 
 def run_job(ctx) -> dict:

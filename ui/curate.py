@@ -12,8 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
+import shutil
+import time
+from pathlib import Path
+
 import gradio as gr
 
+from tpo import jobs
 from tpo import review as reviews
 from tpo import video
 from tpo.config import Settings
@@ -21,6 +26,7 @@ from tpo.store import PAIR_STATUSES, ConflictError, Store, StoreError
 from tpo.thumbs import format_time, frames_at
 from ui import html
 from ui.header import header_markdown
+from ui.jobs import job_html
 from ui.timeline import timeline_svg
 
 ANY = "any"
@@ -198,6 +204,8 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
         confirm = gr.Button("Confirm", variant="primary", size="sm", elem_id="curate-bulk-confirm")
         cancel = gr.Button("Cancel", size="sm", elem_id="curate-bulk-cancel")
 
+    export_panel(store, settings)
+
     filters = [f_status, f_kind, f_strategy, f_video, f_reason, f_search, f_sort]
     shown = [pair_id, version, question, meta, timeline, player, chosen_title, chosen, chosen_strip,
              rejected, rejected_title, rejected_strip, originals, edit_question]
@@ -283,3 +291,45 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
     confirm.click(on_bulk_confirm, [pending_bulk, queue, position, user],
                   [confirm_row, pending_bulk, *after, message, counters, header])
     cancel.click(lambda: (gr.update(visible=False), None), None, [confirm_row, pending_bulk])
+
+
+def export_panel(store: Store, settings: Settings) -> None:
+    """Export accepted pairs as a TRL dataset (a background job), then download it as a zip."""
+    def latest() -> dict | None:
+        rows = jobs.list_jobs(store, kind="export", limit=1)
+        return rows[0] if rows else None
+
+    with gr.Accordion("Export accepted pairs for training", open=False, elem_id="export-panel"):
+        with gr.Row():
+            out_dir = gr.Textbox(label="Output folder (on the server; empty: a new one under data/exports)",
+                                 scale=3, elem_id="export-dir")
+            fmt = gr.Dropdown(["jsonl", "parquet", "tpo-json"], value="jsonl", label="Format")
+            frames_from = gr.Dropdown(["chosen", "rejected", "union"], value="chosen",
+                                      label="Frames in `images` from")
+            max_frames = gr.Number(16, precision=0, minimum=1, label="Max frames per sample")
+        start = gr.Button("Export", variant="primary", elem_id="export-start")
+        status = gr.HTML(lambda: job_html(latest(), empty="No export yet."), elem_id="export-job")
+        with gr.Row():
+            zip_button = gr.Button("Download the last export as .zip", size="sm", elem_id="export-zip")
+            download = gr.File(label="Download", interactive=False, elem_id="export-file")
+    timer = gr.Timer(1.0)
+
+    def on_start(folder, fmt_value, source, n):
+        if not store.pair_counts()["all"]["accepted"]:
+            raise gr.Error("No accepted pairs yet: accept some in the queue above first.")
+        target = Path(folder.strip()) if folder and folder.strip() else (
+            settings.data_dir / "exports" / time.strftime("pairs-%Y%m%d-%H%M%S"))
+        params = {"out_dir": str(target.expanduser().resolve()),
+                  "config": {"format": fmt_value, "frames_from": source, "max_frames": int(n)}}
+        return job_html(jobs.get(store, jobs.submit(store, "export", params, log_dir=settings.log_dir)))
+
+    def on_zip():
+        row = latest()
+        if row is None or row["status"] != "succeeded":
+            raise gr.Error("No finished export yet.")
+        out = Path(row["output"]["out_dir"])
+        return shutil.make_archive(str(out), "zip", root_dir=out)
+
+    start.click(on_start, [out_dir, fmt, frames_from, max_frames], status)
+    zip_button.click(on_zip, None, download)
+    timer.tick(lambda: job_html(latest(), empty="No export yet."), None, status, show_progress="hidden")

@@ -58,6 +58,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
             dense = gr.Number(64, precision=0, minimum=2, label="Dense frames (chosen)")
             sparse = gr.Number(8, precision=0, minimum=1, label="Sparse frames (rejected)")
             questions = gr.Dropdown(list(QUESTION_SOURCES), value="auto", label="Questions from")
+            max_tokens = gr.Number(128, precision=0, minimum=1, label="Max new tokens")
             drop_truncated = gr.Checkbox(True, label="Filter out answers cut at the token limit")
             force = gr.Checkbox(False, label="Redo videos already generated")
         start = gr.Button("Generate", variant="primary", elem_id="generate-start")
@@ -70,7 +71,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
     timer = gr.Timer(1.0)
 
     def on_start(model_text, scope_value, video_id, n_loc, n_comp, strat, n_dense, n_sparse,
-                 source, drop, redo):
+                 source, tokens, drop, redo):
         if scope_value == "selected video" and video_id is None:
             raise gr.Error("Select a video in the table first, or choose all ready videos.")
         try:
@@ -81,7 +82,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
             raise gr.Error(str(err))
         params = job_params(resolve_model(model_text), config, force=bool(redo),
                             video_ids=[video_id] if scope_value == "selected video" else None,
-                            drop_truncated=bool(drop))
+                            drop_truncated=bool(drop), max_new_tokens=int(tokens))
         job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
         return job_html(jobs.get(store, job_id))
 
@@ -118,7 +119,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                 header_markdown(store, settings.user))
 
     start.click(on_start, [model, scope, selected, localized, comprehensive, strategy, dense,
-                           sparse, questions, drop_truncated, force], status)
+                           sparse, questions, max_tokens, drop_truncated, force], status)
     cancel.click(on_cancel, None, status)
     use_tiny.click(on_use_tiny, None, model)
     timer.tick(on_tick, seen, [status, log, seen, table, header], show_progress="hidden")

@@ -90,3 +90,28 @@ def test_two_reviewers_editing_one_pair_get_a_conflict(browser: Browser, app_url
     expect(bob.locator("#curate-meta")).to_contain_text(re.compile(r"accepted.*version 2"))
     pair = Store(app_data / "tpo.db").get_pair(pair_id)
     assert pair["status"] == "accepted" and pair["edited_chosen"] is None
+
+
+def test_export_accepted_pairs_and_download(page: Page, app_url: str, app_data):
+    from datasets import load_dataset
+
+    from tpo.review import review
+
+    store = Store(app_data / "tpo.db")
+    for pair_id in seed_pairs(app_data, "export", n=2):
+        review(store, pair_id, "accept", user="alice")
+    page.goto(app_url)
+    page.get_by_role("tab", name="Curate").click()
+    page.get_by_text("Export accepted pairs for training").click()
+    page.locator("#export-start").click()
+    job = page.locator("#export-job .tpo-job")
+    expect(job).to_have_attribute("data-status", "succeeded", timeout=120_000)
+    expect(job).to_contain_text("100%")
+    page.locator("#export-zip").click()
+    expect(page.locator("#export-file")).to_contain_text(".zip", timeout=30_000)
+
+    out = store.db.execute("SELECT output FROM jobs WHERE kind = 'export' ORDER BY id DESC").fetchone()[0]
+    out_dir = __import__("json").loads(out)["out_dir"]
+    ds = load_dataset(out_dir, split="train")
+    accepted = {p["id"] for p in store.list_pairs(status="accepted")}
+    assert set(ds["pair_id"]) == accepted and len(ds[0]["images"]) == 3
