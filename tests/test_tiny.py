@@ -85,3 +85,44 @@ def test_text_model_is_a_chat_causal_lm(tmp_path):
     inputs = tokenizer(text, return_tensors="pt")
     output = model.generate(**inputs, max_new_tokens=3, do_sample=False)
     assert output.shape[1] <= inputs["input_ids"].shape[1] + 3
+
+
+def test_random_preset_has_smolvlm2_256m_real_size():
+    """The preset's config and processor, checked without writing the ~1 GB of weights:
+    the model is instantiated on the meta device (shapes only) to count its parameters.
+    (build_random_model itself takes ~6 s and writes 1 GB; bench/generate_bench.py runs it.)"""
+    import torch
+    from transformers import SmolVLMForConditionalGeneration
+
+    from tpo.tiny import RANDOM_PRESETS, _preset_config, _preset_processor
+
+    preset = RANDOM_PRESETS["smolvlm2-256m"]
+    processor = _preset_processor(preset)
+    config = _preset_config(preset, processor)
+    text, vision = config.text_config, config.vision_config
+    assert (text.vocab_size, text.hidden_size, text.num_hidden_layers, text.num_attention_heads,
+            text.num_key_value_heads, text.intermediate_size, text.max_position_embeddings) == (
+        49280, 576, 30, 9, 3, 1536, 8192)
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads,
+            vision.intermediate_size, vision.patch_size, vision.image_size) == (
+        768, 12, 12, 3072, 16, 512)
+    assert config.scale_factor == 4 and not config.tie_word_embeddings
+    with torch.device("meta"):
+        model = SmolVLMForConditionalGeneration(config)
+    assert 255e6 < sum(p.numel() for p in model.parameters()) < 258e6  # "256M"
+
+    # A 320x180 frame becomes one 512x512 tile of 64 image tokens: (512 / 16 / 4)^2.
+    text_in = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What?"}]}],
+        add_generation_prompt=True)
+    frame = Image.fromarray(np.zeros((180, 320, 3), np.uint8))
+    inputs = processor(text=[text_in], images=[[frame]], return_tensors="pt")
+    assert inputs["pixel_values"].shape[-2:] == (512, 512)
+    assert (inputs["input_ids"] == processor.image_token_id).sum() == 64
+
+
+def test_unknown_random_preset_is_refused(tmp_path):
+    from tpo.tiny import build_random_model
+
+    with pytest.raises(ValueError, match="smolvlm2-256m"):
+        build_random_model(tmp_path, "llava-7b")
