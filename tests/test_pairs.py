@@ -109,8 +109,9 @@ def test_tiny_model_answers_are_cut_at_the_limit_and_filtered(model, known_clip)
     path, truth = known_clip
     config = GenerationConfig(localized=1, comprehensive=0, **SMALL)
     (row,) = generate_for_video(model, str(path), config, ground_truth=truth)
-    # A random model never says end-of-sequence within 8 tokens.
-    assert row["status"] == "filtered" and row["filter_reason"].startswith(("truncated", "near-identical"))
+    # A random model never says end-of-sequence within 8 tokens (or says only unprintables).
+    assert row["status"] == "filtered"
+    assert row["filter_reason"].startswith(("truncated", "near-identical", "empty answer"))
 
 
 def test_choose_segments_spreads_and_respects_lengths():

@@ -17,10 +17,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 STARTUP_TIMEOUT_S = 240  # the first start renders and ingests the demo library
+# A 2-core CI machine running the app, Chromium and job processes at once can take longer
+# than Playwright's default 5 s to update the page; this is a deadline, not a measurement.
+expect.set_options(timeout=20_000)
 
 
 def pytest_collection_modifyitems(config, items):

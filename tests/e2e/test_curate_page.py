@@ -14,9 +14,9 @@ pytestmark = pytest.mark.e2e
 
 
 def seed_pairs(app_data, tag: str, n: int = 3) -> list[int]:
-    """Pending localized pairs on the first demo video, segment [2, 5) s."""
+    """Pending localized pairs on a demo video (not the one the generate test inspects)."""
     store = Store(app_data / "tpo.db")
-    video = store.list_videos(search="shapes_parade")[0]
+    video = store.list_videos(search="corner_watch")[0]
     rows = [{"kind": "localized", "strategy": "irrelevant", "question": f"{tag} question {i}?",
              "chosen": f"{tag} chosen {i}", "rejected": f"{tag} rejected {i}",
              "segment_start": 2.0, "segment_end": 5.0,

@@ -42,4 +42,4 @@ def test_generate_with_offline_model_then_restore_a_filtered_pair(page: Page, ap
     page.locator("#pair-restore").click()
     expect(page.locator("#pair-selected")).to_contain_text("restored to pending")
     expect(pairs.get_by_test_id("cell-0-5")).to_have_text("pending")
-    expect(page.locator("#tpo-header")).to_contain_text("1 pending")
+    expect(page.locator("#tpo-header")).to_contain_text("9 filtered")  # one fewer

@@ -1,0 +1,381 @@
+"""TPO training (tpo.train) for real: the tiny random models, a real export of reviewed
+pairs, TRL's DPOTrainer on the CPU - LoRA and full fine-tune, the SFT term, resume, the
+`train` job (metrics, cancel, clear failures, model registry) and two processes over gloo."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from media import make_video
+from transformers import TrainerCallback
+
+from tpo import jobs
+from tpo.export import ExportConfig, export_pairs
+from tpo.library import ingest
+from tpo.review import review
+from tpo.store import Store
+from tpo.train import (LANGUAGE_LORA_TARGET, NO_DATA, OOM, TrainConfig, TrainError,
+                       _clear_errors, _free_port, build_parser, config_from_args, load_pairs,
+                       resolve, train)
+from tpo.video import open_video
+from tpo.vlm import ModelConfig, ModelLoadError
+
+FPS = 4
+ROOT = Path(__file__).resolve().parents[1]
+JOB_TIMEOUT_S = 150
+# Every logged training step must carry these (TRL's DPO metrics).
+STEP_KEYS = {"step", "epoch", "loss", "rewards/accuracies", "rewards/margins", "logps/chosen",
+             "logps/rejected", "learning_rate", "grad_norm"}
+
+
+def _pair(kind, strategy, question, chosen, rejected, segment, chosen_t, rejected_t):
+    return {"kind": kind, "strategy": strategy, "question": question, "chosen": chosen,
+            "rejected": rejected, "segment_start": segment[0] if segment else None,
+            "segment_end": segment[1] if segment else None, "chosen_timestamps": chosen_t,
+            "rejected_timestamps": rejected_t, "prompt": question, "status": "pending",
+            "generator": {"model": "tiny"}, "filter_verdict": "kept"}
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """Three accepted pairs (two localized, one comprehensive) of an 8 s clip, exported as
+    jsonl with at most 4 frames a row; plus a datasets cache for the module."""
+    root = tmp_path_factory.mktemp("train")
+    store = Store(root / "tpo.db")
+    clip = make_video(root / "clip.mp4", duration_s=8, fps=FPS)
+    video_id = ingest(store, [clip], user="ana").added[0]
+    with open_video(clip) as vid:
+        t = vid.times.tolist()
+    ids = store.save_generation(video_id, "k", [
+        _pair("localized", "irrelevant", "What is drawn at 2 s?", "Bars in two rows.",
+              "Nothing at all.", (1.0, 3.0), t[4:12:2], t[12:32:4]),
+        _pair("comprehensive", "dense-sparse", "Summarize the video.",
+              "Counting bars that change.", "A dog runs.", None, t[::2], t[::8]),
+        _pair("localized", "irrelevant", "What happens at the end?",
+              "The bars show a larger number.", "The video is blank.", (5.0, 7.0),
+              t[20:28:2], t[0:20:5]),
+    ], params={}, seconds=0)
+    for pair_id in ids:
+        review(store, pair_id, "accept", user="ana")
+    report = export_pairs(store, root / "export", ExportConfig(max_frames=4))
+    store.close()
+    assert report.n_pairs == 3
+    return SimpleNamespace(dir=report.out_dir, root=root, cache=str(root / "hf"))
+
+
+def _config(model, export, out, **overrides) -> TrainConfig:
+    """A quick run: lr high enough to move a random model, no warm-up (step 1 has lr > 0)."""
+    options = dict(model=str(model), data=str(export.dir), output_dir=str(out),
+                   learning_rate=1e-3, warmup_ratio=0.0, lora_r=8, lora_alpha=16,
+                   max_steps=3, cache_dir=export.cache)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def _metric_rows(path):
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return [r for r in rows if "loss" in r]
+
+
+class _Snapshots(TrainerCallback):
+    """The trainable tensors when training begins and ends, and the step it began at."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.start_step = state.global_step
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters()
+                       if p.requires_grad}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = {n: p.detach().clone() for n, p in model.named_parameters()
+                      if n in self.before}
+        self.frozen = {n: p.detach().clone() for n, p in model.named_parameters()
+                       if not p.requires_grad}
+
+
+def _logits(vlm, export):
+    """The model's next-token logits for the first exported prompt with its frames."""
+    row = load_pairs(export.dir, cache_dir=export.cache)[0]
+    text = vlm.processor.apply_chat_template(row["prompt"], add_generation_prompt=True)
+    inputs = vlm.processor(text=[text], images=[row["images"]], return_tensors="pt")
+    with torch.no_grad():
+        return vlm.model(**inputs).logits[0, -1]
+
+
+# --------------------------------------------------------------------------------------------
+# train()
+
+
+def test_lora_run_trains_the_language_model_and_writes_its_outputs(tiny_smolvlm_dir, export,
+                                                                   tmp_path):
+    from tpo.vlm import VLM
+
+    out = tmp_path / "run"
+    snap = _Snapshots()
+    started = time.monotonic()
+    result = train(_config(tiny_smolvlm_dir, export, out), callbacks=[snap])
+    seconds = time.monotonic() - started
+    assert result.global_step == 3 and result.world_size == 1 and result.resumed_from is None
+
+    # Only LoRA tensors train, all of them move, and none sits in the vision tower.
+    assert snap.before and all("lora_" in n for n in snap.before)
+    assert all("text_model.layers" in n for n in snap.before)
+    changed = [n for n in snap.before if not torch.equal(snap.before[n], snap.after[n])]
+    assert sorted(changed) == sorted(snap.before)
+
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "processor_config.json",
+            "tokenizer.json", "tpo_train_args.json", "command.txt", "metrics.jsonl",
+            "train_result.json"} <= names
+    args = json.loads((out / "tpo_train_args.json").read_text())
+    assert (args["beta"], args["alpha"], args["learning_rate"]) == (0.3, 0.5, 1e-3)  # preset
+    assert args["bf16"] is False and args["use_cpu"] is True
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["target_modules"] == LANGUAGE_LORA_TARGET and adapter["r"] == 8
+
+    rows = _metric_rows(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(STEP_KEYS <= set(r) and math.isfinite(r["loss"]) for r in rows)
+    assert result.final_loss == rows[-1]["loss"]
+
+    # command.txt's `tpo train` line parses back into this very configuration.
+    line = next(x for x in (out / "command.txt").read_text().splitlines()
+                if x.startswith("tpo train "))
+    again = config_from_args(build_parser().parse_args(shlex.split(line)[2:]))
+    assert resolve(again) == resolve(_config(tiny_smolvlm_dir, export, out))
+    assert "accelerate launch --config_file configs/accelerate/" in \
+        (out / "command.txt").read_text()
+
+    # The saved adapter loads on the base and changes what the model computes.
+    with VLM.load(ModelConfig(model=str(tiny_smolvlm_dir), device="cpu")) as base, \
+            VLM.load(ModelConfig(model=str(tiny_smolvlm_dir), adapter=str(out),
+                                 device="cpu")) as tuned:
+        assert not torch.allclose(_logits(base, export), _logits(tuned, export))
+    print(f"3 LoRA steps: {seconds:.1f} s with loading, {result.train_runtime_s:.2f} s of "
+          f"training ({result.train_runtime_s / 3:.3f} s/step), losses "
+          f"{[round(r['loss'], 3) for r in rows]}")
+
+
+def test_sft_term_is_in_the_loss(tiny_smolvlm_dir, export, tmp_path):
+    """Same batch and seed: alpha = 0 is plain DPO (ln 2 at step 1: a fresh LoRA equals the
+    reference); alpha = 0.5 adds half the chosen answer's per-token NLL."""
+    first = {}
+    # alpha = 0 from an in-memory dataset (train's `dataset=`), 0.5 from the export folder.
+    train(_config(tiny_smolvlm_dir, export, tmp_path / "a0", data=None, alpha=0.0, max_steps=1),
+          dataset=load_pairs(export.dir, cache_dir=export.cache))
+    train(_config(tiny_smolvlm_dir, export, tmp_path / "a05", alpha=0.5, max_steps=1))
+    for alpha, out in ((0.0, tmp_path / "a0"), (0.5, tmp_path / "a05")):
+        first[alpha] = _metric_rows(out / "metrics.jsonl")[0]
+    assert first[0.0]["loss"] == pytest.approx(math.log(2), abs=1e-4)
+    assert first[0.0]["rewards/margins"] == 0
+    assert first[0.0]["logps/chosen"] == pytest.approx(first[0.5]["logps/chosen"])  # same batch
+    # A random 512-token model: per-token NLL ~ ln 512 = 6.2, so the SFT part is ~3.1.
+    assert first[0.5]["loss"] > first[0.0]["loss"] + 1.0
+    print(f"first-step loss: alpha=0 {first[0.0]['loss']:.4f}, "
+          f"alpha=0.5 {first[0.5]['loss']:.4f}")
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_smolvlm_dir, export, tmp_path):
+    out = tmp_path / "run"
+    first = train(_config(tiny_smolvlm_dir, export, out, max_steps=2, save_steps=1))
+    assert first.global_step == 2 and (out / "checkpoint-2").is_dir()
+    with pytest.raises(TrainError, match="already holds a training run"):
+        train(_config(tiny_smolvlm_dir, export, out, max_steps=4))
+    snap = _Snapshots()
+    resumed = train(_config(tiny_smolvlm_dir, export, out, max_steps=4, save_steps=1,
+                            resume=True), callbacks=[snap])
+    assert resumed.global_step == 4
+    assert resumed.resumed_from == str(out / "checkpoint-2")
+    assert snap.start_step == 2  # began at the checkpoint's step, not at 0
+    assert [r["step"] for r in _metric_rows(out / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert json.loads((out / "train_result.json").read_text())["global_step"] == 4
+
+
+def test_full_fine_tune_freezes_the_vision_encoder(tiny_smolvlm_dir, export, tmp_path):
+    out = tmp_path / "full"
+    snap = _Snapshots()
+    result = train(_config(tiny_smolvlm_dir, export, out, lora=False, max_steps=2),
+                   callbacks=[snap])
+    assert result.global_step == 2
+    assert snap.frozen and all(".vision_model." in n for n in snap.frozen)
+    assert not any(".vision_model." in n for n in snap.before)
+    moved = [n for n in snap.before if not torch.equal(snap.before[n], snap.after[n])]
+    assert any("text_model.layers" in n for n in moved)
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+
+
+def test_qwen2vl_lora_stays_out_of_the_vision_tower(tiny_qwen2vl_dir, export, tmp_path):
+    snap = _Snapshots()
+    result = train(_config(tiny_qwen2vl_dir, export, tmp_path / "qwen", max_steps=1),
+                   callbacks=[snap])
+    assert result.global_step == 1
+    assert snap.before and all("language_model.layers" in n and "lora_" in n
+                               for n in snap.before)
+    assert not any(".visual." in n for n in snap.before)
+
+
+def test_max_frames_caps_images_and_rewrites_the_time_prompt(export):
+    full = load_pairs(export.dir, cache_dir=export.cache)
+    capped = load_pairs(export.dir, max_frames=2, cache_dir=export.cache)
+    assert capped.column_names == ["prompt", "chosen", "rejected", "images"]
+    for before, after in zip(full, capped):
+        content = after["prompt"][0]["content"]
+        assert len(after["images"]) == 2
+        assert [p["type"] for p in content] == ["image", "image", "text"]
+        assert content[-1]["text"].split("\n")[-1] == before["prompt"][0]["content"][-1][
+            "text"].split("\n")[-1]  # the question itself is untouched
+        assert "and 2 frames are sampled" in content[-1]["text"]
+
+
+def test_clear_errors_for_missing_data_model_oom_and_full_disk(tiny_smolvlm_dir, export,
+                                                                tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no-rows").mkdir()
+    (tmp_path / "no-rows" / "README.md").write_text("an export's card, but no data file")
+    for data in (tmp_path / "missing", tmp_path / "empty", tmp_path / "no-rows"):
+        with pytest.raises(TrainError, match=re.escape(NO_DATA)):
+            train(_config(tiny_smolvlm_dir, export, tmp_path / "out", data=str(data)))
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        train(_config(tmp_path / "no-model", export, tmp_path / "out2"))
+    with pytest.raises(TrainError, match=re.escape(OOM)):
+        with _clear_errors(tmp_path):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+    with pytest.raises(TrainError, match="disk full"):
+        with _clear_errors(tmp_path):
+            raise OSError(28, "No space left on device")
+
+
+def test_config_validation_and_cli():
+    ns = build_parser().parse_args(["--model", "m", "--data", "d", "--output", "o", "--full",
+                                    "--lr", "2e-5", "--preset", "llava-video", "--bf16",
+                                    "false", "--no-gradient-checkpointing", "--max-frames",
+                                    "8"])
+    config = config_from_args(ns)
+    assert (config.lora, config.learning_rate, config.bf16, config.max_frames) == \
+        (False, 2e-5, False, 8)
+    settings = resolve(config)
+    assert (settings["beta"], settings["alpha"], settings["learning_rate"]) == (0.2, 1.0, 2e-5)
+    for bad in ({"preset": "gpt"}, {"alpha": -1.0}, {"warmup_ratio": 1.5},
+                {"resume": True, "overwrite": True}, {"bf16": "maybe"}):
+        with pytest.raises(ValueError):
+            TrainConfig(model="m", data="d", output_dir="o", **bad)
+
+
+# --------------------------------------------------------------------------------------------
+# The `train` job
+
+
+def _submit(store, settings, config: TrainConfig, **params):
+    from dataclasses import asdict
+
+    return jobs.submit(store, "train", {"config": asdict(config), **params},
+                       log_dir=settings.log_dir)
+
+
+def _models(store):
+    return list(store.db.query("SELECT * FROM models ORDER BY id"))
+
+
+def test_train_job_reports_metrics_and_registers_the_model(tiny_smolvlm_dir, export, store,
+                                                           settings, tmp_path):
+    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train:run_job'"
+    out = tmp_path / "job-run"
+    job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, out),
+                     launcher="python", num_processes=1)
+    row = jobs.wait(store, job_id, JOB_TIMEOUT_S)
+    assert row["status"] == "succeeded", jobs.log_tail(row)
+    assert row["output"]["global_step"] == 3 and row["output"]["world_size"] == 1
+    assert row["progress_text"].startswith("step 3/3 · loss ")
+    losses = jobs.metrics(store, job_id, "loss")
+    assert [m["step"] for m in losses] == [1, 2, 3]
+    assert f"loss {losses[-1]['value']:.4f}" in row["progress_text"]
+    names = {m["name"] for m in jobs.metrics(store, job_id)}
+    assert {"loss", "rewards/accuracies", "rewards/margins", "logps/chosen", "learning_rate",
+            "grad_norm"} <= names
+    (model,) = _models(store)
+    assert model["id"] == row["output"]["model_id"] and model["job_id"] == job_id
+    assert (model["name"], model["base"]) == ("job-run", str(tiny_smolvlm_dir))
+    assert model["adapter_path"] == str(out) and model["dataset"] == str(export.dir)
+    assert json.loads(model["params"])["alpha"] == 0.5
+
+
+def test_train_job_cancelled_mid_run_ends_cancelled(tiny_smolvlm_dir, export, store, settings,
+                                                    tmp_path):
+    job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, tmp_path / "long",
+                                              max_steps=100_000),
+                     launcher="python", num_processes=1)
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not jobs.metrics(store, job_id, "loss"):  # training is under way
+        assert time.monotonic() < deadline, jobs.log_tail(jobs.get(store, job_id))
+        assert jobs.get(store, job_id)["status"] in ("queued", "running"), \
+            jobs.log_tail(jobs.get(store, job_id))
+        time.sleep(0.2)
+    jobs.cancel(store, job_id)
+    row = jobs.wait(store, job_id, 60)
+    assert row["status"] == "cancelled", jobs.log_tail(row)
+    assert row["error"] is None and _models(store) == []
+    assert not (tmp_path / "long" / "train_result.json").exists()  # no final save
+
+
+def test_train_job_without_data_fails_with_a_clear_message(tiny_smolvlm_dir, export, store,
+                                                           settings, tmp_path):
+    (tmp_path / "empty").mkdir()
+    ids = [_submit(store, settings, _config(tiny_smolvlm_dir, export, tmp_path / f"o{i}",
+                                            data=str(data)))
+           for i, data in enumerate((tmp_path / "empty", tmp_path / "missing"))]
+    for job_id in ids:
+        row = jobs.wait(store, job_id, JOB_TIMEOUT_S)
+        assert row["status"] == "failed"
+        assert row["error"].startswith("TrainError: " + NO_DATA), row["error"]
+    assert _models(store) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Two processes (gloo on the CPU)
+
+
+def test_two_ranks_with_torchrun(tiny_smolvlm_dir, export, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(_free_port()), "-m", "tpo.train",
+               "--model", str(tiny_smolvlm_dir), "--data", str(export.dir), "--output", str(out),
+               "--max-steps", "2", "--lr", "1e-3", "--warmup-ratio", "0", "--lora-r", "8",
+               "--cache-dir", export.cache, "--use-cpu"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "train_result.json").read_text())
+    assert result["world_size"] == 2 and result["global_step"] == 2
+    rows = _metric_rows(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]  # written by rank 0 only
+    # 3 pairs over 2 ranks with batch 1: 2 steps are one epoch (each rank took 2 pairs).
+    assert rows[-1]["epoch"] == pytest.approx(1.0)
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_train_job_with_accelerate_on_two_processes(tiny_smolvlm_dir, export, store, settings,
+                                                    tmp_path):
+    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train:run_job'"
+    out = tmp_path / "accel"
+    job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, out, max_steps=2),
+                     launcher="accelerate", num_processes=2,
+                     accelerate_config=str(ROOT / "configs/accelerate/multi_gpu_ddp.yaml"))
+    row = jobs.wait(store, job_id, JOB_TIMEOUT_S + 60)
+    assert row["status"] == "succeeded", jobs.log_tail(row)
+    assert row["output"]["world_size"] == 2 and row["output"]["global_step"] == 2
+    assert "accelerate.commands.launch" in jobs.log_tail(row, 400)
+    # Rank 0 of the child processes wrote the metrics and progress to this job's row.
+    assert [m["step"] for m in jobs.metrics(store, job_id, "loss")] == [1, 2]
+    assert row["progress_text"].startswith("step 2/2")
+    (model,) = _models(store)
+    assert model["job_id"] == job_id and model["adapter_path"] == str(out)
