@@ -63,7 +63,7 @@ from PIL import Image as PILImage
 from tpo import library, video
 from tpo.review import effective
 from tpo.store import PAIR_STATUSES, Store, now
-from tpo.vlm import time_prompt
+from tpo.prompts import time_prompt
 
 __all__ = ["COLUMNS", "FORMATS", "PAIR_KINDS", "ExportConfig", "ExportError", "ExportReport",
            "ImportReport", "ImportValidationError", "export_pairs", "import_file"]

@@ -31,7 +31,7 @@ import numpy as np
 
 from tpo import filters, video
 from tpo.video import Frames
-from tpo.vlm import CAPTION_PROMPT, Reply, VideoQuestion, time_prompt
+from tpo.prompts import CAPTION_PROMPT, Reply, VideoQuestion, time_prompt
 
 STRATEGIES = ("irrelevant", "incomplete", "mixed")
 QUESTION_SOURCES = ("auto", "model", "ground_truth")

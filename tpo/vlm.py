@@ -28,13 +28,13 @@ from PIL import Image
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
+from tpo.prompts import CAPTION_PROMPT, Reply, VideoQuestion, time_prompt
 from tpo.video import Frames
 
 __all__ = ["CAPTION_PROMPT", "ModelConfig", "ModelLoadError", "VLM", "VideoQuestion",
            "configure_for_frames", "time_prompt"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-CAPTION_PROMPT = "Describe in detail what happens in these frames, in the order it happens."
 LOAD_HINT = ("Point TPO_MODEL or --model at a local model folder, or build the offline test "
              "model with `tpo tiny-model data/models/tiny-smolvlm`.")
 ADAPTER_HINT = ("Point --adapter at a folder saved by training (adapter_config.json and the "
@@ -97,23 +97,6 @@ class ModelLoadError(Exception):
         return type(self), (self.model, self.reason, self.hint, self.adapter)
 
 
-@dataclass(frozen=True)
-class VideoQuestion:
-    """One question about one video, asked on the given frames of it."""
-
-    frames: Frames  # decoded (images not None); timestamps in seconds from the video's start
-    question: str
-    duration_s: float  # of the whole video, which the prompt states
-
-
-def time_prompt(timestamps: Sequence[float], duration_s: float, question: str) -> str:
-    """The text after the frames: where they are in the video (seconds), then the question."""
-    times = ", ".join(f"{t:.1f}s" for t in timestamps)
-    return (f"The video lasts for {duration_s:.1f} seconds, and {len(timestamps)} frames are "
-            f"sampled from it. These frames are located at {times}. Please answer the "
-            f"following question related to this video.\n{question}")
-
-
 def configure_for_frames(processor) -> None:
     """Make `processor` turn each video frame into one tile, as the model's video path does.
 
@@ -126,14 +109,6 @@ def configure_for_frames(processor) -> None:
     image_processor = getattr(processor, "image_processor", None)
     if getattr(image_processor, "do_image_splitting", False):
         image_processor.do_image_splitting = False
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One generated answer."""
-
-    text: str
-    truncated: bool  # True when generation stopped at max_new_tokens, not at end-of-sequence
 
 
 class VLM:
