@@ -26,8 +26,8 @@ from tpo.library import ingest
 from tpo.review import review
 from tpo.store import Store
 from tpo.train import (LANGUAGE_LORA_TARGET, NO_DATA, OOM, TrainConfig, TrainError,
-                       _clear_errors, _free_port, build_parser, config_from_args, load_pairs,
-                       resolve, train)
+                       _clear_errors, _free_port, build_parser, config_from_args, job_params,
+                       load_pairs, resolve, train)
 from tpo.video import open_video
 from tpo.vlm import ModelConfig, ModelLoadError
 
@@ -47,13 +47,8 @@ def _pair(kind, strategy, question, chosen, rejected, segment, chosen_t, rejecte
             "generator": {"model": "tiny"}, "filter_verdict": "kept"}
 
 
-@pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    """Three accepted pairs (two localized, one comprehensive) of an 8 s clip, exported as
-    jsonl with at most 4 frames a row; plus a datasets cache for the module."""
-    root = tmp_path_factory.mktemp("train")
-    store = Store(root / "tpo.db")
-    clip = make_video(root / "clip.mp4", duration_s=8, fps=FPS)
+def _accept_pairs(store, clip):
+    """Three accepted pairs (two localized, one comprehensive) of ``clip`` in ``store``."""
     video_id = ingest(store, [clip], user="ana").added[0]
     with open_video(clip) as vid:
         t = vid.times.tolist()
@@ -68,10 +63,20 @@ def export(tmp_path_factory):
     ], params={}, seconds=0)
     for pair_id in ids:
         review(store, pair_id, "accept", user="ana")
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """The pairs of an 8 s clip exported as jsonl with at most 4 frames a row; plus a
+    datasets cache for the module."""
+    root = tmp_path_factory.mktemp("train")
+    store = Store(root / "tpo.db")
+    clip = make_video(root / "clip.mp4", duration_s=8, fps=FPS)
+    _accept_pairs(store, clip)
     report = export_pairs(store, root / "export", ExportConfig(max_frames=4))
     store.close()
     assert report.n_pairs == 3
-    return SimpleNamespace(dir=report.out_dir, root=root, cache=str(root / "hf"))
+    return SimpleNamespace(dir=report.out_dir, root=root, clip=clip, cache=str(root / "hf"))
 
 
 def _config(model, export, out, **overrides) -> TrainConfig:
@@ -212,6 +217,10 @@ def test_full_fine_tune_freezes_the_vision_encoder(tiny_smolvlm_dir, export, tmp
     moved = [n for n in snap.before if not torch.equal(snap.before[n], snap.after[n])]
     assert any("text_model.layers" in n for n in moved)
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    from tpo.vlm import VLM
+
+    with VLM.load(ModelConfig(model=str(out), device="cpu")) as tuned:  # a complete model
+        assert torch.isfinite(_logits(tuned, export)).all()
 
 
 def test_qwen2vl_lora_stays_out_of_the_vision_tower(tiny_qwen2vl_dir, export, tmp_path):
@@ -255,7 +264,23 @@ def test_clear_errors_for_missing_data_model_oom_and_full_disk(tiny_smolvlm_dir,
             raise OSError(28, "No space left on device")
 
 
+def test_importing_the_module_loads_no_ml_library():
+    """The app process imports tpo.train for TrainConfig / job_params (DESIGN.md section 3)."""
+    code = ("import sys, tpo.train as t; t.job_params(t.TrainConfig('m', 'd', 'o')); "
+            "print(sorted({'torch', 'transformers', 'trl', 'peft', 'datasets'} & "
+            "set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "[]"
+    from transformers import TrainerCallback
+
+    from tpo.train import MetricsCallback  # built on first use
+
+    assert issubclass(MetricsCallback, TrainerCallback)
+
+
 def test_config_validation_and_cli():
+    assert "--max-frames" in build_parser().format_help()
     ns = build_parser().parse_args(["--model", "m", "--data", "d", "--output", "o", "--full",
                                     "--lr", "2e-5", "--preset", "llava-video", "--bf16",
                                     "false", "--no-gradient-checkpointing", "--max-frames",
@@ -265,6 +290,8 @@ def test_config_validation_and_cli():
         (False, 2e-5, False, 8)
     settings = resolve(config)
     assert (settings["beta"], settings["alpha"], settings["learning_rate"]) == (0.2, 1.0, 2e-5)
+    with pytest.raises(ValueError, match="launcher"):
+        job_params(config, launcher="slurm")
     for bad in ({"preset": "gpt"}, {"alpha": -1.0}, {"warmup_ratio": 1.5},
                 {"resume": True, "overwrite": True}, {"bf16": "maybe"}):
         with pytest.raises(ValueError):
@@ -276,25 +303,27 @@ def test_config_validation_and_cli():
 
 
 def _submit(store, settings, config: TrainConfig, **params):
-    from dataclasses import asdict
-
-    return jobs.submit(store, "train", {"config": asdict(config), **params},
-                       log_dir=settings.log_dir)
+    return jobs.submit(store, "train", job_params(config, **params), log_dir=settings.log_dir)
 
 
 def _models(store):
     return list(store.db.query("SELECT * FROM models ORDER BY id"))
 
 
-def test_train_job_reports_metrics_and_registers_the_model(tiny_smolvlm_dir, export, store,
-                                                           settings, tmp_path):
+def test_train_job_on_the_accepted_pairs_reports_metrics_and_registers_the_model(
+        tiny_smolvlm_dir, export, store, settings, tmp_path):
+    """No data folder: the job exports the store's accepted pairs into the run's folder."""
     assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train:run_job'"
+    _accept_pairs(store, export.clip)
     out = tmp_path / "job-run"
-    job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, out),
-                     launcher="python", num_processes=1)
+    job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, out, data=None,
+                                              max_frames=4),
+                     launcher="python", num_processes=1, export_from_store=True)
     row = jobs.wait(store, job_id, JOB_TIMEOUT_S)
     assert row["status"] == "succeeded", jobs.log_tail(row)
     assert row["output"]["global_step"] == 3 and row["output"]["world_size"] == 1
+    assert (out / "dataset" / "metadata.jsonl").is_file()  # the pairs it trained on
+    assert row["output"]["command"].startswith("tpo train --model ")
     assert row["progress_text"].startswith("step 3/3 · loss ")
     losses = jobs.metrics(store, job_id, "loss")
     assert [m["step"] for m in losses] == [1, 2, 3]
@@ -305,7 +334,7 @@ def test_train_job_reports_metrics_and_registers_the_model(tiny_smolvlm_dir, exp
     (model,) = _models(store)
     assert model["id"] == row["output"]["model_id"] and model["job_id"] == job_id
     assert (model["name"], model["base"]) == ("job-run", str(tiny_smolvlm_dir))
-    assert model["adapter_path"] == str(out) and model["dataset"] == str(export.dir)
+    assert model["adapter_path"] == str(out) and model["dataset"] == str(out / "dataset")
     assert json.loads(model["params"])["alpha"] == 0.5
 
 
@@ -327,16 +356,22 @@ def test_train_job_cancelled_mid_run_ends_cancelled(tiny_smolvlm_dir, export, st
     assert not (tmp_path / "long" / "train_result.json").exists()  # no final save
 
 
-def test_train_job_without_data_fails_with_a_clear_message(tiny_smolvlm_dir, export, store,
+def test_train_job_without_data_or_model_fails_with_a_clear_message(tiny_smolvlm_dir, export, store,
                                                            settings, tmp_path):
     (tmp_path / "empty").mkdir()
     ids = [_submit(store, settings, _config(tiny_smolvlm_dir, export, tmp_path / f"o{i}",
                                             data=str(data)))
            for i, data in enumerate((tmp_path / "empty", tmp_path / "missing"))]
+    ids.append(_submit(store, settings,  # nothing accepted in this store to export
+                       _config(tiny_smolvlm_dir, export, tmp_path / "o2", data=None)))
+    no_model = _submit(store, settings, _config(tmp_path / "no-model", export, tmp_path / "o3"))
     for job_id in ids:
         row = jobs.wait(store, job_id, JOB_TIMEOUT_S)
         assert row["status"] == "failed"
         assert row["error"].startswith("TrainError: " + NO_DATA), row["error"]
+    row = jobs.wait(store, no_model, JOB_TIMEOUT_S)
+    assert row["status"] == "failed"
+    assert row["error"].startswith("ModelLoadError: Cannot load model"), row["error"]
     assert _models(store) == []
 
 

@@ -6,7 +6,7 @@ import gradio as gr
 
 from tpo.config import Settings
 from tpo.store import Store
-from ui import curate, library
+from ui import curate, library, train
 from ui.header import header_markdown
 
 
@@ -19,4 +19,6 @@ def build_app(store: Store, settings: Settings) -> gr.Blocks:
                 library.build(store, settings, header)
             with gr.Tab("Curate", id="curate", elem_id="tab-curate"):
                 curate.build(store, settings, header)
+            with gr.Tab("Train", id="train", elem_id="tab-train"):
+                train.build(store, settings)
     return demo

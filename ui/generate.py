@@ -38,6 +38,21 @@ def resolve_model(text: str) -> str:
     return str(path.resolve()) if path.is_dir() else text
 
 
+def use_offline_model(store: Store, settings: Settings, progress: gr.Progress) -> str:
+    """The offline test model's folder, built (as a job) on first use."""
+    path = settings.models_dir / TINY_MODEL_NAME
+    if not (path / "config.json").is_file():
+        progress(0.1, desc="building the offline test model")
+        job_id = jobs.submit(store, "tiny-model", {"out": str(path.resolve())},
+                             log_dir=settings.log_dir)
+        row = jobs.wait(store, job_id, timeout_s=TINY_BUILD_TIMEOUT_S)
+        if row["status"] != "succeeded":
+            raise gr.Error(f"Could not build the test model: {row['error'] or row['status']}")
+    gr.Info("Using the offline test model: a tiny random model that answers nonsense, "
+            "for trying the workflow without downloads.")
+    return str(path.resolve())
+
+
 def build(store: Store, settings: Settings, selected: gr.State, table: gr.Dataframe,
           header: gr.Markdown, refresh_table) -> None:
     """Lay out the panel inside the current Blocks and wire it; ``refresh_table()`` gives the
@@ -93,17 +108,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         return job_html(jobs.cancel(store, row["id"]))
 
     def on_use_tiny(progress=gr.Progress()):
-        path = settings.models_dir / TINY_MODEL_NAME
-        if not (path / "config.json").is_file():
-            progress(0.1, desc="building the offline test model")
-            job_id = jobs.submit(store, "tiny-model", {"out": str(path.resolve())},
-                                 log_dir=settings.log_dir)
-            row = jobs.wait(store, job_id, timeout_s=TINY_BUILD_TIMEOUT_S)
-            if row["status"] != "succeeded":
-                raise gr.Error(f"Could not build the test model: {row['error'] or row['status']}")
-        gr.Info("Using the offline test model: a tiny random model that answers nonsense, "
-                "for trying the workflow without downloads.")
-        return str(path.resolve())
+        return use_offline_model(store, settings, progress)
 
     def on_tick(last):
         row = latest_job(store, "generate")

@@ -1,0 +1,155 @@
+"""The Train tab: start a DPO+SFT fine-tune on the curated pairs as a background job and
+watch it live (step, ETA, loss and reward plots, log), cancel it, find the result.
+
+The form only collects settings; :mod:`tpo.train` (in the job's process) does the work, so
+this module never loads torch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from tpo import jobs
+from tpo.config import Settings
+from tpo.store import Store
+from tpo.train import PRESETS, TrainConfig, job_params  # torch loads only in the job
+from ui.generate import resolve_model, use_offline_model
+from ui.jobs import job_html
+
+# Plots of the live view: (title, metric names drawn in it).
+PLOTS = (("loss (DPO + α·SFT)", ("loss",)),
+         ("reward accuracy", ("rewards/accuracies",)),
+         ("reward margin", ("rewards/margins",)),
+         ("log-probs", ("logps/chosen", "logps/rejected")),
+         ("learning rate", ("learning_rate",)))
+DATA_CHOICES = ["accepted pairs now (exported for this run)", "an export folder"]
+
+
+def latest_train(store: Store) -> dict | None:
+    rows = jobs.list_jobs(store, kind="train", limit=1)
+    return rows[0] if rows else None
+
+
+def data_summary(store: Store) -> str:
+    counts = store.pair_counts()
+    kinds = ", ".join(f"{counts[k]['accepted']} {k}" for k in sorted(counts) if k != "all")
+    n = counts["all"]["accepted"]
+    return f"**{n} accepted pairs**" + (f" ({kinds})" if n else ": accept some in Curate first")
+
+
+def metric_frames(store: Store, job_id: int | None) -> list[pd.DataFrame]:
+    """One long-format frame (step, value, metric) per plot."""
+    rows = pd.DataFrame(jobs.metrics(store, job_id)) if job_id else pd.DataFrame()
+    frames = []
+    for _title, names in PLOTS:
+        if rows.empty:
+            frames.append(pd.DataFrame({"step": [], "value": [], "metric": []}))
+            continue
+        part = rows[rows["name"].isin(names)][["step", "value", "name"]]
+        frames.append(part.rename(columns={"name": "metric"}).dropna())
+    return frames
+
+
+def summary_markdown(row: dict | None) -> str:
+    if row is None or row["status"] != "succeeded":
+        return ""
+    out = row.get("output") or {}
+    lines = [f"**Finished**: `{out.get('output_dir', '?')}` · {out.get('global_step', '?')} steps"
+             f" · {out.get('world_size', 1)} process(es)"]
+    if out.get("model_id"):
+        lines.append(f"Registered as model #{out['model_id']}: selectable wherever a model is asked for.")
+    if out.get("command"):
+        lines.append(f"Same run from a terminal:\n```\n{out['command']}\n```")
+    return "\n\n".join(lines)
+
+
+def build(store: Store, settings: Settings) -> None:
+    """Lay out the tab inside the current Blocks and wire its events."""
+    defaults = TrainConfig(model=settings.model, data=None, output_dir="data/runs/defaults")
+    with gr.Row():
+        model = gr.Textbox(settings.model, label="Base model: Hugging Face id or local folder",
+                           scale=4, elem_id="train-model")
+        use_tiny = gr.Button("Use the offline test model", scale=1, elem_id="train-use-tiny")
+    with gr.Row():
+        data_choice = gr.Radio(DATA_CHOICES, value=DATA_CHOICES[0], label="Data", scale=2)
+        data_dir = gr.Textbox(label="Export folder (when training from a folder)", scale=2,
+                              elem_id="train-data")
+        counts = gr.Markdown(lambda: data_summary(store), elem_id="train-counts")
+    with gr.Row():
+        preset = gr.Dropdown(list(PRESETS), value=defaults.preset, label="Preset (paper settings)")
+        beta = gr.Number(None, label="β (blank: preset)")
+        alpha = gr.Number(None, label="α, SFT weight (blank: preset)")
+        lr = gr.Number(None, label="Learning rate (blank: preset)")
+        preset_info = gr.Markdown(lambda: _preset_text(defaults.preset))
+    with gr.Row():
+        epochs = gr.Number(defaults.num_train_epochs, label="Epochs")
+        max_steps = gr.Number(defaults.max_steps, precision=0, label="Max steps (-1: epochs decide)")
+        lora = gr.Checkbox(defaults.lora, label="LoRA (off: full fine-tune)")
+        lora_r = gr.Number(defaults.lora_r, precision=0, label="LoRA rank")
+        max_frames = gr.Number(16, precision=0, minimum=1, label="Max frames per sample")
+        output_dir = gr.Textbox(label="Output folder (empty: a new one under data/runs)")
+    start = gr.Button("Start training", variant="primary", elem_id="train-start")
+    status = gr.HTML(lambda: job_html(latest_train(store), empty="No training run yet."),
+                     elem_id="train-job")
+    cancel = gr.Button("Cancel training", size="sm", elem_id="train-cancel")
+    plots = []
+    with gr.Row():
+        for title, names in PLOTS:
+            plots.append(gr.LinePlot(x="step", y="value", color="metric" if len(names) > 1 else None,
+                                     title=title, height=220, min_width=220))
+    summary = gr.Markdown(elem_id="train-summary")
+    with gr.Accordion("Log", open=False):
+        log = gr.Code(lines=14, interactive=False, elem_id="train-log")
+    timer = gr.Timer(2.0)
+
+    def on_start(model_text, choice, folder, preset_name, b, a, rate, n_epochs, steps, use_lora,
+                 rank, frames, out):
+        from_store = choice == DATA_CHOICES[0]
+        if from_store and not store.pair_counts()["all"]["accepted"]:
+            raise gr.Error("No accepted pairs: accept some in Curate first.")
+        if not from_store and not (folder and Path(folder).expanduser().is_dir()):
+            raise gr.Error("Name an export folder that exists on the server.")
+        run_dir = Path(out.strip()) if out and out.strip() else (
+            settings.data_dir / "runs" / time.strftime("run-%Y%m%d-%H%M%S"))
+        try:
+            config = TrainConfig(
+                model=resolve_model(model_text), output_dir=str(run_dir.expanduser().resolve()),
+                data=None if from_store else str(Path(folder).expanduser().resolve()),
+                preset=preset_name, beta=b, alpha=a, learning_rate=rate,
+                num_train_epochs=float(n_epochs), max_steps=int(steps), lora=bool(use_lora),
+                lora_r=int(rank), max_frames=int(frames) if frames else None)
+        except (TypeError, ValueError) as err:
+            raise gr.Error(str(err))
+        params = job_params(config, export_from_store=from_store)
+        job_id = jobs.submit(store, "train", params, log_dir=settings.log_dir)
+        return job_html(jobs.get(store, job_id))
+
+    def on_cancel():
+        row = latest_train(store)
+        if row is None or row["status"] in jobs.FINISHED_STATUSES:
+            raise gr.Error("No training is running.")
+        return job_html(jobs.cancel(store, row["id"]))
+
+    def on_tick():
+        row = latest_train(store)
+        frames = metric_frames(store, row["id"] if row else None)
+        return (job_html(row, empty="No training run yet."), *frames,
+                jobs.log_tail(row, 60) if row else "", summary_markdown(row), data_summary(store))
+
+    start.click(on_start, [model, data_choice, data_dir, preset, beta, alpha, lr, epochs,
+                           max_steps, lora, lora_r, max_frames, output_dir], status)
+    cancel.click(on_cancel, None, status)
+    use_tiny.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
+                   None, model)
+    preset.change(_preset_text, preset, preset_info)
+    timer.tick(on_tick, None, [status, *plots, log, summary, counts], show_progress="hidden")
+
+
+def _preset_text(name: str) -> str:
+    p = PRESETS[name]
+    return f"β {p['beta']} · α {p['alpha']} · lr {p['learning_rate']:g}"
+
