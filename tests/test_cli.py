@@ -188,3 +188,27 @@ def test_export_import_round_trip_and_bad_file(run, tmp_path):
     assert failed.exit_code == 1 and f"{bad}:1:" in failed.output and f"{bad}:2:" in failed.output
     assert "nothing imported" in failed.output
     assert len(json.loads(run("pairs", "--json").stdout)) == 4
+
+
+def test_train_from_store_registers_a_model(run, tmp_path):
+    from tpo.store import Store
+
+    model = tmp_path / "tiny"
+    run("tiny-model", model)
+    clip = make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))
+    run("ingest", clip)
+    run("generate", "--model", model, "--all", "--localized", "1", "--comprehensive", "1",
+        "--dense", "8", "--sparse", "2", "--max-new-tokens", "8")
+    for p in json.loads(run("pairs", "--json").stdout):
+        if p["status"] == "filtered":
+            run("restore", p["id"])
+        run("review", p["id"], "--accept")
+    out = tmp_path / "run"
+    result = run("train", "--model", model, "--from-store", "--output", out, "--max-steps", "2",
+                 "--max-frames", "4")
+    assert result.exit_code == 0, result.output
+    assert "trained 2 steps on 1 process(es)" in result.stdout and "registered as model #1" in result.stdout
+    assert (out / "adapter_config.json").is_file() and (out / "command.txt").is_file()
+    (row,) = Store(tmp_path / "cli.db").db["models"].rows
+    assert row["base"] == str(model) and row["adapter_path"] == str(out) and row["job_id"]
+    assert run("train", "--model", model, "--output", out).exit_code == 2  # no data given

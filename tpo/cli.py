@@ -415,6 +415,64 @@ def import_cmd(obj: Context, path: Path, skip_bad: bool, video_dir: Path | None,
     click.echo(report.summary())
 
 
+@cli.command("train", context_settings={"ignore_unknown_options": True,
+                                       "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
+    """Fine-tune with DPO + alpha*SFT (TRL, LoRA by default) as a background job, and follow it.
+
+    Takes the options of `python -m tpo.train` (see `tpo train --help`), plus
+    --from-store (export the accepted pairs into OUTPUT/dataset and train on them),
+    --num-processes N and --accelerate-config FILE (several GPUs through accelerate).
+    The run is registered as a model in the store; Ctrl-C cancels it.
+    """
+    import argparse
+
+    from tpo import jobs
+    from tpo.train import TrainError, build_parser, config_from_args, job_params
+
+    parser = build_parser(argparse.ArgumentParser(
+        prog="tpo train", description="Fine-tune a video-LM on curated pairs (TPO: DPO + "
+        "alpha * SFT) as a background job; the run is registered as a model."))
+    parser.add_argument("--from-store", action="store_true",
+                        help="Train on the store's accepted pairs (exported into OUTPUT/dataset).")
+    parser.add_argument("--num-processes", type=int, default=1, help="Processes (GPUs).")
+    parser.add_argument("--accelerate-config", default=None,
+                        help="An accelerate config file, e.g. configs/accelerate/multi_gpu_ddp.yaml.")
+    for action in parser._actions:  # --data is optional here: --from-store replaces it
+        if action.dest == "data":
+            action.required = False
+    ns = parser.parse_args(list(args))
+    if bool(ns.data) == ns.from_store:
+        parser.error("give --data EXPORT_DIR or --from-store")
+    try:
+        config = config_from_args(ns)
+        launcher = "accelerate" if ns.accelerate_config or ns.num_processes > 1 else "python"
+        params = job_params(config, launcher=launcher, num_processes=ns.num_processes,
+                            accelerate_config=ns.accelerate_config, export_from_store=ns.from_store)
+    except (ValueError, TrainError) as err:
+        parser.error(str(err))
+    store = obj.store
+    job_id = jobs.submit(store, "train", params, log_dir=obj.settings.log_dir)
+    click.echo(f"training job #{job_id}; log: {jobs.get(store, job_id)['log_path']}", err=True)
+    bar = tqdm(total=1.0, desc="training", file=sys.stderr, leave=False,
+               bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+    try:
+        with bar:
+            while (row := jobs.wait(store, job_id, timeout_s=1.0))["status"] not in jobs.FINISHED_STATUSES:
+                bar.set_postfix_str((row["progress_text"] or row["status"])[-70:], refresh=False)
+                bar.update(round(row["progress"] or 0.0, 4) - bar.n)
+    except KeyboardInterrupt:
+        jobs.cancel(store, job_id)
+        row = jobs.wait(store, job_id, timeout_s=60)
+    if row["status"] != "succeeded":
+        raise click.ClickException(f"training job #{job_id} {row['status']}: {row['error'] or ''}".strip())
+    out = row["output"]
+    click.echo(f"{out['summary']}\nregistered as model #{out['model_id']}\n"
+               f"adapter and processor in {out['output_dir']}")
+
+
 def _video_row(store: Store, video_id: int) -> dict:
     try:
         return store.get_video(video_id)

@@ -80,11 +80,13 @@ def build(store: Store, settings: Settings) -> None:
                               elem_id="train-data")
         counts = gr.Markdown(lambda: data_summary(store), elem_id="train-counts")
     with gr.Row():
-        preset = gr.Dropdown(list(PRESETS), value=defaults.preset, label="Preset (paper settings)")
-        beta = gr.Number(None, label="β (blank: preset)")
-        alpha = gr.Number(None, label="α, SFT weight (blank: preset)")
-        lr = gr.Number(None, label="Learning rate (blank: preset)")
-        preset_info = gr.Markdown(lambda: _preset_text(defaults.preset))
+        preset = gr.Dropdown(list(PRESETS), value=defaults.preset,
+                             label="Preset (the paper's settings; fills the three fields)")
+        start_values = PRESETS[defaults.preset]
+        beta = gr.Number(start_values["beta"], label="β (DPO)", elem_id="train-beta")
+        alpha = gr.Number(start_values["alpha"], minimum=0, label="α (SFT weight; 0: plain DPO)",
+                          elem_id="train-alpha")
+        lr = gr.Number(start_values["learning_rate"], label="Learning rate", elem_id="train-lr")
     with gr.Row():
         epochs = gr.Number(defaults.num_train_epochs, label="Epochs")
         max_steps = gr.Number(defaults.max_steps, precision=0, label="Max steps (-1: epochs decide)")
@@ -145,11 +147,7 @@ def build(store: Store, settings: Settings) -> None:
     cancel.click(on_cancel, None, status)
     use_tiny.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model)
-    preset.change(_preset_text, preset, preset_info)
+    preset.change(lambda name: tuple(PRESETS[name][k] for k in ("beta", "alpha", "learning_rate")),
+                  preset, [beta, alpha, lr])
     timer.tick(on_tick, None, [status, *plots, log, summary, counts], show_progress="hidden")
-
-
-def _preset_text(name: str) -> str:
-    p = PRESETS[name]
-    return f"β {p['beta']} · α {p['alpha']} · lr {p['learning_rate']:g}"
 
