@@ -20,11 +20,12 @@ from tpo.train import PRESETS, TrainConfig, job_params  # torch loads only in th
 from ui.generate import resolve_model, use_offline_model
 from ui.jobs import job_html
 
-# Plots of the live view: (title, metric names drawn in it).
+# Plots of the live view: (title, metric names drawn in it); one line each.
 PLOTS = (("loss (DPO + α·SFT)", ("loss",)),
          ("reward accuracy", ("rewards/accuracies",)),
          ("reward margin", ("rewards/margins",)),
-         ("log-probs", ("logps/chosen", "logps/rejected")),
+         ("log-prob of chosen", ("logps/chosen",)),
+         ("log-prob of rejected", ("logps/rejected",)),
          ("learning rate", ("learning_rate",)))
 DATA_CHOICES = ["accepted pairs now (exported for this run)", "an export folder"]
 
@@ -99,10 +100,11 @@ def build(store: Store, settings: Settings) -> None:
                      elem_id="train-job")
     cancel = gr.Button("Cancel training", size="sm", elem_id="train-cancel")
     plots = []
-    with gr.Row():
-        for title, names in PLOTS:
-            plots.append(gr.LinePlot(x="step", y="value", color="metric" if len(names) > 1 else None,
-                                     title=title, height=220, min_width=220))
+    for row_plots in (PLOTS[:3], PLOTS[3:]):
+        with gr.Row():
+            for title, _names in row_plots:
+                plots.append(gr.LinePlot(x="step", y="value", title=title, height=220,
+                                         min_width=220))
     summary = gr.Markdown(elem_id="train-summary")
     with gr.Accordion("Log", open=False):
         log = gr.Code(lines=14, interactive=False, elem_id="train-log")
