@@ -46,3 +46,14 @@ def test_thumbnails_are_served_and_ui_is_mounted(client, store, settings):
     r = c.get(f"/media/thumbs/{rel}")
     assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"  # a JPEG
     assert c.get("/").status_code == 200
+
+
+def test_with_log_ins_media_needs_the_ui_login(store, settings, tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", duration_s=2, fps=10)
+    ingest(store, [clip])
+    with TestClient(create_server(store, settings.with_(auth="ana:s3cret"))) as c:
+        assert c.get("/media/video/1").status_code == 401
+        assert c.post("/login", data={"username": "ana", "password": "wrong"}).status_code >= 400
+        assert c.get("/media/video/1").status_code == 401
+        assert c.post("/login", data={"username": "ana", "password": "s3cret"}).status_code == 200
+        assert c.get("/media/video/1").status_code == 200

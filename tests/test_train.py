@@ -356,6 +356,26 @@ def test_train_job_cancelled_mid_run_ends_cancelled(tiny_smolvlm_dir, export, st
     assert not (tmp_path / "long" / "train_result.json").exists()  # no final save
 
 
+def test_a_second_train_job_waits_for_the_first(tiny_smolvlm_dir, export, store, settings,
+                                                tmp_path):
+    """One training run at a time: the later job queues until the earlier one has ended."""
+    first = _submit(store, settings, _config(tiny_smolvlm_dir, export, tmp_path / "first",
+                                             max_steps=100_000))
+    second = _submit(store, settings, _config(tiny_smolvlm_dir, export, tmp_path / "second",
+                                              max_steps=2))
+    waiting = f"waiting for training job #{first}"
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while waiting not in (jobs.get(store, second)["progress_text"] or ""):
+        assert time.monotonic() < deadline, jobs.log_tail(jobs.get(store, second))
+        time.sleep(0.2)
+    assert jobs.metrics(store, second) == []  # queued: it has not trained a step
+    jobs.cancel(store, first)
+    assert jobs.wait(store, first, 60)["status"] == "cancelled"
+    row = jobs.wait(store, second, JOB_TIMEOUT_S)
+    assert row["status"] == "succeeded", jobs.log_tail(row)
+    assert [m["step"] for m in jobs.metrics(store, second, "loss")] == [1, 2]
+
+
 def test_train_job_without_data_or_model_fails_with_a_clear_message(tiny_smolvlm_dir, export, store,
                                                            settings, tmp_path):
     (tmp_path / "empty").mkdir()

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from gradio.routes import App as GradioApp
 
 from tpo import jobs
 from tpo.config import Settings
@@ -26,10 +27,24 @@ from ui.app import build_app
 
 
 def create_server(store: Store, settings: Settings) -> FastAPI:
-    """The ASGI app: media routes first, then the Gradio UI mounted at the root."""
-    server = FastAPI(title="TPO Studio", docs_url=None, redoc_url=None)
+    """The ASGI app: media routes first, then the Gradio UI mounted at the root.
 
-    @server.get("/media/video/{video_id}")
+    With log-ins (``TPO_AUTH``) the media routes answer only a browser logged in to the UI.
+    """
+    server = FastAPI(title="TPO Studio", docs_url=None, redoc_url=None)
+    logins = settings.logins()
+
+    def logged_in(request: Request) -> None:
+        if not logins:
+            return
+        # The same check as Gradio's own /user route: its login cookie names a live token.
+        ui = next(r.app for r in server.routes if isinstance(getattr(r, "app", None), GradioApp))
+        token = (request.cookies.get(f"access-token-{ui.cookie_id}")
+                 or request.cookies.get(f"access-token-unsecure-{ui.cookie_id}"))
+        if ui.tokens.get(token) is None:
+            raise HTTPException(401, "log in to TPO Studio first")
+
+    @server.get("/media/video/{video_id}", dependencies=[Depends(logged_in)])
     def video_file(video_id: int) -> FileResponse:
         try:
             row = store.get_video(video_id)
@@ -40,11 +55,16 @@ def create_server(store: Store, settings: Settings) -> FastAPI:
         return FileResponse(row["path"])
 
     settings.thumb_dir.mkdir(parents=True, exist_ok=True)
-    server.mount("/media/thumbs", StaticFiles(directory=settings.thumb_dir), name="thumbs")
+    thumbs = StaticFiles(directory=settings.thumb_dir)
+
+    @server.get("/media/thumbs/{path:path}", dependencies=[Depends(logged_in)])
+    async def thumb_file(path: str, request: Request):
+        return await thumbs.get_response(path, request.scope)
+
     demo = build_app(store, settings)
     return gr.mount_gradio_app(server, demo, path="", css=html.CSS, head=html.HEAD_JS,
                                allowed_paths=[str(settings.data_dir.resolve())],
-                               auth=settings.logins() or None)
+                               auth=logins or None)
 
 
 def ensure_demo(store: Store, settings: Settings) -> None:
