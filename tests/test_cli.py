@@ -155,19 +155,25 @@ def test_review_actions_and_conflict(run, tmp_path):
     assert [r["user"] for r in store.reviews(pair_id)][0] == "ana"
 
 
-def test_export_import_round_trip_and_bad_file(run, tmp_path):
-    from datasets import load_dataset
-
+def accepted_library(run, tmp_path):
+    """Through the CLI only: the tiny model, one clip, two generated pairs, all accepted.
+    Returns the model folder."""
     model = tmp_path / "tiny"
     run("tiny-model", model)
-    clip = make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))
-    run("ingest", clip)
+    run("ingest", make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48)))
     run("generate", "--model", model, "--all", "--localized", "1", "--comprehensive", "1",
-        "--dense", "8", "--sparse", "2", "--max-new-tokens", "16")
+        "--dense", "8", "--sparse", "2", "--max-new-tokens", "8")
     for p in json.loads(run("pairs", "--json").stdout):
         if p["status"] == "filtered":
             run("restore", p["id"])
         run("review", p["id"], "--accept")
+    return model
+
+
+def test_export_import_round_trip_and_bad_file(run, tmp_path):
+    from datasets import load_dataset
+
+    accepted_library(run, tmp_path)
     out = tmp_path / "export"
     result = run("export", out, "--max-frames", "4")
     assert result.exit_code == 0, result.output
@@ -193,16 +199,7 @@ def test_export_import_round_trip_and_bad_file(run, tmp_path):
 def test_train_from_store_registers_a_model(run, tmp_path):
     from tpo.store import Store
 
-    model = tmp_path / "tiny"
-    run("tiny-model", model)
-    clip = make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))
-    run("ingest", clip)
-    run("generate", "--model", model, "--all", "--localized", "1", "--comprehensive", "1",
-        "--dense", "8", "--sparse", "2", "--max-new-tokens", "8")
-    for p in json.loads(run("pairs", "--json").stdout):
-        if p["status"] == "filtered":
-            run("restore", p["id"])
-        run("review", p["id"], "--accept")
+    model = accepted_library(run, tmp_path)
     out = tmp_path / "run"
     result = run("train", "--model", model, "--from-store", "--output", out, "--max-steps", "2",
                  "--max-frames", "4")
