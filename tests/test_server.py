@@ -57,3 +57,36 @@ def test_with_log_ins_media_needs_the_ui_login(store, settings, tmp_path):
         assert c.get("/media/video/1").status_code == 401
         assert c.post("/login", data={"username": "ana", "password": "s3cret"}).status_code == 200
         assert c.get("/media/video/1").status_code == 200
+
+
+
+def test_on_a_space_with_hf_oauth_reviewers_sign_in_with_hugging_face(store, settings, monkeypatch):
+    """The Space's environment switches Hugging Face sign-in on; Gradio then adds its routes
+    (the login itself talks to huggingface.co, which these tests cannot reach)."""
+    import gradio.oauth
+
+    from tpo.config import Settings
+
+    space_env = {"SPACE_ID": "team/tpo-studio", "OAUTH_CLIENT_ID": "id"}
+    assert Settings.from_env(space_env).hf_oauth is True
+    assert Settings.from_env({"OAUTH_CLIENT_ID": "id"}).hf_oauth is False  # not a Space
+    monkeypatch.setattr(gradio.oauth, "get_space", lambda: "team/tpo-studio")
+    for name, value in (("OAUTH_CLIENT_ID", "id"), ("OAUTH_CLIENT_SECRET", "secret"),
+                        ("OAUTH_SCOPES", "openid profile"),
+                        ("OPENID_PROVIDER_URL", "https://huggingface.co")):
+        monkeypatch.setattr(gradio.oauth, name, value)
+    signed = route_paths(create_server(store, settings.with_(hf_oauth=True)))
+    assert "/login/huggingface" in signed and "/media/video/{video_id}" in signed
+    assert "/login/huggingface" not in route_paths(create_server(store, settings))
+
+
+def route_paths(app) -> set[str]:
+    """Every route path of an ASGI app, through mounts and included routers."""
+    paths, todo = set(), list(app.routes)
+    while todo:
+        route = todo.pop()
+        if hasattr(route, "path"):
+            paths.add(route.path)
+        for inner in (getattr(route, "app", None), getattr(route, "router", None)):
+            todo += list(getattr(inner, "routes", []) or [])
+    return paths

@@ -57,6 +57,9 @@ class Settings:
         "help": "Longer side of a frame-strip thumbnail, in pixels."})
     user: str = field(default="", metadata={"env": "TPO_USER",
         "help": "Name recorded on actions when no login is configured (default: the OS user)."})
+    hf_oauth: bool = field(default=False, metadata={
+        "help": "Reviewers sign in with Hugging Face: set by itself on a Space whose README "
+                "metadata has hf_oauth: true (the Space then has SPACE_ID and OAUTH_CLIENT_ID)."})
     auth: str = field(default="", metadata={"env": "TPO_AUTH",
         "help": "Log-ins for the app, 'user:password' pairs separated by commas; every "
                 "review is then recorded under the logged-in name."})
@@ -90,7 +93,9 @@ class Settings:
             raise ValueError(f"demo_scale (TPO_DEMO_SCALE) must be in (0, 1], got {self.demo_scale}")
         if not 1 <= self.strip_frames <= 64:
             raise ValueError(f"strip_frames (TPO_STRIP_FRAMES) must be 1..64, got {self.strip_frames}")
-        self.logins()
+        if self.logins() and self.hf_oauth:
+            raise ValueError("TPO_AUTH log-ins and Hugging Face sign-in exclude each other: "
+                             "unset TPO_AUTH on a Space with hf_oauth")
         if not 16 <= self.thumb_size <= 1024:
             raise ValueError(f"thumb_size (TPO_THUMB_SIZE) must be 16..1024 px, got {self.thumb_size}")
 
@@ -106,6 +111,8 @@ class Settings:
             values[f.name] = _parse(f.name, f.metadata["env"], raw, f.type)
         if "data_dir" not in values:
             values["data_dir"] = default_data_dir(env)
+        # Only a Space can sign people in (elsewhere Gradio's sign-in needs a local HF token).
+        values["hf_oauth"] = bool(env.get("SPACE_ID") and env.get("OAUTH_CLIENT_ID"))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

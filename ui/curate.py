@@ -158,7 +158,9 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
 
     with gr.Row():
         user = gr.Textbox(settings.user, label="Your name (recorded on every action)", scale=1,
-                          visible=not logins, elem_id="curate-user")
+                          visible=not (logins or settings.hf_oauth), elem_id="curate-user")
+        if settings.hf_oauth:
+            gr.LoginButton(scale=0)
         counters = gr.HTML(lambda: counters_html(store), elem_id="curate-counters-box")
     with gr.Row():
         f_status = gr.Dropdown([ANY, *PAIR_STATUSES], value="pending", label="Status", min_width=100)
@@ -210,7 +212,12 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
     shown = [pair_id, version, question, meta, timeline, player, chosen_title, chosen, chosen_strip,
              rejected, rejected_title, rejected_strip, originals, edit_question]
 
-    def who(typed: str, request: gr.Request | None) -> str:
+    def who(typed: str, request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
+        """The reviewer: Hugging Face sign-in, else the TPO_AUTH log-in, else the typed name."""
+        if settings.hf_oauth:
+            if profile is None:
+                raise gr.Error("Sign in with Hugging Face first (the button above the queue).")
+            return profile.username
         name = getattr(request, "username", None) if request is not None else None
         return name or (typed or "").strip() or settings.user
 
@@ -233,15 +240,15 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
         pos = max(0, min(pos + step, len(ids) - 1)) if ids else 0
         return (pos, *render(ids, pos), "")
 
-    def on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text,
-                  request: gr.Request):
+    def on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text, request,
+                  profile):
         if current is None:
             raise gr.Error("No pair loaded: press Load queue.")
         kwargs = {}
         if action == "edit":
             kwargs = {"question": q, "chosen": c, "rejected": r}
         try:
-            pair = reviews.review(store, current, action, user=who(typed, request),
+            pair = reviews.review(store, current, action, user=who(typed, request, profile),
                                   expected_version=seen_version, note=note_text or None, **kwargs)
         except ConflictError as err:
             # Show the newer version in place of the reviewer's stale view.
@@ -260,11 +267,12 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
         verb = "Accept" if action == "accept" else "Reject"
         return action, gr.update(visible=True), f"**{verb} all {len(ids)} pairs in this queue?**"
 
-    def on_bulk_confirm(action, ids, pos, typed, request: gr.Request):
+    def on_bulk_confirm(action, ids, pos, typed, request: gr.Request,
+                        profile: gr.OAuthProfile | None):
         if not action:
             return (gr.update(visible=False), None, pos, *render(ids, pos), "", counters_html(store),
                     header_markdown(store, settings.user))
-        changed = reviews.bulk_review(store, ids, action, user=who(typed, request))
+        changed = reviews.bulk_review(store, ids, action, user=who(typed, request, profile))
         text = f"{action.capitalize()}ed {len(changed)} pairs ({len(ids) - len(changed)} already were)."
         return (gr.update(visible=False), None, pos, *render(ids, pos), text, counters_html(store),
                 header_markdown(store, settings.user))
@@ -278,10 +286,11 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
     action_inputs = [queue, position, pair_id, version, user, edit_question, chosen, rejected, note]
     action_outputs = [*after, message, counters, header]
     def handler(action: str):
-        # Named parameters, so Gradio sees (and fills in) the request with the log-in name.
-        def act(ids, pos, current, seen_version, typed, q, c, r, note_text, request: gr.Request):
+        # Typed parameters, so Gradio fills in the request (log-in) and the HF profile.
+        def act(ids, pos, current, seen_version, typed, q, c, r, note_text, request: gr.Request,
+                profile: gr.OAuthProfile | None):
             return on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text,
-                             request)
+                             request, profile)
         return act
 
     for button, action in ((accept, "accept"), (reject, "reject"), (swap, "swap"), (save, "edit")):
