@@ -313,6 +313,10 @@ class Store:
         return self.update_pair(pair_id, {"status": status}, user=user, action=action,
                                 expected_version=expected_version, note=note)
 
+    def list_models(self) -> list[dict]:
+        """Fine-tuned models (newest first): name, base, adapter_path, job_id, dataset."""
+        return list(self.db.query("SELECT * FROM models ORDER BY id DESC"))
+
     def reviews(self, pair_id: int) -> list[dict]:
         rows = self.db["reviews"].rows_where("pair_id = ?", [pair_id], order_by="id")
         return [{**r, "before": json.loads(r["before"] or "null"),

@@ -20,6 +20,20 @@ from ui.header import header_markdown
 from ui.jobs import job_html
 
 SCOPES = ["all ready videos", "selected video"]
+NO_ADAPTER = "(none: the base model above)"
+
+
+def model_choices(store: Store) -> list[str]:
+    """Registered fine-tuned models as "#id name", for the dropdowns that pick one."""
+    return [NO_ADAPTER] + [f"#{m['id']} {m['name']}" for m in store.list_models()]
+
+
+def picked_model(store: Store, choice: str | None) -> dict | None:
+    """The models row a "#id name" choice names, or None for the base model."""
+    if not choice or choice == NO_ADAPTER:
+        return None
+    model_id = int(choice.split(" ", 1)[0].lstrip("#"))
+    return next((m for m in store.list_models() if m["id"] == model_id), None)
 TINY_MODEL_NAME = "tiny-smolvlm"
 TINY_BUILD_TIMEOUT_S = 300
 
@@ -53,6 +67,16 @@ def use_offline_model(store: Store, settings: Settings, progress: gr.Progress) -
     return str(path.resolve())
 
 
+def tuned_model(row: dict | None, base: str) -> tuple[str, str | None]:
+    """(model, adapter) to load for a registered run: its base plus its LoRA adapter, or the
+    run's own folder after a full fine-tune (no adapter_config.json there)."""
+    if row is None:
+        return base, None
+    if (Path(row["adapter_path"]) / "adapter_config.json").is_file():
+        return row["base"], row["adapter_path"]
+    return row["adapter_path"], None
+
+
 def build(store: Store, settings: Settings, selected: gr.State, table: gr.Dataframe,
           header: gr.Markdown, refresh_table) -> None:
     """Lay out the panel inside the current Blocks and wire it; ``refresh_table()`` gives the
@@ -62,6 +86,9 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
             model = gr.Textbox(settings.model, label="Model: Hugging Face id or local folder",
                                scale=4, elem_id="generate-model")
             use_tiny = gr.Button("Use the offline test model", scale=1, elem_id="generate-use-tiny")
+            tuned = gr.Dropdown(model_choices(store), value=NO_ADAPTER, scale=2,
+                                label="Fine-tuned model (a LoRA run on top of its base)",
+                                elem_id="generate-tuned")
         with gr.Row():
             scope = gr.Radio(SCOPES, value=SCOPES[0], label="Videos", elem_id="generate-scope")
             localized = gr.Number(5, precision=0, minimum=0, label="Localized pairs per video")
@@ -85,8 +112,8 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
     seen = gr.State(None)  # (job id, status) at the last poll, to notice a job ending
     timer = gr.Timer(1.0)
 
-    def on_start(model_text, scope_value, video_id, n_loc, n_comp, strat, n_dense, n_sparse,
-                 source, tokens, drop, redo):
+    def on_start(model_text, tuned_choice, scope_value, video_id, n_loc, n_comp, strat, n_dense,
+                 n_sparse, source, tokens, drop, redo):
         if scope_value == "selected video" and video_id is None:
             raise gr.Error("Select a video in the table first, or choose all ready videos.")
         try:
@@ -95,7 +122,8 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                                       questions=source)
         except (TypeError, ValueError) as err:
             raise gr.Error(str(err))
-        params = job_params(resolve_model(model_text), config, force=bool(redo),
+        base, adapter = tuned_model(picked_model(store, tuned_choice), resolve_model(model_text))
+        params = job_params(base, config, force=bool(redo), adapter=adapter,
                             video_ids=[video_id] if scope_value == "selected video" else None,
                             drop_truncated=bool(drop), max_new_tokens=int(tokens))
         job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
@@ -123,8 +151,9 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         return (job_html(row), jobs.log_tail(row, 40), list(now_seen), table_value,
                 header_markdown(store, settings.user))
 
-    start.click(on_start, [model, scope, selected, localized, comprehensive, strategy, dense,
+    start.click(on_start, [model, tuned, scope, selected, localized, comprehensive, strategy, dense,
                            sparse, questions, max_tokens, drop_truncated, force], status)
     cancel.click(on_cancel, None, status)
     use_tiny.click(on_use_tiny, None, model)
+    tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)
     timer.tick(on_tick, seen, [status, log, seen, table, header], show_progress="hidden")

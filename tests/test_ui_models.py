@@ -1,0 +1,26 @@
+"""Picking a fine-tuned model in the app: a LoRA run loads as base + adapter, a full
+fine-tune as its own folder."""
+
+from __future__ import annotations
+
+from ui.generate import NO_ADAPTER, model_choices, picked_model, tuned_model
+
+
+def register(store, name: str, path: str) -> None:
+    with store.transaction() as db:
+        db["models"].insert({"name": name, "base": "base/model", "adapter_path": path,
+                             "created_at": "2026-01-01T00:00:00+00:00"})
+
+
+def test_choices_and_what_they_load(store, tmp_path):
+    lora, full = tmp_path / "lora-run", tmp_path / "full-run"
+    lora.mkdir()
+    full.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    register(store, "lora-run", str(lora))
+    register(store, "full-run", str(full))
+    choices = model_choices(store)
+    assert choices == [NO_ADAPTER, "#2 full-run", "#1 lora-run"]
+    assert tuned_model(picked_model(store, "#1 lora-run"), "typed") == ("base/model", str(lora))
+    assert tuned_model(picked_model(store, "#2 full-run"), "typed") == (str(full), None)
+    assert tuned_model(picked_model(store, NO_ADAPTER), "typed") == ("typed", None)
