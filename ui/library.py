@@ -42,6 +42,11 @@ def video_table(store: Store, search: str = "", status: str = "all") -> pd.DataF
     )
 
 
+def selected_row(evt: gr.SelectData, shown: pd.DataFrame) -> pd.Series:
+    """The table row a Dataframe select event points at (its index is [row, col])."""
+    return shown.iloc[evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index]
+
+
 def empty_note(store: Store) -> str:
     if store.counts()["videos"]:
         return ""
@@ -107,8 +112,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
     generate.build(store, settings, selected, table, header, lambda: video_table(store))
 
     def on_select(evt: gr.SelectData, shown: pd.DataFrame):
-        row_index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        video_id = int(shown.iloc[row_index]["ID"])
+        video_id = int(selected_row(evt, shown)["ID"])
         return (video_id, *show_video(store, settings, video_id))
 
     def on_add_path(text: str, search_text: str, status_value: str, progress=gr.Progress()):
@@ -132,7 +136,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
                 header_markdown(store, settings.user), empty_note(store))
 
     def on_pair_select(evt: gr.SelectData, shown: pd.DataFrame):
-        row = shown.iloc[evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index]
+        row = selected_row(evt, shown)
         reason = f": {row['Filter reason']}" if row["Filter reason"] else ""
         return int(row["ID"]), f"Pair **#{row['ID']}** · {row['Status']}{reason}"
 
