@@ -473,6 +473,102 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
                f"adapter and processor in {out['output_dir']}")
 
 
+@cli.command("eval")
+@click.option("--model", "models", multiple=True, required=True,
+              help="Model to evaluate (repeatable): hub id, local folder, or registered run #ID.")
+@click.option("--suite", required=True, metavar="SUITE",
+              help="needle, or videomme:PATH, mlvu:PATH, longvideobench:PATH (local annotation "
+                   "file or folder, videos beside it as the benchmark ships them).")
+@click.option("--frames", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Frames per question, uniform over the video.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Only the first N questions.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Longest answer, in tokens.")
+@click.option("--needle-lengths", default=None, metavar="S,S,...",
+              help="Needle suite: haystack lengths in seconds [default 30,60,120,240].")
+@click.option("--needle-depths", default=None, metavar="D,D,...",
+              help="Needle suite: needle depths in [0, 1] [default 0,0.25,0.5,0.75,1].")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored results as JSON.")
+@click.pass_obj
+def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, limit: int | None,
+             max_new_tokens: int, needle_lengths: str | None, needle_depths: str | None,
+             as_json: bool) -> None:
+    """Multiple-choice accuracy of one or more models on a benchmark or the needle suite.
+
+    Results are stored (the app's Evaluate section shows them next to earlier runs); the
+    needle suite also writes a length x depth heatmap PNG.
+    """
+    from tpo import evaluate as ev
+    from tpo.modelref import resolve
+
+    try:
+        config = ev.EvalConfig(suite=suite, frames=frames, limit=limit,
+                               max_new_tokens=max_new_tokens,
+                               needle_lengths=_floats(needle_lengths, "--needle-lengths"),
+                               needle_depths=_floats(needle_depths, "--needle-depths"))
+        if config.suite_name == "needle":
+            config.needle_config()  # its own checks, before any model loads
+        refs = [resolve(obj.store, m) for m in models]
+    except (ValueError, StoreError) as err:
+        raise click.UsageError(str(err))
+    bar = tqdm(total=1.0, desc="evaluating", file=sys.stderr, leave=False,
+               bar_format="{l_bar}{bar}| {elapsed} {postfix}")
+
+    def progress(fraction: float, text: str) -> None:
+        bar.set_postfix_str(text[-60:], refresh=False)
+        bar.update(round(fraction, 4) - bar.n)
+
+    from tpo.vlm import ModelLoadError
+    from tpo.video import VideoError
+
+    data = obj.settings.data_dir
+    try:
+        with bar:
+            ids = ev.evaluate(obj.store, refs, config, cache_dir=data / "needle",
+                              out_dir=data / "evals", progress=progress)
+    except (ModelLoadError, VideoError, ValueError) as err:
+        raise click.ClickException(str(err))
+    evals = [ev.get_eval(obj.store, i) for i in ids]
+    if as_json:
+        click.echo(json.dumps(evals, indent=2, default=str))
+        return
+    click.echo(ev.results_table(evals).to_string(index=False))
+    tasks = ev.task_table(evals)
+    if len(tasks) > 1:
+        click.echo("\naccuracy % per task\n" + tasks.to_string(index=False))
+    for e in evals:
+        if e["summary"].get("errors"):
+            click.echo(f"eval #{e['id']}: {len(e['summary']['errors'])} question(s) skipped, "
+                       "their video could not be read", err=True)
+        if e["heatmap_path"]:
+            click.echo(f"heatmap ({e['model']}): {e['heatmap_path']}")
+
+
+@cli.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def models_cmd(obj: Context, as_json: bool) -> None:
+    """Fine-tuned models registered by training runs (use them as --model '#ID')."""
+    rows = obj.store.list_models()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no registered models yet: `tpo train` registers each run")
+    for m in rows:
+        click.echo(f"#{m['id']}  {m['name']}  base {m['base']}  ({m['adapter_path']})")
+
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.UsageError(f"{option} takes numbers separated by commas, got {text!r}")
+
+
 def _video_row(store: Store, video_id: int) -> dict:
     try:
         return store.get_video(video_id)

@@ -69,6 +69,8 @@ FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 # kind -> "module:function" taking a JobContext and returning a JSON-able dict. Only the
 # worker imports the target, so a torch-heavy kind costs the app nothing to list.
 KINDS: Mapping[str, str] = MappingProxyType({
+    "compare": "tpo.compare:run_job",
+    "eval": "tpo.evaluate:run_job",
     "export": "tpo.export:run_job",
     "generate": "tpo.generate:run_job",
     "tiny-model": "tpo.tiny:run_job",

@@ -140,5 +140,51 @@ def _generations(db: sqlite_utils.Database) -> None:
     db["pairs"].create_index(["run_key"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_initial, _generations]
+def _compare_and_eval(db: sqlite_utils.Database) -> None:
+    """Side-by-side comparisons answered by a job (streamed into the row), one vote per person
+    and comparison, and stored evaluation runs with every item's answer."""
+    comparisons = db["comparisons"]
+    comparisons.add_column("spec_a", str)      # JSON {"model", "adapter"}: what was loaded
+    comparisons.add_column("spec_b", str)
+    comparisons.add_column("blind", int)       # 1: names hidden until the person votes
+    comparisons.add_column("status", str)      # answering | done | failed
+    comparisons.add_column("error", str)
+    comparisons.add_column("job_id", int)
+    db["votes"].create_index(["comparison_id", "user"], unique=True)
+
+    db["evals"].create(
+        {"id": int, "job_id": int,
+         "suite": str,             # needle | videomme | mlvu | longvideobench
+         "suite_path": str,        # annotation file or folder (NULL for needle)
+         "model": str,             # label people see ("#3 run-…", a folder name, a hub id)
+         "spec": str,              # JSON {"model", "adapter"}: what was loaded
+         "frames": int,            # frames each question saw, uniform over the video
+         "n_items": int, "n_correct": int,
+         "n_unparsed": int,        # answers with no readable option letter (count as wrong)
+         "accuracy": float,        # n_correct / n_items, 0..1
+         "summary": str,           # JSON: by duration class, by task, needle grid
+         "heatmap_path": str,      # needle suite: the PNG
+         "config": str,            # JSON of the evaluation settings
+         "created_at": str},
+        pk="id",
+        foreign_keys=[("job_id", "jobs", "id")],
+        not_null={"suite", "model", "created_at"},
+    )
+    db["eval_items"].create(
+        {"id": int, "eval_id": int, "item_id": str, "video": str, "question": str,
+         "options": str,           # JSON list of option texts, in letter order
+         "answer": str,            # correct letter
+         "response": str,          # the model's raw answer
+         "prediction": str,        # letter read from it, NULL when none could be read
+         "correct": int, "duration_class": str, "task": str,
+         "meta": str},             # JSON, suite-specific (needle: length_s, depth)
+        pk="id",
+        foreign_keys=[("eval_id", "evals", "id")],
+        not_null={"eval_id", "item_id", "correct"},
+    )
+    db["eval_items"].create_index(["eval_id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_initial, _generations,
+                                                             _compare_and_eval]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,16 +16,18 @@ batched (left padding, as decoder-only generation needs).
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import get_session
 from peft import PeftModel
 from PIL import Image
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+from transformers import (AutoConfig, AutoModelForImageTextToText, AutoProcessor,
+                          TextIteratorStreamer)
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
 from tpo.prompts import CAPTION_PROMPT, Reply, VideoQuestion, time_prompt
@@ -157,6 +159,51 @@ class VLM:
                 item.frames.timestamps, item.duration_s, item.question)})
             requests.append(([{"role": "user", "content": content}], self._images(item.frames)))
         return self._generate(requests, max_new_tokens)
+
+    def stream(self, item: VideoQuestion, *, max_new_tokens: int | None = None) -> Iterator[str]:
+        """The answer to one question as it is generated: yields the text so far (growing),
+        ending with the same text :meth:`answer` returns for greedy decoding.
+
+        ``generate`` runs in a thread and hands decoded pieces over through transformers'
+        ``TextIteratorStreamer``; the caller's loop may stop early (the thread then finishes
+        its generation and ends).
+        """
+        if item.frames.images is None:
+            raise ValueError("stream() needs decoded frames (sample with decode=True)")
+        content = [{"type": "image"} for _ in item.frames.images]
+        content.append({"type": "text", "text": time_prompt(
+            item.frames.timestamps, item.duration_s, item.question)})
+        conversation = [{"role": "user", "content": content}]
+        text = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+        inputs = self.processor(text=[text], images=[self._images(item.frames)],
+                                return_tensors="pt").to(self.device, dtype=self.dtype)
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True,
+                                        skip_special_tokens=True)
+        options = dict(max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+                       do_sample=self.config.do_sample, streamer=streamer,
+                       pad_token_id=self.processor.tokenizer.pad_token_id)
+        if self.config.do_sample:
+            options["temperature"] = self.config.temperature
+        torch.manual_seed(self.config.seed)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**inputs, **options)
+            except BaseException as err:  # re-raised in the caller's thread below
+                errors.append(err)
+                streamer.on_finalized_text("", stream_end=True)
+
+        thread = threading.Thread(target=work, name="tpo-stream", daemon=True)
+        thread.start()
+        so_far = ""
+        for piece in streamer:
+            so_far += piece
+            yield _printable(so_far)
+        thread.join()
+        if errors:
+            raise errors[0]
 
     def caption(self, frames: Frames, duration_s: float, prompt: str | None = None) -> str:
         """A description of what happens in `frames` (of a video `duration_s` long)."""

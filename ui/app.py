@@ -6,7 +6,7 @@ import gradio as gr
 
 from tpo.config import Settings
 from tpo.store import Store
-from ui import curate, library, train
+from ui import compare, curate, library, train
 from ui.header import header_markdown
 
 
@@ -21,4 +21,6 @@ def build_app(store: Store, settings: Settings) -> gr.Blocks:
                 curate.build(store, settings, header)
             with gr.Tab("Train", id="train", elem_id="tab-train"):
                 train.build(store, settings)
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+                compare.build(store, settings)
     return demo

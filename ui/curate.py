@@ -26,6 +26,7 @@ from tpo.store import PAIR_STATUSES, ConflictError, Store, StoreError
 from tpo.thumbs import format_time, frames_at
 from ui import html
 from ui.header import header_markdown
+from ui.identity import current_user
 from ui.jobs import job_html
 from ui.timeline import timeline_svg
 
@@ -213,13 +214,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
              rejected, rejected_title, rejected_strip, originals, edit_question]
 
     def who(typed: str, request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
-        """The reviewer: Hugging Face sign-in, else the TPO_AUTH log-in, else the typed name."""
-        if settings.hf_oauth:
-            if profile is None:
-                raise gr.Error("Sign in with Hugging Face first (the button above the queue).")
-            return profile.username
-        name = getattr(request, "username", None) if request is not None else None
-        return name or (typed or "").strip() or settings.user
+        return current_user(settings, typed, request, profile)
 
     def render(ids: list[int], pos: int) -> tuple:
         if not ids:

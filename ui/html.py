@@ -76,6 +76,11 @@ CSS = """
 #curate-question { font-size: 18px; font-weight: 600; padding: 4px 0; }
 #tpo-curate-player { max-height: 340px; }
 .tpo-side-title { font-weight: 600; margin-bottom: 2px; }
+.tpo-answer { border: 1px solid #8884; border-radius: 8px; padding: 8px 10px; min-height: 90px; }
+.tpo-answer-text { white-space: pre-wrap; }
+.tpo-cursor { animation: tpo-blink 1s steps(2) infinite; }
+@keyframes tpo-blink { 50% { opacity: 0; } }
+.tpo-reveal { padding: 6px 0; }
 .tpo-progress { height: 8px; background: #8883; border-radius: 4px; margin: 6px 0; overflow: hidden; }
 .tpo-progress > div { height: 100%; transition: width .4s; }
 .tpo-job-text { font-size: 13px; opacity: .85; }

@@ -1,0 +1,101 @@
+"""The Compare tab in a real browser: two real (tiny, random) models answer one question on
+one video, blind; the vote reveals the names and lands in the store and the leaderboard.
+Then a needle-in-a-haystack evaluation runs as a job and its heatmap appears."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tpo import compare
+from tpo import evaluate as ev
+from tpo.store import Store
+
+pytestmark = pytest.mark.e2e
+JOB_TIMEOUT_MS = 300_000
+
+
+@pytest.fixture(scope="module")
+def second_model(app_data):
+    """A second offline model (another real architecture) for side B, built by the CLI."""
+    out = app_data / "models" / "tiny-qwen2vl"
+    subprocess.run([sys.executable, "-m", "tpo.cli", "tiny-model", str(out), "--arch", "qwen2vl"],
+                   check=True, capture_output=True)
+    return out
+
+
+def choose(page: Page, elem_id: str, option: str | re.Pattern) -> None:
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def test_blind_vote_reveals_the_models(page: Page, app_url: str, app_data, second_model):
+    store = Store(app_data / "tpo.db")
+    page.goto(app_url)
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-use-tiny").click()
+    model_a = page.locator("#compare-model-a textarea, #compare-model-a input").first
+    expect(model_a).to_have_value(re.compile(r"models/tiny-smolvlm$"), timeout=JOB_TIMEOUT_MS)
+    page.locator("#compare-model-b textarea, #compare-model-b input").first.fill(str(second_model))
+    page.get_by_label("Max new tokens").fill("12")
+    page.get_by_label("Frames (uniform)").fill("4")
+    choose(page, "compare-video", re.compile("countdown"))
+    # The countdown video's ground truth offers its questions.
+    choose(page, "compare-suggested", "Which number is shown in red?")
+    question = page.locator("#compare-question textarea, #compare-question input").first
+    expect(question).to_have_value("Which number is shown in red?")
+
+    page.locator("#compare-ask").click()
+    answer_a, answer_b = page.locator("#compare-answer-a .tpo-answer"), page.locator("#compare-answer-b .tpo-answer")
+    expect(answer_b).to_have_attribute("data-status", "done", timeout=JOB_TIMEOUT_MS)
+    (row,) = compare.list_comparisons(store, limit=1)
+    full = compare.get(store, row["id"])
+    assert full["blind"] and full["status"] == "done" and full["answer_a"] and full["answer_b"]
+    assert {full["model_a"], full["model_b"]} == {"tiny-smolvlm", "tiny-qwen2vl"}
+    # Blind: the answers are there, the names are not.
+    expect(answer_a).to_contain_text(full["answer_a"][:8])
+    for side in (answer_a, answer_b):
+        expect(side.locator(".tpo-side-title")).not_to_contain_text("tiny")
+    expect(page.locator("#compare-reveal")).to_contain_text("revealed after your vote")
+    expect(page.locator("#compare-frames [data-testid=strip-frame]")).to_have_count(4)
+
+    page.locator("#compare-vote-b").click()
+    reveal = page.get_by_test_id("reveal")
+    expect(reveal).to_contain_text(f"A was {full['model_a']}")
+    expect(reveal).to_contain_text(f"B was {full['model_b']}")
+    expect(reveal).to_contain_text("your vote: B is better")
+    expect(answer_b.locator(".tpo-side-title")).to_contain_text(full["model_b"])
+    assert compare.get(store, row["id"])["votes"][0]["vote"] == "b"
+    board = page.locator("#compare-leaderboard")
+    expect(board).to_contain_text("tiny-qwen2vl")
+    expect(board).to_contain_text("tiny-smolvlm")
+
+    # A second vote by the same person is refused, and says so.
+    page.locator("#compare-vote-a").click()
+    expect(page.get_by_text("has already voted").first).to_be_visible()
+    assert len(compare.get(store, row["id"])["votes"]) == 1
+
+
+def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app_data):
+    store = Store(app_data / "tpo.db")
+    page.goto(app_url)
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#eval-use-tiny").click()
+    models = page.locator("#eval-models textarea").first
+    expect(models).to_have_value(re.compile(r"models/tiny-smolvlm$"), timeout=JOB_TIMEOUT_MS)
+    models.fill(models.input_value().splitlines()[-1])  # only the offline model
+    page.locator("#eval-lengths textarea, #eval-lengths input").first.fill("10, 20")
+    page.locator("#eval-depths textarea, #eval-depths input").first.fill("0, 1")
+    page.get_by_label("Frames per question").fill("4")
+    page.locator("#eval-run").click()
+    job = page.locator("#eval-job .tpo-job")
+    expect(job).to_have_attribute("data-status", "succeeded", timeout=JOB_TIMEOUT_MS)
+    (stored,) = ev.list_evals(store, job_id=int(job.get_attribute("data-job-id")))
+    assert stored["suite"] == "needle" and stored["n_items"] == 4
+    expect(page.locator("#eval-results")).to_contain_text("tiny-smolvlm")
+    expect(page.locator("#eval-heatmaps img").first).to_be_visible()
+    expect(page.locator("#eval-heatmaps")).to_contain_text(f"#{stored['id']} tiny-smolvlm")

@@ -1,0 +1,248 @@
+"""Side-by-side comparisons of two models on one video, blind votes, and the leaderboard.
+
+A comparison is one row in ``comparisons``: a video, a question, two models (A and B) and
+their answers. The answers come from a ``compare`` background job (:func:`run_job`) that
+samples the video's frames once, lets model A and then model B answer on exactly those
+frames, and writes each answer into the row *while it is generated*, so the app shows it
+streaming. In **blind** mode (Chatbot Arena style) the two models are put in random order
+as A and B when the comparison is made, and the app shows their names only once the person
+has voted.
+
+Votes: ``a`` (A is better), ``b``, ``tie``, ``both_bad``; one per person and comparison.
+The leaderboard counts, per pair of models, wins, ties and "both bad", and gives each
+model's win rate (ties count half, "both bad" is left out) with a 95 % Wilson interval.
+
+Torch-free except :func:`run_job`, which runs in the job's process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from tpo.modelref import ModelRef
+from tpo.store import Store, StoreError, now
+
+VOTES = ("a", "b", "tie", "both_bad")
+VOTE_LABELS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
+STREAM_WRITE_INTERVAL_S = 0.2  # at most five writes a second while an answer streams
+Z95 = 1.959964  # two-sided 95 % normal quantile, for the Wilson interval
+
+
+class VoteError(StoreError):
+    """A vote that cannot be counted (unknown choice, answers not ready, voted already)."""
+
+
+@dataclass
+class CompareConfig:
+    """How both models are asked (the same for A and B, so only the model differs)."""
+
+    frames: int = 16          # frames sampled uniformly over the whole video
+    max_new_tokens: int = 256  # longest answer, in tokens
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise ValueError(f"frames must be at least 1, got {self.frames}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+
+
+# -- making and reading comparisons ----------------------------------------------------
+
+
+def create(store: Store, video_id: int, question: str, model_a: ModelRef, model_b: ModelRef, *,
+           user: str, blind: bool = True, config: CompareConfig | None = None,
+           rng: random.Random | None = None) -> int:
+    """Store a new comparison (answers still empty) and return its id.
+
+    Blind: the two models are swapped with probability 1/2, so "A" says nothing about which
+    model was picked first. ``rng`` makes that choice reproducible in tests.
+    """
+    question = (question or "").strip()
+    if not question:
+        raise ValueError("ask a question")
+    video = store.get_video(video_id)
+    if video["status"] != "ready":
+        raise ValueError(f"video {video['name']} cannot be read: {video['error']}")
+    config = config or CompareConfig()
+    if blind and (rng or random.SystemRandom()).random() < 0.5:
+        model_a, model_b = model_b, model_a
+    row = {"video_id": video_id, "question": question, "model_a": model_a.label,
+           "model_b": model_b.label, "spec_a": json.dumps(model_a.spec()),
+           "spec_b": json.dumps(model_b.spec()), "answer_a": "", "answer_b": "",
+           "frames": json.dumps({"n": config.frames, "max_new_tokens": config.max_new_tokens,
+                                 "timestamps": []}),
+           "blind": int(blind), "status": "answering", "user": user, "created_at": now()}
+    with store.transaction() as db:
+        return db["comparisons"].insert(row).last_pk
+
+
+def get(store: Store, comparison_id: int) -> dict:
+    """The comparison with its JSON decoded (``frames`` → ``timestamps``, ``n``), its votes."""
+    rows = list(store.db.query("SELECT * FROM comparisons WHERE id = ?", [comparison_id]))
+    if not rows:
+        raise StoreError(f"no comparison {comparison_id}")
+    row = rows[0]
+    frames = json.loads(row["frames"] or "{}")
+    row.update(timestamps=frames.get("timestamps", []), n_frames=frames.get("n"),
+               max_new_tokens=frames.get("max_new_tokens"),
+               spec_a=json.loads(row["spec_a"] or "{}"), spec_b=json.loads(row["spec_b"] or "{}"),
+               blind=bool(row["blind"]))
+    row["votes"] = list(store.db.query(
+        "SELECT user, vote, at FROM votes WHERE comparison_id = ? ORDER BY id", [comparison_id]))
+    return row
+
+
+def list_comparisons(store: Store, limit: int = 50) -> list[dict]:
+    """Newest first, with their vote counts."""
+    return list(store.db.query(
+        "SELECT c.id, c.video_id, c.question, c.model_a, c.model_b, c.status, c.blind, c.user, "
+        "c.created_at, count(v.id) AS n_votes FROM comparisons c "
+        "LEFT JOIN votes v ON v.comparison_id = c.id GROUP BY c.id ORDER BY c.id DESC LIMIT ?",
+        [limit]))
+
+
+def questions_for_video(store: Store, video_id: int) -> list[str]:
+    """Questions worth asking about a video: its ground truth's (synthetic videos), then its
+    pairs' (as reviewed: an edited question replaces the generated one); no repeats."""
+    video = store.get_video(video_id)
+    found: list[str] = []
+    truth = video.get("ground_truth") or {}
+    found += [e["question"] for e in truth.get("events", [])]
+    found += [q["question"] for q in truth.get("questions", [])]
+    for pair in store.list_pairs(video_id=video_id):
+        found.append(pair.get("edited_question") or pair["question"])
+    return list(dict.fromkeys(q for q in found if q))
+
+
+# -- votes -----------------------------------------------------------------------------
+
+
+def vote(store: Store, comparison_id: int, user: str, choice: str) -> dict:
+    """Record `user`'s vote and return the comparison (names and all votes) - the reveal."""
+    if choice not in VOTES:
+        raise VoteError(f"a vote is one of {', '.join(VOTES)}, got {choice!r}")
+    with store.transaction() as db:
+        row = db.execute("SELECT status FROM comparisons WHERE id = ?", [comparison_id]).fetchone()
+        if row is None:
+            raise StoreError(f"no comparison {comparison_id}")
+        if row[0] != "done":
+            raise VoteError("both answers must be complete before a vote "
+                            f"(this comparison is {row[0]})")
+        if db.execute("SELECT 1 FROM votes WHERE comparison_id = ? AND user = ?",
+                      [comparison_id, user]).fetchone():
+            raise VoteError(f"{user} has already voted on comparison {comparison_id}")
+        db["votes"].insert({"comparison_id": comparison_id, "user": user, "vote": choice,
+                            "at": now()})
+    return get(store, comparison_id)
+
+
+def wilson(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (``(0, 1)`` when n is 0)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def leaderboard(store: Store) -> list[dict]:
+    """One row per pair of models that has votes, by decreasing number of votes.
+
+    Each row names ``model`` and ``opponent`` (alphabetical, so A/B order does not matter)
+    with ``wins``, ``losses``, ``ties``, ``both_bad``, ``votes``, and ``win_rate`` of
+    ``model`` = (wins + ties / 2) / (wins + losses + ties) with its 95 % Wilson interval
+    ``ci_low``..``ci_high`` (ties as half a win: the interval is then approximate).
+    """
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: {"wins": 0, "losses": 0, "ties": 0, "both_bad": 0})
+    for r in store.db.query("SELECT c.model_a, c.model_b, v.vote FROM votes v "
+                            "JOIN comparisons c ON c.id = v.comparison_id"):
+        first, second = sorted((r["model_a"], r["model_b"]))
+        c = counts[(first, second)]
+        if r["vote"] in ("tie", "both_bad"):
+            c["ties" if r["vote"] == "tie" else "both_bad"] += 1
+        else:
+            winner = r["model_a"] if r["vote"] == "a" else r["model_b"]
+            c["wins" if winner == first else "losses"] += 1
+    rows = []
+    for (model, opponent), c in counts.items():
+        decided = c["wins"] + c["losses"] + c["ties"]
+        score = c["wins"] + c["ties"] / 2
+        low, high = wilson(score, decided)
+        rows.append({"model": model, "opponent": opponent, **c, "votes": decided + c["both_bad"],
+                     "win_rate": score / decided if decided else None,
+                     "ci_low": low if decided else None, "ci_high": high if decided else None})
+    return sorted(rows, key=lambda r: (-r["votes"], r["model"], r["opponent"]))
+
+
+# -- the job ---------------------------------------------------------------------------
+
+
+def submit(store: Store, comparison_id: int, *, log_dir) -> int:
+    """Start the ``compare`` job that answers the comparison; returns the job id."""
+    from tpo import jobs
+
+    job_id = jobs.submit(store, "compare", {"comparison_id": comparison_id}, log_dir=log_dir)
+    with store.transaction() as db:
+        db["comparisons"].update(comparison_id, {"job_id": job_id})
+    return job_id
+
+
+def run_job(ctx) -> dict:
+    """The ``compare`` job kind (:mod:`tpo.jobs`): sample once, stream A's then B's answer."""
+    store, comparison_id = ctx.store, ctx.params["comparison_id"]
+    try:
+        return _answer(ctx, store, get(store, comparison_id))
+    except BaseException as err:  # cancelled or failed: the row says so, not "answering"
+        with store.transaction() as db:
+            db["comparisons"].update(comparison_id, {
+                "status": "failed", "error": f"{type(err).__name__}: {err}"})
+        raise
+
+
+def _answer(ctx, store: Store, row: dict) -> dict:
+    from tpo import video
+    from tpo.prompts import VideoQuestion
+    from tpo.vlm import VLM, ModelConfig  # torch loads in the job process only
+
+    vid = store.get_video(row["video_id"])
+    ctx.progress(0.02, f"sampling {row['n_frames']} frames of {vid['name']}")
+    frames = video.sample(vid["path"], row["n_frames"])
+    meta = {"n": row["n_frames"], "max_new_tokens": row["max_new_tokens"],
+            "timestamps": [round(float(t), 3) for t in frames.timestamps]}
+    with store.transaction() as db:
+        db["comparisons"].update(row["id"], {"frames": json.dumps(meta)})
+    item = VideoQuestion(frames, row["question"], vid["duration_s"])
+    loaded: tuple[dict, VLM] | None = None
+    for k, side in enumerate(("a", "b")):
+        spec = row[f"spec_{side}"]
+        if loaded is None or loaded[0] != spec:  # the same model twice is loaded once
+            if loaded is not None:
+                loaded[1].close()
+            ctx.progress(0.05 + 0.5 * k, f"loading model {side.upper()}")
+            loaded = (spec, VLM.load(ModelConfig(model=spec["model"], adapter=spec.get("adapter"),
+                                                 max_new_tokens=row["max_new_tokens"])))
+        ctx.progress(0.1 + 0.5 * k, f"model {side.upper()} is answering")
+        last_write, text = 0.0, ""
+        for text in loaded[1].stream(item):
+            ctx.check_cancelled()
+            if time.monotonic() - last_write >= STREAM_WRITE_INTERVAL_S:
+                _write_answer(store, row["id"], side, text)
+                last_write = time.monotonic()
+        _write_answer(store, row["id"], side, text)
+    loaded[1].close()
+    with store.transaction() as db:
+        db["comparisons"].update(row["id"], {"status": "done"})
+    ctx.progress(1.0, "both answers ready: vote")
+    return {"comparison_id": row["id"], "timestamps": meta["timestamps"]}
+
+
+def _write_answer(store: Store, comparison_id: int, side: str, text: str) -> None:
+    with store.transaction() as db:
+        db["comparisons"].update(comparison_id, {f"answer_{side}": text})

@@ -1,0 +1,360 @@
+"""Multiple-choice evaluation of video-LMs: benchmark files and the needle suite → accuracy.
+
+:func:`evaluate` asks each model every question of a suite - Video-MME, MLVU or
+LongVideoBench annotation files the user has locally (:mod:`tpo.benchmarks`), or the
+synthetic needle-in-a-haystack suite (:mod:`tpo.needle`) - on ``frames`` frames sampled
+uniformly over the whole video, the way those benchmarks are usually run. The option letter
+is read from the answer with :func:`tpo.mcq.parse_choice`; an answer with no readable letter
+counts as wrong (and is counted as *unparsed*, so a model that ignores the format shows).
+
+Every run is stored: one ``evals`` row per model (accuracy overall and per duration class
+and task, the needle grid) and one ``eval_items`` row per question with the raw answer, so
+results are comparable across models and auditable. The needle suite also gets a heatmap
+PNG (length × depth, like Figure 3 of the TPO paper).
+
+Models load one at a time (GPU memory); each model decodes the videos again, which on a
+real model is a small part of the time (see ``bench/generate_bench.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from tpo.mcq import MCQItem, parse_choice
+from tpo.modelref import ModelRef
+from tpo.store import Store, StoreError, now
+
+SUITES = ("needle", "videomme", "mlvu", "longvideobench")
+Progress = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate on and how each question is asked."""
+
+    suite: str = field(default="needle", metadata={
+        "help": "'needle', or NAME:PATH with NAME one of videomme, mlvu, longvideobench and "
+                "PATH the benchmark's annotation file or folder."})
+    frames: int = field(default=16, metadata={
+        "help": "Frames per question, uniform over the whole video."})
+    max_new_tokens: int = field(default=16, metadata={
+        "help": "Longest answer in tokens: a letter, or a letter and a few words."})
+    batch_size: int = field(default=4, metadata={"help": "Questions generated together."})
+    limit: int | None = field(default=None, metadata={
+        "help": "Only the first N questions (a quick look at a big benchmark)."})
+    needle_lengths: tuple[float, ...] | None = field(default=None, metadata={
+        "help": "Needle suite: haystack lengths in s (default: tpo.needle.NeedleConfig's)."})
+    needle_depths: tuple[float, ...] | None = field(default=None, metadata={
+        "help": "Needle suite: needle depths in [0, 1] (default: NeedleConfig's)."})
+    needle_per_cell: int = field(default=1, metadata={
+        "help": "Needle suite: videos per (length, depth) cell."})
+
+    def __post_init__(self) -> None:
+        if self.suite_name not in SUITES:
+            raise ValueError(f"unknown suite {self.suite_name!r}: use needle, or videomme:PATH, "
+                             "mlvu:PATH, longvideobench:PATH")
+        if self.suite_name != "needle" and not self.suite_path:
+            raise ValueError(f"suite {self.suite_name} needs a path: {self.suite_name}:PATH")
+        for name in ("frames", "max_new_tokens", "batch_size", "needle_per_cell"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be at least 1, got {self.limit}")
+
+    @property
+    def suite_name(self) -> str:
+        return self.suite.split(":", 1)[0].strip().lower()
+
+    @property
+    def suite_path(self) -> str | None:
+        _, _, path = self.suite.partition(":")
+        return path.strip() or None
+
+    def needle_config(self):
+        from tpo.needle import NeedleConfig
+
+        overrides = {"per_cell": self.needle_per_cell}
+        if self.needle_lengths:
+            overrides["lengths_s"] = tuple(self.needle_lengths)
+        if self.needle_depths:
+            overrides["depths"] = tuple(self.needle_depths)
+        return NeedleConfig(**overrides)
+
+
+@dataclass
+class Suite:
+    """The questions of a suite whose videos exist, and those left out (no video file)."""
+
+    name: str
+    path: str | None
+    items: list[MCQItem]
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (item id, expected video)
+
+
+def load_suite(config: EvalConfig, cache_dir: Path, progress: Progress | None = None) -> Suite:
+    """The suite's items: read from the benchmark files, or the needle videos (rendered into
+    ``cache_dir`` on first use)."""
+    if config.suite_name == "needle":
+        from tpo.needle import build_needle_suite
+
+        def rendered(done: int, total: int) -> None:
+            if progress:
+                progress(0.0, f"rendering needle videos {done}/{total}")
+
+        items = build_needle_suite(Path(cache_dir), config.needle_config(), progress=rendered)
+        return Suite("needle", None, items[:config.limit] if config.limit else items)
+    from tpo.benchmarks import load_suite as read_benchmark
+
+    loaded = read_benchmark(config.suite, limit=config.limit)
+    return Suite(loaded.name, str(loaded.path), list(loaded.items), list(loaded.missing))
+
+
+def answer_items(model, items: Sequence[MCQItem], config: EvalConfig, *,
+                 progress: Progress | None = None) -> list[dict]:
+    """Ask `model` (a :class:`tpo.vlm.VLM`) every item; one record per item, in order.
+
+    A video that cannot be decoded gives a record with ``error`` set and no answer; it is
+    left out of the accuracy (it says nothing about the model) and reported.
+    """
+    from tpo import video
+    from tpo.prompts import VideoQuestion
+
+    records: list[dict] = []
+    for start in range(0, len(items), config.batch_size):
+        batch = items[start:start + config.batch_size]
+        asked, questions = [], []
+        for item in batch:
+            try:
+                with video.open_video(item.video) as vid:
+                    frames, duration = vid.sample(config.frames), vid.info.duration_s
+            except video.VideoError as err:
+                records.append(_record(item, None, error=str(err)))
+                continue
+            asked.append(item)
+            questions.append(VideoQuestion(frames, item.prompt(), duration))
+        if questions:
+            for item, reply in zip(asked, model.replies(questions,
+                                                        max_new_tokens=config.max_new_tokens)):
+                records.append(_record(item, reply.text))
+        if progress:
+            done = min(start + config.batch_size, len(items))
+            progress(done / len(items), f"{done}/{len(items)} questions")
+    order = {item.item_id: k for k, item in enumerate(items)}
+    return sorted(records, key=lambda r: order[r["item_id"]])
+
+
+def _record(item: MCQItem, response: str | None, error: str | None = None) -> dict:
+    prediction = parse_choice(response, item.options) if response is not None else None
+    return {"item_id": item.item_id, "video": item.video, "question": item.question,
+            "options": list(item.options), "answer": item.answer, "response": response,
+            "prediction": prediction, "correct": prediction == item.answer,
+            "duration_class": item.duration_class, "task": item.task, "meta": dict(item.meta),
+            "error": error}
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """Accuracy overall, per duration class and per task (groups in order of appearance);
+    needle records also give the length × depth grid. Records with an error are left out."""
+    scored = [r for r in records if not r.get("error")]
+
+    def group(key: str) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for r in scored:
+            g = out.setdefault(r[key] or "-", {"n": 0, "correct": 0})
+            g["n"] += 1
+            g["correct"] += int(r["correct"])
+        for g in out.values():
+            g["accuracy"] = g["correct"] / g["n"]
+        return out
+
+    n, correct = len(scored), sum(int(r["correct"]) for r in scored)
+    summary = {"n": n, "correct": correct, "accuracy": correct / n if n else None,
+               "unparsed": sum(r["prediction"] is None for r in scored),
+               "errors": [{"item_id": r["item_id"], "error": r["error"]}
+                          for r in records if r.get("error")],
+               "by_duration": group("duration_class"), "by_task": group("task")}
+    if scored and all("depth" in r["meta"] for r in scored):
+        summary["grid"] = [{"length_s": r["meta"]["length_s"], "depth": r["meta"]["depth"],
+                            "correct": int(r["correct"])} for r in scored]
+    return summary
+
+
+# -- the store -------------------------------------------------------------------------
+
+
+def save(store: Store, model: ModelRef, suite: Suite, config: EvalConfig, records: list[dict],
+         *, job_id: int | None = None, heatmap_path: str | None = None) -> int:
+    """One ``evals`` row and its ``eval_items``, in one transaction; returns the eval id."""
+    summary = summarize(records)
+    row = {"job_id": job_id, "suite": suite.name, "suite_path": suite.path, "model": model.label,
+           "spec": json.dumps(model.spec()), "frames": config.frames, "n_items": summary["n"],
+           "n_correct": summary["correct"], "n_unparsed": summary["unparsed"],
+           "accuracy": summary["accuracy"], "summary": json.dumps(summary),
+           "heatmap_path": heatmap_path, "config": json.dumps(asdict(config)),
+           "created_at": now()}
+    with store.transaction() as db:
+        eval_id = db["evals"].insert(row).last_pk
+        db["eval_items"].insert_all(
+            {"eval_id": eval_id, **{k: r[k] for k in ("item_id", "video", "question", "answer",
+                                                      "response", "prediction", "duration_class",
+                                                      "task")},
+             "options": json.dumps(r["options"]), "correct": int(r["correct"]),
+             "meta": json.dumps({**r["meta"], **({"error": r["error"]} if r["error"] else {})})}
+            for r in records)
+    return eval_id
+
+
+def get_eval(store: Store, eval_id: int) -> dict:
+    rows = list(store.db.query("SELECT * FROM evals WHERE id = ?", [eval_id]))
+    if not rows:
+        raise StoreError(f"no evaluation {eval_id}")
+    return _decode(rows[0])
+
+
+def list_evals(store: Store, *, suite: str | None = None, job_id: int | None = None,
+               limit: int = 100) -> list[dict]:
+    """Stored evaluations, newest first."""
+    where, args = [], []
+    if suite:
+        where.append("suite = ?")
+        args.append(suite)
+    if job_id is not None:
+        where.append("job_id = ?")
+        args.append(job_id)
+    sql = "SELECT * FROM evals" + (" WHERE " + " AND ".join(where) if where else "")
+    return [_decode(r) for r in store.db.query(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])]
+
+
+def eval_items(store: Store, eval_id: int) -> list[dict]:
+    rows = store.db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
+    return [{**r, "options": json.loads(r["options"]), "meta": json.loads(r["meta"] or "{}"),
+             "correct": bool(r["correct"])} for r in rows]
+
+
+def _decode(row: dict) -> dict:
+    return {**row, "summary": json.loads(row["summary"] or "{}"),
+            "spec": json.loads(row["spec"] or "{}"), "config": json.loads(row["config"] or "{}")}
+
+
+def results_table(evals: Sequence[dict]) -> pd.DataFrame:
+    """One row per stored evaluation: model, suite, frames, questions, accuracy % overall and
+    per duration class (one column each, in order of appearance)."""
+    rows = []
+    for e in evals:
+        s = e["summary"]
+        row = {"eval": e["id"], "model": e["model"], "suite": e["suite"], "frames": e["frames"],
+               "questions": e["n_items"],
+               "accuracy %": _pct(e["accuracy"]), "unparsed": e["n_unparsed"]}
+        row.update({f"{k} %": _pct(g["accuracy"]) for k, g in s.get("by_duration", {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def task_table(evals: Sequence[dict]) -> pd.DataFrame:
+    """Accuracy % per task (rows) and evaluation (columns, "#id model")."""
+    columns = {f"#{e['id']} {e['model']}": {k: _pct(g["accuracy"])
+                                          for k, g in e["summary"].get("by_task", {}).items()}
+               for e in evals}
+    return pd.DataFrame(columns).rename_axis("task").reset_index() if columns else pd.DataFrame()
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else round(100 * x, 1)
+
+
+# -- running it ------------------------------------------------------------------------
+
+
+def evaluate(store: Store, models: Sequence[ModelRef], config: EvalConfig, *, cache_dir: Path,
+             out_dir: Path, job_id: int | None = None, progress: Progress | None = None,
+             load: Callable[[ModelRef, EvalConfig], object] | None = None) -> list[int]:
+    """Evaluate each model on the suite, store the results; returns the new eval ids.
+
+    ``load(ref, config)`` gives a loaded model with ``replies()`` and ``close()`` (default:
+    :class:`tpo.vlm.VLM`). Raises ``ValueError`` (``BenchmarkError``) before loading any
+    model when the suite cannot be read.
+    """
+    say = progress or (lambda _f, _t: None)
+    suite = load_suite(config, cache_dir, say)
+    if not suite.items:
+        raise ValueError(f"suite {suite.name} has no questions to ask")
+    load = load or _load_vlm
+    ids = []
+    for k, ref in enumerate(models):
+        def step(fraction: float, text: str, _k=k, _ref=ref) -> None:
+            say((_k + fraction) / len(models), f"{_ref.label}: {text}")
+
+        step(0.0, "loading")
+        model = load(ref, config)
+        try:
+            records = answer_items(model, suite.items, config, progress=step)
+        finally:
+            model.close()
+        eval_id = save(store, ref, suite, config, records, job_id=job_id)
+        if suite.name == "needle":
+            _needle_heatmap(store, eval_id, ref, records, out_dir)
+        ids.append(eval_id)
+    say(1.0, f"{len(ids)} evaluation(s) stored: " + ", ".join(f"#{i}" for i in ids))
+    return ids
+
+
+def _load_vlm(ref: ModelRef, config: EvalConfig):
+    from tpo.vlm import VLM, ModelConfig
+
+    return VLM.load(ModelConfig(model=ref.model, adapter=ref.adapter,
+                                max_new_tokens=config.max_new_tokens,
+                                batch_size=config.batch_size))
+
+
+def _needle_heatmap(store: Store, eval_id: int, ref: ModelRef, records: list[dict],
+                    out_dir: Path) -> str:
+    from tpo.needle import heatmap_png, needle_grid
+
+    scored = [{"length_s": r["meta"]["length_s"], "depth": r["meta"]["depth"],
+               "correct": r["correct"]} for r in records if not r.get("error")]
+    path = heatmap_png(needle_grid(scored), Path(out_dir) / f"eval-{eval_id}-needle.png",
+                       title=f"Needle in a haystack: {ref.label} (eval #{eval_id})")
+    with store.transaction() as db:
+        db["evals"].update(eval_id, {"heatmap_path": str(path)})
+    return str(path)
+
+
+def job_params(models: Sequence[ModelRef], config: EvalConfig, *, cache_dir: Path,
+               out_dir: Path) -> dict:
+    """The JSON parameters of an ``eval`` background job (see :func:`run_job`)."""
+    return {"models": [m.as_dict() for m in models], "config": asdict(config),
+            "cache_dir": str(Path(cache_dir).resolve()), "out_dir": str(Path(out_dir).resolve())}
+
+
+def run_job(ctx) -> dict:
+    """The ``eval`` job kind (:mod:`tpo.jobs`)."""
+    p = ctx.params
+    config = EvalConfig(**{**p["config"],
+                           "needle_lengths": _tuple(p["config"].get("needle_lengths")),
+                           "needle_depths": _tuple(p["config"].get("needle_depths"))})
+    models = [ModelRef(**m) for m in p["models"]]
+
+    def progress(fraction: float, text: str) -> None:
+        ctx.check_cancelled()
+        ctx.progress(fraction, text)
+
+    ids = evaluate(ctx.store, models, config, cache_dir=Path(p["cache_dir"]),
+                   out_dir=Path(p["out_dir"]), job_id=ctx.job_id, progress=progress)
+    table = results_table([get_eval(ctx.store, i) for i in ids])
+    ctx.log(table.to_string(index=False))
+    return {"eval_ids": ids, "summary": f"{len(ids)} evaluation(s): "
+            + ", ".join(f"{m.label} {_fmt(get_eval(ctx.store, i)['accuracy'])}"
+                        for m, i in zip(models, ids))}
+
+
+def _tuple(value):
+    return tuple(value) if value else None
+
+
+def _fmt(accuracy: float | None) -> str:
+    return "n/a" if accuracy is None else f"{100 * accuracy:.1f}%"

@@ -1,0 +1,150 @@
+"""The Evaluate section of the Compare tab: run a multiple-choice evaluation (a local
+Video-MME / MLVU / LongVideoBench file, or the needle suite) as a background job, and show
+the stored results: accuracy per model and duration class, per task, and needle heatmaps.
+
+The work happens in an ``eval`` job (:mod:`tpo.evaluate`); this module only collects the
+settings, polls the job once a second and reads results from the store.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from tpo import evaluate as ev
+from tpo import jobs
+from tpo.config import Settings
+from tpo.modelref import resolve
+from tpo.store import Store, StoreError
+from ui.generate import use_offline_model
+from ui.jobs import job_html
+
+SUITE_HELP = {
+    "needle": "Synthetic haystack videos with one needle event at increasing depth (no files "
+              "needed; rendered on first use).",
+    "videomme": "Video-MME: the folder with videomme/test-*.parquet (or its JSON) and data/*.mp4.",
+    "mlvu": "MLVU dev: the folder with json/ and video/.",
+    "longvideobench": "LongVideoBench: the folder with lvb_val.json and videos/.",
+}
+
+
+def latest_eval_job(store: Store) -> dict | None:
+    rows = jobs.list_jobs(store, kind="eval", limit=1)
+    return rows[0] if rows else None
+
+
+def results_frame(store: Store) -> pd.DataFrame:
+    table = ev.results_table(ev.list_evals(store))
+    return table if not table.empty else pd.DataFrame(
+        columns=["eval", "model", "suite", "frames", "questions", "accuracy %", "unparsed"])
+
+
+def job_evals(store: Store, row: dict | None) -> list[dict]:
+    """The stored evaluations of a job (oldest first), or [] while it runs."""
+    if row is None or row["status"] != "succeeded":
+        return []
+    return sorted(ev.list_evals(store, job_id=row["id"]), key=lambda e: e["id"])
+
+
+def heatmaps(evals: list[dict]) -> list[tuple[str, str]]:
+    return [(e["heatmap_path"], f"#{e['id']} {e['model']}: {100 * (e['accuracy'] or 0):.1f}%")
+            for e in evals if e.get("heatmap_path")]
+
+
+def parse_numbers(text: str, what: str) -> tuple[float, ...] | None:
+    if not (text or "").strip():
+        return None
+    try:
+        return tuple(float(x) for x in text.replace(";", ",").split(",") if x.strip())
+    except ValueError:
+        raise gr.Error(f"{what}: numbers separated by commas, e.g. 30, 60, 120")
+
+
+def build(store: Store, settings: Settings) -> None:
+    """Lay out the section inside the current Blocks and wire its events."""
+    with gr.Accordion("Evaluate: multiple-choice accuracy on a benchmark or the needle suite",
+                      open=True, elem_id="eval-panel"):
+        with gr.Row():
+            models = gr.Textbox(settings.model, lines=2, scale=3, elem_id="eval-models",
+                                label="Models, one per line: hub id, local folder or run #id")
+            use_tiny = gr.Button("Add the offline test model", size="sm", scale=0,
+                                 elem_id="eval-use-tiny")
+        with gr.Row():
+            suite = gr.Dropdown(list(ev.SUITES), value="needle", label="Suite", scale=1,
+                                elem_id="eval-suite")
+            path = gr.Textbox(label="Benchmark annotation file or folder (on the server)",
+                              scale=3, elem_id="eval-path")
+        suite_help = gr.Markdown(SUITE_HELP["needle"])
+        with gr.Row():
+            frames = gr.Number(16, precision=0, minimum=1, label="Frames per question")
+            limit = gr.Number(0, precision=0, minimum=0, label="Questions (0: all)")
+            lengths = gr.Textbox("30, 60, 120, 240", label="Needle: haystack lengths (s)",
+                                 elem_id="eval-lengths")
+            depths = gr.Textbox("0, 0.25, 0.5, 0.75, 1", label="Needle: depths (0..1)",
+                                elem_id="eval-depths")
+        with gr.Row():
+            run = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
+            cancel = gr.Button("Cancel", size="sm", scale=0, elem_id="eval-cancel")
+        status = gr.HTML(lambda: job_html(latest_eval_job(store), empty="No evaluation yet."),
+                         elem_id="eval-job")
+        results = gr.Dataframe(lambda: results_frame(store), interactive=False,
+                               label="Stored evaluations (newest first): accuracy overall and per "
+                                     "duration class", elem_id="eval-results")
+        tasks = gr.Dataframe(interactive=False, label="Accuracy % per task (last evaluation run)",
+                             elem_id="eval-tasks")
+        gallery = gr.Gallery(label="Needle in a haystack: accuracy by haystack length (x) and "
+                                   "needle depth (y)", columns=2, height="auto",
+                             elem_id="eval-heatmaps")
+    seen = gr.State(None)  # (job id, status) at the last poll
+    timer = gr.Timer(1.0)
+
+    def on_run(text, suite_name, suite_path, n_frames, n_limit, len_text, depth_text):
+        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+        if not lines:
+            raise gr.Error("Name at least one model.")
+        spec = "needle" if suite_name == "needle" else f"{suite_name}:{(suite_path or '').strip()}"
+        try:
+            config = ev.EvalConfig(
+                suite=spec, frames=int(n_frames or 16), limit=int(n_limit) if n_limit else None,
+                needle_lengths=parse_numbers(len_text, "Haystack lengths"),
+                needle_depths=parse_numbers(depth_text, "Depths"))
+            if config.suite_name == "needle":
+                config.needle_config()  # its checks now, not in the job
+            refs = [resolve(store, line) for line in lines]
+        except (ValueError, StoreError) as err:
+            raise gr.Error(str(err))
+        params = ev.job_params(refs, config, cache_dir=settings.data_dir / "needle",
+                               out_dir=settings.data_dir / "evals")
+        job_id = jobs.submit(store, "eval", params, log_dir=settings.log_dir)
+        return job_html(jobs.get(store, job_id))
+
+    def on_cancel():
+        row = latest_eval_job(store)
+        if row is None or row["status"] in jobs.FINISHED_STATUSES:
+            raise gr.Error("No evaluation is running.")
+        return job_html(jobs.cancel(store, row["id"]))
+
+    def on_add_tiny(text, progress=gr.Progress()):
+        tiny = use_offline_model(store, settings, progress)
+        lines = [line for line in (text or "").splitlines() if line.strip()]
+        return "\n".join(lines + [tiny] if tiny not in lines else lines)
+
+    def on_tick(last):
+        row = latest_eval_job(store)
+        if row is None:
+            return gr.update(), gr.update(), gr.update(), gr.update(), last
+        now_seen = [row["id"], row["status"], round(row["progress"] or 0, 3)]
+        if now_seen == last:
+            return gr.update(), gr.update(), gr.update(), gr.update(), last
+        finished = row["status"] in jobs.FINISHED_STATUSES
+        if not finished or (last is not None and last[:2] == now_seen[:2]):
+            return job_html(row), gr.update(), gr.update(), gr.update(), now_seen
+        evals = job_evals(store, row)
+        return (job_html(row), results_frame(store), ev.task_table(evals), heatmaps(evals),
+                now_seen)
+
+    suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
+    run.click(on_run, [models, suite, path, frames, limit, lengths, depths], status)
+    cancel.click(on_cancel, None, status)
+    use_tiny.click(on_add_tiny, models, models)
+    timer.tick(on_tick, seen, [status, results, tasks, gallery, seen], show_progress="hidden")
