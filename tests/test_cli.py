@@ -209,3 +209,95 @@ def test_train_from_store_registers_a_model(run, tmp_path):
     (row,) = Store(tmp_path / "cli.db").db["models"].rows
     assert row["base"] == str(model) and row["adapter_path"] == str(out) and row["job_id"]
     assert run("train", "--model", model, "--output", out).exit_code == 2  # no data given
+
+
+# -- eval and models ---------------------------------------------------------------------
+
+NEEDLE_ARGS = ("--suite", "needle", "--needle-lengths", "10,20", "--needle-depths", "0,1",
+               "--frames", "4", "--max-new-tokens", "4")
+
+
+def test_eval_needle_prints_a_table_and_writes_a_heatmap(run, tmp_path, tiny_smolvlm_dir):
+    from PIL import Image
+
+    result = run("eval", "--model", tiny_smolvlm_dir, *NEEDLE_ARGS)
+    assert result.exit_code == 0, result.output
+    header, first = result.stdout.splitlines()[:2]
+    assert "model" in header and "accuracy %" in header and "10 s %" in header
+    assert "tiny-smolvlm" in first and "needle" in first
+    heatmaps = list((tmp_path / "data" / "evals").glob("*.png"))
+    assert len(heatmaps) == 1
+    assert f"heatmap (tiny-smolvlm): {heatmaps[0]}" in result.stdout
+    with Image.open(heatmaps[0]) as image:
+        assert image.format == "PNG"
+
+    as_json = run("eval", "--model", tiny_smolvlm_dir, *NEEDLE_ARGS, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    (stored,) = json.loads(as_json.stdout)
+    assert stored["model"] == "tiny-smolvlm" and stored["n_items"] == 4
+    assert 0 <= stored["accuracy"] <= 1
+    assert stored["accuracy"] == pytest.approx(stored["n_correct"] / 4)
+    assert stored["id"] == 2  # both runs are stored
+
+
+def test_eval_errors_are_clear(run, tmp_path, tiny_smolvlm_dir):
+    missing = tmp_path / "no-such-benchmark"
+    result = run("eval", "--model", tiny_smolvlm_dir, "--suite", f"videomme:{missing}")
+    assert result.exit_code == 1
+    assert "does not exist" in result.output and str(missing) in result.output
+    assert "Traceback" not in result.output
+    bogus = run("eval", "--model", tiny_smolvlm_dir, "--suite", "bogus")
+    assert bogus.exit_code == 2 and "unknown suite 'bogus'" in bogus.output
+    no_path = run("eval", "--model", tiny_smolvlm_dir, "--suite", "mlvu")
+    assert no_path.exit_code == 2 and "needs a path" in no_path.output
+    bad_lengths = run("eval", "--model", tiny_smolvlm_dir, "--suite", "needle",
+                      "--needle-lengths", "10,x")
+    assert bad_lengths.exit_code == 2 and "--needle-lengths" in bad_lengths.output
+    bad_depths = run("eval", "--model", tiny_smolvlm_dir, "--suite", "needle",
+                     "--needle-depths", "0,3")
+    assert bad_depths.exit_code == 2 and "depths" in bad_depths.output
+    unknown_model = run("eval", "--model", "#4", "--suite", "needle")
+    assert unknown_model.exit_code == 2 and "no registered model #4" in unknown_model.output
+    no_model = run("eval", "--model", tmp_path / "nope", *NEEDLE_ARGS)
+    assert no_model.exit_code == 1 and "Cannot load model" in no_model.output
+    assert json.loads(run("models", "--json").stdout) == []  # nothing was registered
+
+
+def test_models_lists_registered_runs(run, tmp_path):
+    from tpo.store import Store, now
+
+    empty = run("models")
+    assert empty.exit_code == 0 and "no registered models yet" in empty.stdout
+    assert json.loads(run("models", "--json").stdout) == []
+    Store(tmp_path / "cli.db").db["models"].insert({
+        "name": "run-1", "base": "base/model", "adapter_path": str(tmp_path / "run-1"),
+        "created_at": now()})
+    listed = run("models")
+    assert listed.exit_code == 0
+    assert f"#1  run-1  base base/model  ({tmp_path / 'run-1'})" in listed.stdout
+    (row,) = json.loads(run("models", "--json").stdout)
+    assert (row["id"], row["name"], row["base"]) == (1, "run-1", "base/model")
+
+
+def test_eval_on_a_local_videomme_layout_reports_missing_videos(run, tmp_path, tiny_smolvlm_dir):
+    import pandas as pd
+
+    root = tmp_path / "vmme"
+    (root / "data").mkdir(parents=True)
+    make_video(root / "data" / "clipA.mp4", duration_s=2, fps=4, size=(64, 48))
+    rows = [{"videoID": video, "duration": duration, "question_id": f"{video}-1",
+             "task_type": "Counting Problem", "question": "How many?",
+             "options": ["A. one", "B. two", "C. three", "D. four"], "answer": "B"}
+            for video, duration in (("clipA", "short"), ("absent", "long"))]
+    pd.DataFrame(rows).to_json(root / "annotations.json", orient="records")
+    result = run("eval", "--model", tiny_smolvlm_dir, "--suite", f"videomme:{root}",
+                 "--frames", "2", "--max-new-tokens", "2", "--json")
+    assert result.exit_code == 0, result.output
+    (stored,) = json.loads(result.stdout)
+    assert stored["suite"] == "videomme" and stored["n_items"] == 1
+    assert list(stored["summary"]["by_duration"]) == ["short"]
+    assert [m["item_id"] for m in stored["summary"]["missing"]] == ["absent-1"]
+    table = run("eval", "--model", tiny_smolvlm_dir, "--suite", f"videomme:{root}",
+                "--frames", "2", "--max-new-tokens", "2")
+    assert table.exit_code == 0 and "short %" in table.stdout
+    assert "1 question(s) not asked, their video file is missing" in table.stderr

@@ -509,6 +509,8 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
                                needle_depths=_floats(needle_depths, "--needle-depths"))
         if config.suite_name == "needle":
             config.needle_config()  # its own checks, before any model loads
+        elif needle_lengths or needle_depths:
+            raise ValueError("--needle-lengths and --needle-depths apply to --suite needle only")
         refs = [resolve(obj.store, m) for m in models]
     except (ValueError, StoreError) as err:
         raise click.UsageError(str(err))
@@ -541,6 +543,9 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
         if e["summary"].get("errors"):
             click.echo(f"eval #{e['id']}: {len(e['summary']['errors'])} question(s) skipped, "
                        "their video could not be read", err=True)
+        if e["summary"].get("missing"):
+            click.echo(f"eval #{e['id']}: {len(e['summary']['missing'])} question(s) not asked, "
+                       "their video file is missing", err=True)
         if e["heatmap_path"]:
             click.echo(f"heatmap ({e['model']}): {e['heatmap_path']}")
 

@@ -167,9 +167,9 @@ def leaderboard(store: Store) -> list[dict]:
         c = counts[(first, second)]
         if r["vote"] in ("tie", "both_bad"):
             c["ties" if r["vote"] == "tie" else "both_bad"] += 1
-        else:
-            winner = r["model_a"] if r["vote"] == "a" else r["model_b"]
-            c["wins" if winner == first else "losses"] += 1
+        else:  # by position, so a model compared with itself gets A's wins and B's losses
+            first_won = (r["vote"] == "a") == (r["model_a"] == first)
+            c["wins" if first_won else "losses"] += 1
     rows = []
     for (model, opponent), c in counts.items():
         decided = c["wins"] + c["losses"] + c["ties"]
@@ -220,23 +220,28 @@ def _answer(ctx, store: Store, row: dict) -> dict:
         db["comparisons"].update(row["id"], {"frames": json.dumps(meta)})
     item = VideoQuestion(frames, row["question"], vid["duration_s"])
     loaded: tuple[dict, VLM] | None = None
-    for k, side in enumerate(("a", "b")):
-        spec = row[f"spec_{side}"]
-        if loaded is None or loaded[0] != spec:  # the same model twice is loaded once
-            if loaded is not None:
-                loaded[1].close()
-            ctx.progress(0.05 + 0.5 * k, f"loading model {side.upper()}")
-            loaded = (spec, VLM.load(ModelConfig(model=spec["model"], adapter=spec.get("adapter"),
-                                                 max_new_tokens=row["max_new_tokens"])))
-        ctx.progress(0.1 + 0.5 * k, f"model {side.upper()} is answering")
-        last_write, text = 0.0, ""
-        for text in loaded[1].stream(item):
-            ctx.check_cancelled()
-            if time.monotonic() - last_write >= STREAM_WRITE_INTERVAL_S:
-                _write_answer(store, row["id"], side, text)
-                last_write = time.monotonic()
-        _write_answer(store, row["id"], side, text)
-    loaded[1].close()
+    try:
+        for k, side in enumerate(("a", "b")):
+            spec = row[f"spec_{side}"]
+            if loaded is None or loaded[0] != spec:  # the same model twice is loaded once
+                if loaded is not None:
+                    loaded[1].close()
+                    loaded = None
+                ctx.progress(0.05 + 0.5 * k, f"loading model {side.upper()}")
+                loaded = (spec, VLM.load(ModelConfig(
+                    model=spec["model"], adapter=spec.get("adapter"),
+                    max_new_tokens=row["max_new_tokens"])))
+            ctx.progress(0.1 + 0.5 * k, f"model {side.upper()} is answering")
+            last_write, text = 0.0, ""
+            for text in loaded[1].stream(item):
+                ctx.check_cancelled()
+                if time.monotonic() - last_write >= STREAM_WRITE_INTERVAL_S:
+                    _write_answer(store, row["id"], side, text)
+                    last_write = time.monotonic()
+            _write_answer(store, row["id"], side, text)
+    finally:
+        if loaded is not None:
+            loaded[1].close()
     with store.transaction() as db:
         db["comparisons"].update(row["id"], {"status": "done"})
     ctx.progress(1.0, "both answers ready: vote")

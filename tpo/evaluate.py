@@ -124,28 +124,26 @@ def answer_items(model, items: Sequence[MCQItem], config: EvalConfig, *,
     from tpo import video
     from tpo.prompts import VideoQuestion
 
-    records: list[dict] = []
+    records: list[tuple[int, dict]] = []  # (position in items, record): ids may repeat
     for start in range(0, len(items), config.batch_size):
-        batch = items[start:start + config.batch_size]
+        batch = list(enumerate(items))[start:start + config.batch_size]
         asked, questions = [], []
-        for item in batch:
+        for k, item in batch:
             try:
                 with video.open_video(item.video) as vid:
                     frames, duration = vid.sample(config.frames), vid.info.duration_s
             except video.VideoError as err:
-                records.append(_record(item, None, error=str(err)))
+                records.append((k, _record(item, None, error=str(err))))
                 continue
-            asked.append(item)
+            asked.append((k, item))
             questions.append(VideoQuestion(frames, item.prompt(), duration))
         if questions:
-            for item, reply in zip(asked, model.replies(questions,
-                                                        max_new_tokens=config.max_new_tokens)):
-                records.append(_record(item, reply.text))
+            replies = model.replies(questions, max_new_tokens=config.max_new_tokens)
+            records += [(k, _record(item, reply.text)) for (k, item), reply in zip(asked, replies)]
         if progress:
             done = min(start + config.batch_size, len(items))
             progress(done / len(items), f"{done}/{len(items)} questions")
-    order = {item.item_id: k for k, item in enumerate(items)}
-    return sorted(records, key=lambda r: order[r["item_id"]])
+    return [record for _, record in sorted(records, key=lambda kr: kr[0])]
 
 
 def _record(item: MCQItem, response: str | None, error: str | None = None) -> dict:
@@ -191,6 +189,8 @@ def save(store: Store, model: ModelRef, suite: Suite, config: EvalConfig, record
          *, job_id: int | None = None, heatmap_path: str | None = None) -> int:
     """One ``evals`` row and its ``eval_items``, in one transaction; returns the eval id."""
     summary = summarize(records)
+    # questions of the benchmark file whose video is not on disk: not asked, but reported
+    summary["missing"] = [{"item_id": item_id, "video": video} for item_id, video in suite.missing]
     row = {"job_id": job_id, "suite": suite.name, "suite_path": suite.path, "model": model.label,
            "spec": json.dumps(model.spec()), "frames": config.frames, "n_items": summary["n"],
            "n_correct": summary["correct"], "n_unparsed": summary["unparsed"],
@@ -312,11 +312,13 @@ def _load_vlm(ref: ModelRef, config: EvalConfig):
 
 
 def _needle_heatmap(store: Store, eval_id: int, ref: ModelRef, records: list[dict],
-                    out_dir: Path) -> str:
+                    out_dir: Path) -> str | None:
     from tpo.needle import heatmap_png, needle_grid
 
     scored = [{"length_s": r["meta"]["length_s"], "depth": r["meta"]["depth"],
                "correct": r["correct"]} for r in records if not r.get("error")]
+    if not scored:  # every needle video failed to decode: nothing to draw
+        return None
     path = heatmap_png(needle_grid(scored), Path(out_dir) / f"eval-{eval_id}-needle.png",
                        title=f"Needle in a haystack: {ref.label} (eval #{eval_id})")
     with store.transaction() as db:

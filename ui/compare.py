@@ -130,14 +130,12 @@ def build(store: Store, settings: Settings) -> None:
         if settings.hf_oauth:
             gr.LoginButton(scale=0)
     with gr.Row():
-        video = gr.Dropdown(video_choices(store), value=None, label="Video", scale=2,
+        video = gr.Dropdown(video_choices(store), value=None, label="Video", scale=3,
                             elem_id="compare-video")
-        upload = gr.File(label="…or upload one (added to the library)", file_count="single",
-                         scale=1, height=90, elem_id="compare-upload")
-        frames = gr.Number(16, precision=0, minimum=1, label="Frames (uniform)", scale=0,
-                           min_width=110)
-        tokens = gr.Number(256, precision=0, minimum=1, label="Max new tokens", scale=0,
-                           min_width=110)
+        frames = gr.Number(16, precision=0, minimum=1, label="Frames (uniform)", scale=1)
+        tokens = gr.Number(256, precision=0, minimum=1, label="Max new tokens", scale=1)
+    with gr.Accordion("Upload a video (added to the library)", open=False):
+        upload = gr.File(label="Video file", file_count="single", elem_id="compare-upload")
     with gr.Row():
         suggested = gr.Dropdown([], value=None, label="Questions from the video's ground truth "
                                 "and pairs", scale=2, elem_id="compare-suggested")

@@ -17,7 +17,7 @@ from tpo.config import Settings
 from tpo.modelref import resolve
 from tpo.store import Store, StoreError
 from ui.generate import use_offline_model
-from ui.jobs import job_html
+from ui.jobs import cancel_latest, job_html, latest_job
 
 SUITE_HELP = {
     "needle": "Synthetic haystack videos with one needle event at increasing depth (no files "
@@ -26,11 +26,6 @@ SUITE_HELP = {
     "mlvu": "MLVU dev: the folder with json/ and video/.",
     "longvideobench": "LongVideoBench: the folder with lvb_val.json and videos/.",
 }
-
-
-def latest_eval_job(store: Store) -> dict | None:
-    rows = jobs.list_jobs(store, kind="eval", limit=1)
-    return rows[0] if rows else None
 
 
 def results_frame(store: Store) -> pd.DataFrame:
@@ -85,12 +80,12 @@ def build(store: Store, settings: Settings) -> None:
         with gr.Row():
             run = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
             cancel = gr.Button("Cancel", size="sm", scale=0, elem_id="eval-cancel")
-        status = gr.HTML(lambda: job_html(latest_eval_job(store), empty="No evaluation yet."),
+        status = gr.HTML(lambda: job_html(latest_job(store, "eval"), empty="No evaluation yet."),
                          elem_id="eval-job")
         results = gr.Dataframe(lambda: results_frame(store), interactive=False,
                                label="Stored evaluations (newest first): accuracy overall and per "
                                      "duration class", elem_id="eval-results")
-        tasks = gr.Dataframe(interactive=False, label="Accuracy % per task (last evaluation run)",
+        tasks = gr.Dataframe(pd.DataFrame(columns=["task"]), interactive=False, label="Accuracy % per task (last evaluation run)",
                              elem_id="eval-tasks")
         gallery = gr.Gallery(label="Needle in a haystack: accuracy by haystack length (x) and "
                                    "needle depth (y)", columns=2, height="auto",
@@ -119,10 +114,7 @@ def build(store: Store, settings: Settings) -> None:
         return job_html(jobs.get(store, job_id))
 
     def on_cancel():
-        row = latest_eval_job(store)
-        if row is None or row["status"] in jobs.FINISHED_STATUSES:
-            raise gr.Error("No evaluation is running.")
-        return job_html(jobs.cancel(store, row["id"]))
+        return cancel_latest(store, "eval", "evaluation")
 
     def on_add_tiny(text, progress=gr.Progress()):
         tiny = use_offline_model(store, settings, progress)
@@ -130,7 +122,7 @@ def build(store: Store, settings: Settings) -> None:
         return "\n".join(lines + [tiny] if tiny not in lines else lines)
 
     def on_tick(last):
-        row = latest_eval_job(store)
+        row = latest_job(store, "eval")
         if row is None:
             return gr.update(), gr.update(), gr.update(), gr.update(), last
         now_seen = [row["id"], row["status"], round(row["progress"] or 0, 3)]

@@ -14,10 +14,11 @@ import gradio as gr
 from tpo import jobs
 from tpo.config import Settings
 from tpo.generate import job_params
+from tpo.modelref import registered
 from tpo.pairs import QUESTION_SOURCES, STRATEGIES, GenerationConfig
 from tpo.store import Store
 from ui.header import header_markdown
-from ui.jobs import job_html
+from ui.jobs import cancel_latest, job_html, latest_job
 
 SCOPES = ["all ready videos", "selected video"]
 NO_ADAPTER = "(none: the base model above)"
@@ -36,11 +37,6 @@ def picked_model(store: Store, choice: str | None) -> dict | None:
     return next((m for m in store.list_models() if m["id"] == model_id), None)
 TINY_MODEL_NAME = "tiny-smolvlm"
 TINY_BUILD_TIMEOUT_S = 300
-
-
-def latest_job(store: Store, kind: str) -> dict | None:
-    rows = jobs.list_jobs(store, kind=kind, limit=1)
-    return rows[0] if rows else None
 
 
 def resolve_model(text: str) -> str:
@@ -68,13 +64,11 @@ def use_offline_model(store: Store, settings: Settings, progress: gr.Progress) -
 
 
 def tuned_model(row: dict | None, base: str) -> tuple[str, str | None]:
-    """(model, adapter) to load for a registered run: its base plus its LoRA adapter, or the
-    run's own folder after a full fine-tune (no adapter_config.json there)."""
+    """(model, adapter) to load: the typed base, or a registered run (:func:`registered`)."""
     if row is None:
         return base, None
-    if (Path(row["adapter_path"]) / "adapter_config.json").is_file():
-        return row["base"], row["adapter_path"]
-    return row["adapter_path"], None
+    ref = registered(row)
+    return ref.model, ref.adapter
 
 
 def build(store: Store, settings: Settings, selected: gr.State, table: gr.Dataframe,
@@ -130,10 +124,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         return job_html(jobs.get(store, job_id))
 
     def on_cancel():
-        row = latest_job(store, "generate")
-        if row is None or row["status"] in jobs.FINISHED_STATUSES:
-            raise gr.Error("No generation is running.")
-        return job_html(jobs.cancel(store, row["id"]))
+        return cancel_latest(store, "generate", "generation")
 
     def on_use_tiny(progress=gr.Progress()):
         return use_offline_model(store, settings, progress)

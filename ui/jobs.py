@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from html import escape
 
+import gradio as gr
+
+from tpo import jobs
+from tpo.store import Store
 from ui.html import note
 
 STATUS_COLOURS = {"queued": "#888", "running": "#2563eb", "cancelling": "#d97706",
@@ -28,3 +32,17 @@ def job_html(row: dict | None, *, empty: str = "No job yet.") -> str:
         parts.append(f'<div class="tpo-job-error">{escape(row["error"])}</div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def latest_job(store: Store, kind: str) -> dict | None:
+    """The newest job of this kind, whatever its status (what a panel shows)."""
+    rows = jobs.list_jobs(store, kind=kind, limit=1)
+    return rows[0] if rows else None
+
+
+def cancel_latest(store: Store, kind: str, what: str) -> str:
+    """Cancel the newest job of `kind`; gr.Error "No {what} is running." when it has ended."""
+    row = latest_job(store, kind)
+    if row is None or row["status"] in jobs.FINISHED_STATUSES:
+        raise gr.Error(f"No {what} is running.")
+    return job_html(jobs.cancel(store, row["id"]))

@@ -18,7 +18,7 @@ from tpo.config import Settings
 from tpo.store import Store
 from tpo.train import PRESETS, TrainConfig, job_params  # torch loads only in the job
 from ui.generate import resolve_model, use_offline_model
-from ui.jobs import job_html
+from ui.jobs import cancel_latest, job_html, latest_job
 
 # Plots of the live view: (title, metric names drawn in it); one line each.
 PLOTS = (("loss (DPO + α·SFT)", ("loss",)),
@@ -28,11 +28,6 @@ PLOTS = (("loss (DPO + α·SFT)", ("loss",)),
          ("log-prob of rejected", ("logps/rejected",)),
          ("learning rate", ("learning_rate",)))
 DATA_CHOICES = ["accepted pairs now (exported for this run)", "an export folder"]
-
-
-def latest_train(store: Store) -> dict | None:
-    rows = jobs.list_jobs(store, kind="train", limit=1)
-    return rows[0] if rows else None
 
 
 def data_summary(store: Store) -> str:
@@ -96,7 +91,7 @@ def build(store: Store, settings: Settings) -> None:
         max_frames = gr.Number(16, precision=0, minimum=1, label="Max frames per sample")
         output_dir = gr.Textbox(label="Output folder (empty: a new one under data/runs)")
     start = gr.Button("Start training", variant="primary", elem_id="train-start")
-    status = gr.HTML(lambda: job_html(latest_train(store), empty="No training run yet."),
+    status = gr.HTML(lambda: job_html(latest_job(store, "train"), empty="No training run yet."),
                      elem_id="train-job")
     cancel = gr.Button("Cancel training", size="sm", elem_id="train-cancel")
     plots = []
@@ -133,13 +128,10 @@ def build(store: Store, settings: Settings) -> None:
         return job_html(jobs.get(store, job_id))
 
     def on_cancel():
-        row = latest_train(store)
-        if row is None or row["status"] in jobs.FINISHED_STATUSES:
-            raise gr.Error("No training is running.")
-        return job_html(jobs.cancel(store, row["id"]))
+        return cancel_latest(store, "train", "training")
 
     def on_tick():
-        row = latest_train(store)
+        row = latest_job(store, "train")
         frames = metric_frames(store, row["id"] if row else None)
         return (job_html(row, empty="No training run yet."), *frames,
                 jobs.log_tail(row, 60) if row else "", summary_markdown(row), data_summary(store))
