@@ -301,3 +301,27 @@ def test_eval_on_a_local_videomme_layout_reports_missing_videos(run, tmp_path, t
                 "--frames", "2", "--max-new-tokens", "2")
     assert table.exit_code == 0 and "short %" in table.stdout
     assert "1 question(s) not asked, their video file is missing" in table.stderr
+
+
+def test_leaderboard_from_votes(run, tmp_path):
+    from tpo.store import Store, now
+
+    assert "no votes yet" in run("leaderboard").stdout
+    store = Store(tmp_path / "cli.db")
+    video = store.add_video({"path": str(tmp_path / "v.mp4"), "name": "v.mp4", "sha256": "x",
+                             "status": "ready", "added_at": now()})
+    with store.transaction() as db:
+        for k, vote in enumerate(["a", "a", "b", "tie"]):
+            # the same two models, in both A/B orders: "base" wins 2 of 3 decided + a tie
+            a, b = ("base", "tuned") if k % 2 == 0 else ("tuned", "base")
+            cid = db["comparisons"].insert({"video_id": video, "question": "q?", "model_a": a,
+                                            "model_b": b, "status": "done",
+                                            "created_at": now()}).last_pk
+            db["votes"].insert({"comparison_id": cid, "user": "u", "vote": vote, "at": now()})
+    out = run("leaderboard")
+    assert out.exit_code == 0
+    # k=0 a: base wins; k=1 a: tuned wins; k=2 b: tuned wins; k=3 tie -> base 1 W, 2 L, 1 T
+    assert "base vs tuned: win rate 38% [" in out.stdout and "(1 won, 2 lost, 1 ties, 0 both bad)" in out.stdout
+    (row,) = json.loads(run("leaderboard", "--json").stdout)
+    assert (row["model"], row["wins"], row["losses"], row["ties"]) == ("base", 1, 2, 1)
+    assert row["win_rate"] == 1.5 / 4

@@ -550,6 +550,27 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
             click.echo(f"heatmap ({e['model']}): {e['heatmap_path']}")
 
 
+@cli.command("leaderboard")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows.")
+@click.pass_obj
+def leaderboard_cmd(obj: Context, as_json: bool) -> None:
+    """Win rates per pair of models from the Compare tab's votes (95 % Wilson intervals)."""
+    from tpo.compare import leaderboard
+
+    rows = leaderboard(obj.store)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no votes yet: compare two models in the app's Compare tab")
+    for r in rows:
+        rate = ("n/a" if r["win_rate"] is None else
+                f"{100 * r['win_rate']:.0f}% [{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}]")
+        click.echo(f"{r['model']} vs {r['opponent']}: win rate {rate} · {r['votes']} votes "
+                   f"({r['wins']} won, {r['losses']} lost, {r['ties']} ties, "
+                   f"{r['both_bad']} both bad)")
+
+
 @cli.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_obj

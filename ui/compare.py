@@ -114,17 +114,18 @@ def build(store: Store, settings: Settings) -> None:
     comparison = gr.State(None)  # id of the comparison on screen
     seen = gr.State(None)  # what the last poll showed (see on_tick)
     with gr.Row():
-        model_a = gr.Textbox(settings.model, label="Model A: hub id, local folder or run #id",
+        model_a = gr.Textbox(settings.model, label="First model: hub id, local folder or run #id",
                              scale=3, elem_id="compare-model-a")
-        model_b = gr.Textbox(label="Model B: hub id, local folder or run #id", scale=3,
+        model_b = gr.Textbox(label="Second model: hub id, local folder or run #id", scale=3,
                              elem_id="compare-model-b")
         run_pick = gr.Dropdown(model_choices(store)[1:], value=None, scale=2,
-                               label="Put a fine-tuned run in B", elem_id="compare-run")
+                               label="Use a fine-tuned run as the second model", elem_id="compare-run")
     with gr.Row():
-        use_tiny = gr.Button("Offline test model as A", size="sm", scale=0,
+        use_tiny = gr.Button("Offline test model as the first", size="sm", scale=0,
                              elem_id="compare-use-tiny")
-        blind = gr.Checkbox(True, label="Blind: show the models as A and B in random order; "
-                                        "names revealed after the vote", elem_id="compare-blind")
+        blind = gr.Checkbox(True, label="Blind: the two models answer as A and B in random order; "
+                                        "names revealed after your vote (off: A is the first)",
+                            elem_id="compare-blind")
         user = gr.Textbox(settings.user, label="Your name (recorded with your vote)", scale=1,
                           visible=not (logins or settings.hf_oauth), elem_id="compare-user")
         if settings.hf_oauth:
