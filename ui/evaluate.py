@@ -88,7 +88,7 @@ def build(store: Store, settings: Settings) -> None:
         tasks = gr.Dataframe(pd.DataFrame(columns=["task"]), interactive=False, label="Accuracy % per task (last evaluation run)",
                              elem_id="eval-tasks")
         gallery = gr.Gallery(label="Needle in a haystack: accuracy by haystack length (x) and "
-                                   "needle depth (y)", columns=2, height="auto",
+                                   "needle depth (y)", columns=2, height=540, object_fit="contain",
                              elem_id="eval-heatmaps")
     seen = gr.State(None)  # (job id, status) at the last poll
     timer = gr.Timer(1.0)
