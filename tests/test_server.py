@@ -90,3 +90,19 @@ def route_paths(app) -> set[str]:
         for inner in (getattr(route, "app", None), getattr(route, "router", None)):
             todo += list(getattr(inner, "routes", []) or [])
     return paths
+
+
+def test_on_zero_gpu_the_app_says_jobs_get_no_gpu(store, settings):
+    """DESIGN §5: on ZeroGPU hardware the app says a fine-tune needs a dedicated GPU."""
+    from tpo.config import Settings
+    from ui.app import build_app
+
+    assert Settings.from_env({"SPACES_ZERO_GPU": "true"}).zero_gpu is True
+    assert Settings.from_env({"SPACES_ZERO_GPU": "false"}).zero_gpu is False
+    assert Settings.from_env({}).zero_gpu is False
+
+    def texts(demo) -> str:
+        return " ".join(str(c.get("props", {}).get("value", "")) for c in demo.config["components"])
+
+    assert "This Space runs on ZeroGPU" in texts(build_app(store, settings.with_(zero_gpu=True)))
+    assert "ZeroGPU" not in texts(build_app(store, settings))

@@ -60,6 +60,9 @@ class Settings:
     hf_oauth: bool = field(default=False, metadata={
         "help": "Reviewers sign in with Hugging Face: set by itself on a Space whose README "
                 "metadata has hf_oauth: true (the Space then has SPACE_ID and OAUTH_CLIENT_ID)."})
+    zero_gpu: bool = field(default=False, metadata={
+        "help": "The app runs on a ZeroGPU Space (set by itself from SPACES_ZERO_GPU): a GPU is "
+                "lent only inside a request, so background jobs run on the CPU."})
     auth: str = field(default="", metadata={"env": "TPO_AUTH",
         "help": "Log-ins for the app, 'user:password' pairs separated by commas; every "
                 "review is then recorded under the logged-in name."})
@@ -113,6 +116,8 @@ class Settings:
             values["data_dir"] = default_data_dir(env)
         # Only a Space can sign people in (elsewhere Gradio's sign-in needs a local HF token).
         values["hf_oauth"] = bool(env.get("SPACE_ID") and env.get("OAUTH_CLIENT_ID"))
+        # The spaces package's own test for ZeroGPU hardware.
+        values["zero_gpu"] = (env.get("SPACES_ZERO_GPU") or "").lower() in ("1", "t", "true")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -10,10 +10,21 @@ from ui import compare, curate, library, train
 from ui.header import header_markdown
 
 
+# DESIGN.md §5: on ZeroGPU a long fine-tune needs dedicated hardware; say so, do not fail.
+ZERO_GPU_NOTE = (
+    "⚠️ **This Space runs on ZeroGPU.** ZeroGPU lends a GPU only inside a single request for "
+    "a short time; TPO Studio's generation, training, comparison and evaluation run as "
+    "background jobs, which get no GPU here and run on the CPU (fine with the offline test "
+    "model, very slow with a real one). For real models, and for any fine-tune, duplicate "
+    "this Space and choose a dedicated GPU under *Settings → Space hardware*.")
+
+
 def build_app(store: Store, settings: Settings) -> gr.Blocks:
     """The whole interface over one store; nothing here holds state between requests."""
     with gr.Blocks(title="TPO Studio") as demo:
         header = gr.Markdown(lambda: header_markdown(store, settings.user), elem_id="tpo-header")
+        if settings.zero_gpu:
+            gr.Markdown(ZERO_GPU_NOTE, elem_id="zero-gpu-note")
         with gr.Tabs():
             with gr.Tab("Library", id="library"):
                 library.build(store, settings, header)
