@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from media import make_video, read_index
 
-from tpo.export import (COLUMNS, ExportConfig, ExportError, ImportValidationError, export_pairs,
-                        import_file)
+from tpo.export import COLUMNS, ExportConfig, ExportError, export_pairs
+from tpo.importer import ImportValidationError, import_file
 from tpo.library import ingest
 from tpo.review import effective, replay, review
 from tpo.store import Store

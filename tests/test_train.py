@@ -25,9 +25,10 @@ from tpo.export import ExportConfig, export_pairs
 from tpo.library import ingest
 from tpo.review import review
 from tpo.store import Store
-from tpo.train import (LANGUAGE_LORA_TARGET, NO_DATA, OOM, TrainConfig, TrainError,
-                       _clear_errors, _free_port, build_parser, config_from_args, job_params,
-                       load_pairs, resolve, train)
+from tpo.train import (LANGUAGE_LORA_TARGET, OOM, TrainConfig, _clear_errors, build_parser,
+                       config_from_args, resolve, train)
+from tpo.train_data import NO_DATA, TrainError, load_pairs
+from tpo.train_job import _free_port, job_params
 from tpo.video import open_video
 from tpo.vlm import ModelConfig, ModelLoadError
 
@@ -265,8 +266,10 @@ def test_clear_errors_for_missing_data_model_oom_and_full_disk(tiny_smolvlm_dir,
 
 
 def test_importing_the_module_loads_no_ml_library():
-    """The app process imports tpo.train for TrainConfig / job_params (DESIGN.md section 3)."""
-    code = ("import sys, tpo.train as t; t.job_params(t.TrainConfig('m', 'd', 'o')); "
+    """The app process imports tpo.train for TrainConfig and tpo.train_job for job_params
+    (DESIGN.md section 3)."""
+    code = ("import sys, tpo.train as t, tpo.train_job as j; "
+            "j.job_params(t.TrainConfig('m', 'd', 'o')); "
             "print(sorted({'torch', 'transformers', 'trl', 'peft', 'datasets'} & "
             "set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
@@ -313,7 +316,7 @@ def _models(store):
 def test_train_job_on_the_accepted_pairs_reports_metrics_and_registers_the_model(
         tiny_smolvlm_dir, export, store, settings, tmp_path):
     """No data folder: the job exports the store's accepted pairs into the run's folder."""
-    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train:run_job'"
+    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train_job:run_job'"
     _accept_pairs(store, export.clip)
     out = tmp_path / "job-run"
     job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, out, data=None,
@@ -420,7 +423,7 @@ def test_two_ranks_with_torchrun(tiny_smolvlm_dir, export, tmp_path):
 
 def test_train_job_with_accelerate_on_two_processes(tiny_smolvlm_dir, export, store, settings,
                                                     tmp_path):
-    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train:run_job'"
+    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train_job:run_job'"
     out = tmp_path / "accel"
     job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, out, max_steps=2),
                      launcher="accelerate", num_processes=2,

@@ -397,7 +397,7 @@ def import_cmd(obj: Context, path: Path, skip_bad: bool, video_dir: Path | None,
     Every row is checked first; a file with bad rows imports nothing (each bad row is listed
     with its line number) unless --skip-bad.
     """
-    from tpo.export import ImportValidationError, import_file
+    from tpo.importer import ImportValidationError, import_file
 
     try:
         report = import_file(obj.store, path, skip_bad=skip_bad, video_dir=video_dir,
@@ -430,7 +430,9 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
     import argparse
 
     from tpo import jobs
-    from tpo.train import TrainError, build_parser, config_from_args, job_params
+    from tpo.train import build_parser, config_from_args
+    from tpo.train_data import TrainError
+    from tpo.train_job import job_params
 
     parser = build_parser(argparse.ArgumentParser(
         prog="tpo train", description="Fine-tune a video-LM on curated pairs (TPO: DPO + "

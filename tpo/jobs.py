@@ -74,7 +74,7 @@ KINDS: Mapping[str, str] = MappingProxyType({
     "export": "tpo.export:run_job",
     "generate": "tpo.generate:run_job",
     "tiny-model": "tpo.tiny:run_job",
-    "train": "tpo.train:run_job",
+    "train": "tpo.train_job:run_job",
     "selftest": "tpo.jobs:selftest",
 })
 

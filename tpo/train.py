@@ -5,10 +5,11 @@ The objective (DESIGN.md section 1) is ``L = L_DPO(beta) + alpha * L_SFT(chosen)
 ``loss_weights=[1.0, alpha]``; nothing here computes a loss, and several processes are always
 started by ``accelerate launch`` or ``torchrun``, never by a launcher of our own.
 
-* **Data**: an export folder of :mod:`tpo.export` (``datasets.load_dataset(DIR,
-  split="train")``: conversational ``prompt`` / ``chosen`` / ``rejected`` plus the frames as
-  an ``images`` list), or an embedded ``train.parquet``. ``max_frames`` caps the frames of a
-  row at load time (an evenly spaced subset; the time prompt is rewritten to match).
+* **Data** (:mod:`tpo.train_data`): an export folder of :mod:`tpo.export`
+  (``datasets.load_dataset(DIR, split="train")``: conversational ``prompt`` / ``chosen`` /
+  ``rejected`` plus the frames as an ``images`` list), or an embedded ``train.parquet``.
+  ``max_frames`` caps the frames of a row at load time (an evenly spaced subset; the time
+  prompt is rewritten to match).
 * **Model**: any ``AutoModelForImageTextToText`` (:func:`tpo.vlm` loads it, with the same
   clear :class:`~tpo.vlm.ModelLoadError`), its processor prepared by
   :func:`tpo.vlm.configure_for_frames` so DPO sees frames exactly as generation did.
@@ -33,14 +34,14 @@ started by ``accelerate launch`` or ``torchrun``, never by a launcher of our own
   DeepSpeed) or ``torchrun --nproc_per_node N -m tpo.train ...``. Only rank 0 writes files.
   On CPU, ``accelerate launch --num_processes 2 --cpu`` silently starts ONE process: use
   ``--multi_gpu --num_processes 2`` (gloo) or ``OMP_NUM_THREADS=1 torchrun ... --use-cpu``.
-* **Job**: :func:`run_job` is the ``train`` job kind of :mod:`tpo.jobs`; it reports metrics
-  and progress to the store, stops on cancel, and registers the result in ``models``.
+* **Job**: :func:`tpo.train_job.run_job` is the ``train`` job kind of :mod:`tpo.jobs`; it
+  reports metrics and progress to the store, stops on cancel, and registers the result in
+  ``models``.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import dataclasses
 import errno
 import functools
@@ -50,8 +51,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -59,16 +58,17 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from tpo.store import Store, now
+from tpo.store import Store
+from tpo.train_data import NO_DATA, TRAIN_COLUMNS, TrainError, cap_frames, check_data, load_pairs
 
 # torch, transformers, TRL, PEFT and datasets are imported where they are used: the app
-# process imports this module for TrainConfig, PRESETS and job_params and must not load them
-# (DESIGN.md section 3); MetricsCallback is built on first use (see __getattr__ below).
+# process imports this module for TrainConfig and PRESETS (tpo.train_job for job_params) and
+# must not load them (DESIGN.md section 3); MetricsCallback is built on first use (see
+# __getattr__ below), so it is not in __all__: a star import would load transformers.
 
-__all__ = ["LANGUAGE_LORA_TARGET", "MAIN_METRICS", "PRESETS", "MetricsCallback", "TrainConfig",
-           "TrainError", "TrainResult", "build_parser", "check_data", "command_lines",
-           "config_from_args", "hyperparameters", "job_params", "load_pairs", "main", "resolve",
-           "run_job", "train"]
+__all__ = ["LANGUAGE_LORA_TARGET", "MAIN_METRICS", "PRESETS", "TrainConfig", "TrainResult",
+           "build_parser", "command_lines", "config_from_args", "hyperparameters", "main",
+           "resolve", "train"]
 
 logger = logging.getLogger("tpo.train")  # also when run as __main__
 
@@ -96,15 +96,9 @@ ARGS_FILE = "tpo_train_args.json"
 COMMAND_FILE = "command.txt"
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "train_result.json"
-TRAIN_COLUMNS = ("prompt", "chosen", "rejected", "images")
-NO_DATA = "no accepted pairs: accept some in Curate and export"
 OOM = "out of GPU memory: lower --max-frames / batch size, or use LoRA"
-ERROR_PREFIX = "tpo.train: error: "  # how main() reports a clear error; run_job looks for it
-LAUNCHERS = ("python", "accelerate")  # in this process / `accelerate launch` child processes
-LOG_TAIL_LINES = 5  # last lines of a failed launch quoted when no exception line shows
-# "The video lasts for 20.0 seconds, and 8 frames ..." - tpo.vlm.time_prompt's first words.
+ERROR_PREFIX = "tpo.train: error: "  # how main() reports a clear error; the job looks for it
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")  # transformers' PREFIX_CHECKPOINT_DIR-<step>
-_TIME_PROMPT = re.compile(r"The video lasts for ([0-9.]+) seconds, and (\d+) frames")
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,10 +247,6 @@ class TrainResult:
         return d
 
 
-class TrainError(Exception):
-    """A run that cannot start or finish, with what to do about it (no data, OOM, disk)."""
-
-
 def hyperparameters(config: TrainConfig) -> dict[str, float]:
     """beta, alpha and learning_rate as the run uses them: the preset's unless overridden."""
     return {name: PRESETS[config.preset][name] if getattr(config, name) is None
@@ -283,112 +273,6 @@ def resolve(config: TrainConfig) -> dict:
         if value and (name != "model" or Path(value).expanduser().exists()):
             out[name] = str(Path(value).expanduser().resolve())
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-
-
-def check_data(data: str | os.PathLike | None) -> Path:
-    """The dataset's path, if it can hold pairs to train on; TrainError (:data:`NO_DATA`)
-    otherwise. Cheap (no ML library): a job fails at once, not after loading torch."""
-    if not data:
-        raise TrainError(f"{NO_DATA} (no --data given)")
-    path = Path(data).expanduser()
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        raise TrainError(f"{NO_DATA} (no dataset at {path})")
-    if path.is_dir() and (path / "tpo_pairs.json").is_file() and not (
-            any(path.glob("metadata.*")) or (path / "train.parquet").is_file()):
-        raise TrainError(f"{path} is a tpo-json export (video paths, no frames): export as "
-                         "jsonl or parquet to train on it")
-    return path
-
-
-def load_pairs(data: str | os.PathLike, *, max_frames: int | None = None,
-               cache_dir: str | None = None):
-    """The export at ``data`` as a ``datasets.Dataset`` with TRL's columns
-    (prompt, chosen, rejected, images), at most ``max_frames`` frames a row.
-
-    TrainError (:data:`NO_DATA`) for a missing or empty folder, or one without rows.
-    """
-    import datasets
-
-    path = check_data(data)
-    try:
-        if path.is_dir():
-            ds = datasets.load_dataset(str(path), split="train", cache_dir=cache_dir)
-        elif path.suffix == ".parquet":
-            ds = datasets.load_dataset("parquet", data_files=str(path), split="train",
-                                       cache_dir=cache_dir)
-        else:
-            raise TrainError(f"{path}: give an export folder or its embedded train.parquet")
-    except (datasets.exceptions.DataFilesNotFoundError,
-            datasets.data_files.EmptyDatasetError) as err:  # a folder without data files
-        raise TrainError(f"{NO_DATA} (no data files in {path})") from err
-    missing = [c for c in TRAIN_COLUMNS if c not in ds.column_names]
-    if missing:
-        raise TrainError(f"{path} is not a preference export with frames: no "
-                         f"{', '.join(missing)} column (export from Curate or `tpo export`)")
-    if len(ds) == 0:
-        raise TrainError(f"{NO_DATA} ({path} has no rows)")
-    if max_frames is not None:
-        ds = cap_frames(ds, max_frames)
-    return ds.select_columns(list(TRAIN_COLUMNS))
-
-
-def cap_frames(ds, max_frames: int):
-    """Rows with more than ``max_frames`` images keep an evenly spaced subset of them: the
-    prompt's image placeholders follow, and so does its time prompt when it is the one the
-    export wrote (frame times from ``frame_timestamps``). Images are not decoded."""
-    import datasets
-    import numpy as np
-
-    feature = ds.features["images"]
-    raw = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
-
-    def cap(row: dict) -> dict:
-        n = len(row["images"])
-        if n <= max_frames:
-            return {}
-        # Indices into the row's frames: first and last kept, the rest evenly between.
-        keep = np.unique(np.linspace(0, n - 1, max_frames).round().astype(int)).tolist()
-        times = row.get("frame_timestamps")
-        kept_times = [times[i] for i in keep] if times and len(times) == n else None
-        prompt = [_cap_message(m, keep, n, times, kept_times, row.get("question"))
-                  for m in row["prompt"]]
-        out = {"images": [row["images"][i] for i in keep], "prompt": prompt}
-        if kept_times is not None:
-            out["frame_timestamps"] = kept_times
-        return out
-
-    capped = raw.map(cap, desc=f"capping to {max_frames} frames")
-    return capped.cast_column("images", feature)
-
-
-def _cap_message(message: dict, keep: list[int], n: int, times: list | None,
-                 kept_times: list | None, question: str | None) -> dict:
-    from tpo.vlm import time_prompt
-
-    content = message.get("content")
-    if not isinstance(content, list):
-        return message
-    images = [i for i, part in enumerate(content) if part.get("type") == "image"]
-    if len(images) != n:  # not one placeholder per frame: leave the message alone
-        return message
-    dropped = {images[i] for i in range(n) if i not in set(keep)}
-    parts = []
-    for i, part in enumerate(content):
-        if i in dropped:
-            continue
-        text = part.get("text") if part.get("type") == "text" else None
-        match = _TIME_PROMPT.match(text or "")
-        if match and kept_times is not None and question is not None:
-            duration = float(match.group(1))
-            # Rewrite only the text the export wrote, so a hand-made prompt is never mangled.
-            if text == time_prompt(times, duration, question):
-                part = {**part, "text": time_prompt(kept_times, duration, question)}
-        parts.append(part)
-    return {**message, "content": parts}
 
 
 # --------------------------------------------------------------------------------------------
@@ -748,7 +632,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--full", dest="lora", action="store_false",
                         help="Full fine-tune (all language-model weights; the vision encoder "
                              "stays frozen) instead of LoRA.")
-    # Set by run_job when it launches this module: rank 0 reports to that job's row.
+    # Set by tpo.train_job.run_job when it launches this module: rank 0 reports to that job.
     parser.add_argument("--job-db", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)
     return parser
@@ -833,187 +717,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trained {result.global_step} steps on {result.world_size} process(es) in "
               f"{result.train_runtime_s:.1f} s; saved to {result.output_dir}", flush=True)
     return 0
-
-
-# --------------------------------------------------------------------------------------------
-# The `train` job kind
-
-
-def job_params(config: TrainConfig, *, launcher: str = "python", num_processes: int = 1,
-               accelerate_config: str | None = None, export_from_store: bool = False) -> dict:
-    """The JSON parameters of a ``train`` background job (see :func:`run_job`)."""
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
-    if num_processes < 1:
-        raise ValueError(f"num_processes must be >= 1, got {num_processes}")
-    return {"config": asdict(config), "launcher": launcher, "num_processes": num_processes,
-            "accelerate_config": accelerate_config, "export_from_store": export_from_store}
-
-
-def run_job(ctx) -> dict:
-    """The ``train`` job kind (:mod:`tpo.jobs`). Params (:func:`job_params`)::
-
-        {"config": asdict(TrainConfig), "launcher": "python" | "accelerate",
-         "accelerate_config": path | None, "num_processes": int, "export_from_store": bool}
-
-    With ``export_from_store`` (or no ``config.data``) the store's accepted pairs are first
-    exported to ``OUTPUT/dataset`` (frames capped at ``max_frames``, default 16), which the
-    run then trains on. One process with launcher python: trains in this process.
-    Otherwise: runs ``accelerate launch ... -m tpo.train ... --job-db DB --job-id ID`` as a
-    child (in the job's process group, so a cancel's SIGTERM reaches it) whose rank 0
-    reports to the job. At the end the model is registered in the store's ``models`` table.
-    Returns the TrainResult's fields plus summary, model_id and command (the CLI line).
-    """
-    params = ctx.params
-    config = TrainConfig(**params["config"])
-    launcher = params.get("launcher") or "python"
-    n = int(params.get("num_processes") or 1)
-    job_params(config, launcher=launcher, num_processes=n)  # validates them
-    _wait_for_turn(ctx)
-    if params.get("export_from_store") or not config.data:
-        config = _export_for_run(ctx, config)
-    check_data(config.data)  # before torch loads: no data fails in a second
-    settings = resolve(config)
-    ctx.progress(0.0, f"loading {config.model}")
-    if launcher == "python" and n == 1:
-        handler = _log_handler(sys.stdout)  # the worker's stdout is the job's log
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        try:
-            result = train(config, callbacks=[_callbacks().JobReporter(ctx)]).as_dict()
-        finally:
-            logger.removeHandler(handler)
-    else:
-        result = _launch(ctx, config, params.get("accelerate_config"), n)
-    ctx.check_cancelled()  # a cancel that came during the final save
-    model_id = _register_model(ctx.store, settings, ctx.job_id)
-    summary = (f"trained {result['global_step']} steps on {result['world_size']} process(es) "
-               f"in {result['train_runtime_s']:.1f} s: {settings['output_dir']}")
-    ctx.log(summary)
-    return {"summary": summary, "model_id": model_id,
-            "command": "tpo train " + shlex.join(cli_args(config)), **result}
-
-
-def _wait_for_turn(ctx, poll_s: float = 2.0) -> None:
-    """One training run at a time on this machine's GPU(s): a later train job waits, saying
-    for which, until every earlier unfinished one has ended (or it is cancelled)."""
-    from tpo import jobs
-
-    while True:
-        earlier = [j["id"] for j in jobs.list_jobs(ctx.store, kind="train",
-                                                   status=jobs.ACTIVE_STATUSES)
-                   if j["id"] < ctx.job_id]
-        if not earlier:
-            return
-        ctx.progress(0.0, f"queued: waiting for training job #{min(earlier)} to finish")
-        ctx.check_cancelled()
-        time.sleep(poll_s)
-
-
-def _export_for_run(ctx, config: TrainConfig) -> TrainConfig:
-    """Export the store's accepted pairs into the run's folder; the config that trains on
-    them. Kept with the run, so its dataset is on record next to its adapter."""
-    from tpo.export import ExportConfig, ExportError, export_pairs
-
-    out = Path(config.output_dir).expanduser().resolve()
-    target = out / "dataset"
-    _refuse_earlier_run(out, config)  # before replacing an earlier run's dataset
-    if config.resume and (target / ".tpo-export.json").is_file():
-        return dataclasses.replace(config, data=str(target))  # continue on the same pairs
-    ctx.progress(0.0, "exporting the accepted pairs")
-
-    def progress(done: int, total: int, text: str) -> None:
-        ctx.check_cancelled()
-        ctx.progress(0.0, f"exporting pairs {done}/{total}")
-
-    options = {"max_frames": config.max_frames} if config.max_frames else {}
-    try:
-        report = export_pairs(ctx.store, target, ExportConfig(**options), progress=progress)
-    except ExportError as err:
-        if "no accepted pairs" in str(err):
-            raise TrainError(NO_DATA) from err
-        raise TrainError(f"cannot export the accepted pairs: {err}") from err
-    ctx.log(report.summary())
-    return dataclasses.replace(config, data=str(report.out_dir))
-
-
-def _launch(ctx, config: TrainConfig, accelerate_config: str | None, n: int) -> dict:
-    """Run training under ``accelerate launch`` as a child process; its TrainResult."""
-    settings = resolve(config)
-    command = [sys.executable, "-m", "accelerate.commands.launch"]
-    if accelerate_config:
-        command += ["--config_file", str(Path(accelerate_config).expanduser().resolve())]
-    elif n > 1:
-        # Several processes without a config: DDP (NCCL on GPUs, gloo on CPU). Never --cpu:
-        # with it accelerate starts one process, whatever --num_processes says.
-        command.append("--multi_gpu")
-    command += ["--num_processes", str(n), "--num_machines", "1",
-                "--main_process_port", str(_free_port()), "-m", "tpo.train", *cli_args(config)]
-    if settings["use_cpu"] and config.use_cpu is None:
-        command.append("--use-cpu")
-    command += ["--job-db", str(Path(ctx.store.path).resolve()), "--job-id", str(ctx.job_id)]
-    ctx.log("launching: " + shlex.join(command))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if settings["use_cpu"]:
-        env.setdefault("OMP_NUM_THREADS", "1")  # n processes sharing the cores
-    tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
-    errors: list[str] = []  # the clear messages main() printed (ERROR_PREFIX lines)
-    exception: str | None = None  # the last exception line a rank printed (traceback end)
-    oom = False  # a rank ran out of GPU memory outside train()'s own error mapping
-    # Same process group as this worker (no new session): cancel's SIGTERM reaches it too.
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL, env=env, text=True, errors="replace",
-                          bufsize=1) as proc:
-        for line in proc.stdout:
-            sys.stdout.write(line)  # into the job's log as it comes
-            sys.stdout.flush()
-            tail.append(line.rstrip("\n"))
-            if line.startswith(ERROR_PREFIX):
-                errors.append(line[len(ERROR_PREFIX):].strip())
-            elif _EXCEPTION_LINE.match(line) and not _LAUNCHER_NOISE.search(line):
-                exception = line.strip()
-            oom = oom or "CUDA out of memory" in line
-        code = proc.wait()
-    ctx.check_cancelled()  # killed by the cancel's SIGTERM: cancelled, not failed
-    if code != 0:
-        if errors:
-            raise TrainError(errors[0])
-        if oom:
-            raise TrainError(OOM)
-        last = exception or " | ".join(x.strip() for x in tail if x.strip())
-        raise TrainError(f"the training processes exited with code {code}: {last} (the "
-                         "job's log has the whole story)")
-    result_file = Path(settings["output_dir"]) / RESULT_FILE
-    return json.loads(result_file.read_text(encoding="utf-8"))
-
-
-# A traceback's last line ("ValueError: ..."), at the start of a line as Python prints it.
-_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(?:Error|Exception|Interrupt)\b")
-# What the launcher says after a rank died (ChildFailedError) or when it was signalled.
-_LAUNCHER_NOISE = re.compile(r"ChildFailedError|SignalException")
-
-
-def _free_port() -> int:
-    """A TCP port free now, for the processes' rendezvous (29500 may be taken by another
-    run on this machine)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _register_model(store: Store, settings: dict, job_id: int | None) -> int:
-    """The trained model's row in ``models`` (one per output folder: a resumed run updates
-    its row); returns its id."""
-    out = settings["output_dir"]
-    row = {"name": Path(out).name, "base": settings["model"], "adapter_path": out,
-           "job_id": job_id, "dataset": settings["data"], "params": json.dumps(settings),
-           "created_at": now()}
-    with store.transaction() as db:
-        existing = db.execute("SELECT id FROM models WHERE adapter_path = ?", [out]).fetchone()
-        if existing:
-            db["models"].update(existing[0], row)
-            return existing[0]
-        return db["models"].insert(row).last_pk
 
 
 if __name__ == "__main__":

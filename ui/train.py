@@ -16,7 +16,8 @@ import pandas as pd
 from tpo import jobs
 from tpo.config import Settings
 from tpo.store import Store
-from tpo.train import PRESETS, TrainConfig, job_params  # torch loads only in the job
+from tpo.train import PRESETS, TrainConfig  # torch loads only in the job
+from tpo.train_job import job_params
 from ui.generate import resolve_model, use_offline_model
 from ui.jobs import cancel_latest, job_html, latest_job
 
