@@ -153,7 +153,7 @@ def build(store: Store, settings: Settings) -> None:
     strip = gr.HTML(elem_id="compare-frames")
     player = gr.HTML()
     with gr.Accordion("Leaderboard: win rates per pair of models", open=True):
-        board = gr.Dataframe(leaderboard_frame(store), interactive=False,
+        board = gr.Dataframe(lambda: leaderboard_frame(store), interactive=False,
                              elem_id="compare-leaderboard")
     evaluate.build(store, settings)
     timer = gr.Timer(STREAM_POLL_S)

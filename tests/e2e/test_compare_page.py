@@ -5,6 +5,7 @@ Then a needle-in-a-haystack evaluation runs as a job and its heatmap appears."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -99,3 +100,23 @@ def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app
     expect(page.locator("#eval-results")).to_contain_text("tiny-smolvlm")
     expect(page.locator("#eval-heatmaps img").first).to_be_visible()
     expect(page.locator("#eval-heatmaps")).to_contain_text(f"#{stored['id']} tiny-smolvlm")
+
+
+def test_uploading_a_video_in_compare_selects_it(page: Page, app_url: str, app_data, tmp_path):
+    """A copy of a library video: recognised by its bytes (nothing added, so the other browser
+    tests keep their five demo videos) and selected, with its questions and player."""
+    store = Store(app_data / "tpo.db")
+    (countdown,) = store.list_videos(search="countdown")
+    copy = tmp_path / "my_copy.mp4"
+    shutil.copyfile(countdown["path"], copy)
+    n_videos = len(store.list_videos())
+    page.goto(app_url)
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_text("Upload a video (added to the library)").click()
+    page.locator("#compare-upload input[type=file]").set_input_files(str(copy))
+    expect(page.locator("#compare-video input").first).to_have_value(f"#{countdown['id']} countdown.mp4")
+    expect(page.get_by_text(f"is in the library as video #{countdown['id']}").first).to_be_visible()
+    expect(page.locator("#tpo-compare-player")).to_have_attribute("src", f"media/video/{countdown['id']}")
+    page.locator("#compare-suggested input").first.click()
+    expect(page.get_by_role("option", name="Which number is shown in red?")).to_be_visible()
+    assert len(store.list_videos()) == n_videos
