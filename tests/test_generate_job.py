@@ -48,3 +48,19 @@ def test_tiny_model_job_builds_a_loadable_model(store, settings, tmp_path):
                                        log_dir=settings.log_dir), timeout_s=300)
     assert row["status"] == "succeeded", jobs.log_tail(row)
     assert (out / "config.json").is_file() and row["output"]["path"] == str(out)
+
+
+def test_generate_job_with_a_judge_runs_the_judge_checks(library, settings, tiny_smolvlm_dir):
+    """The Library panel's judge field reaches the job: pairs the rules keep go to the judge,
+    whose (random model's) unreadable verdict drops them, with that reason kept."""
+    params = job_params(str(tiny_smolvlm_dir), SMALL, drop_truncated=False,
+                        judge=str(tiny_smolvlm_dir))
+    assert params["judge"] == str(tiny_smolvlm_dir)
+    row = jobs.wait(library, jobs.submit(library, "generate", params, log_dir=settings.log_dir),
+                    timeout_s=300)
+    assert row["status"] == "succeeded", jobs.log_tail(row)
+    stored = library.list_pairs()
+    assert len(stored) == 2 and {p["status"] for p in stored} == {"filtered"}
+    assert all(p["filter_reason"].startswith("judge: ") for p in stored), \
+        [p["filter_reason"] for p in stored]
+    assert all(p["generator"]["judge"] for p in stored)

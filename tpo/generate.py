@@ -88,9 +88,14 @@ def generate(store: Store, model: pairs.Model, config: pairs.GenerationConfig, *
 
 def job_params(model: str, config: pairs.GenerationConfig, *, adapter: str | None = None,
                video_ids: list[int] | None = None, force: bool = False,
-               drop_truncated: bool = True, max_new_tokens: int = 128) -> dict:
-    """The JSON parameters of a ``generate`` background job (see :func:`run_job`)."""
-    return {"model": model, "adapter": adapter, "video_ids": video_ids or None,
+               drop_truncated: bool = True, max_new_tokens: int = 128,
+               judge: str | None = None) -> dict:
+    """The JSON parameters of a ``generate`` background job (see :func:`run_job`).
+
+    ``judge``: a model (hub id or folder) that runs the paper's three judge checks on every
+    pair the rules keep; None skips them.
+    """
+    return {"model": model, "adapter": adapter, "video_ids": video_ids or None, "judge": judge,
             "force": force, "config": asdict(config), "max_new_tokens": max_new_tokens,
             "filters": asdict(filters.FilterConfig(drop_truncated=drop_truncated))}
 
@@ -101,16 +106,25 @@ def run_job(ctx) -> dict:
 
     p = ctx.params
     config = pairs.GenerationConfig(**p["config"])
-    ctx.progress(0.0, f"loading {p['model']}")
-    with VLM.load(ModelConfig(model=p["model"], adapter=p.get("adapter"),
-                              max_new_tokens=p.get("max_new_tokens", 128))) as model:
-        def progress(fraction: float, text: str) -> None:
-            ctx.check_cancelled()  # between stages: a cancel stops before the next video
-            ctx.progress(fraction, text)
+    judge = None
+    if p.get("judge"):
+        ctx.progress(0.0, f"loading the judge {p['judge']}")
+        judge = VLM.load(ModelConfig(model=p["judge"]))
+    try:
+        ctx.progress(0.0, f"loading {p['model']}")
+        with VLM.load(ModelConfig(model=p["model"], adapter=p.get("adapter"),
+                                  max_new_tokens=p.get("max_new_tokens", 128))) as model:
+            def progress(fraction: float, text: str) -> None:
+                ctx.check_cancelled()  # between stages: a cancel stops before the next video
+                ctx.progress(fraction, text)
 
-        report = generate(ctx.store, model, config, video_ids=p.get("video_ids"),
-                          force=p.get("force", False), adapter=p.get("adapter"),
-                          filter_config=filters.FilterConfig(**p.get("filters", {})),
-                          job_id=ctx.job_id, progress=progress)
+            report = generate(ctx.store, model, config, video_ids=p.get("video_ids"),
+                              force=p.get("force", False), adapter=p.get("adapter"),
+                              filter_config=filters.FilterConfig(**p.get("filters", {})),
+                              judge=judge.chat if judge else None, job_id=ctx.job_id,
+                              progress=progress)
+    finally:
+        if judge:
+            judge.close()
     ctx.log(report.summary())
     return {"summary": report.summary(), **report.as_dict()}

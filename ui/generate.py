@@ -97,6 +97,9 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
             max_tokens = gr.Number(128, precision=0, minimum=1, label="Max new tokens")
             drop_truncated = gr.Checkbox(True, label="Filter out answers cut at the token limit")
             force = gr.Checkbox(False, label="Redo videos already generated")
+        judge = gr.Textbox(label="Judge model (optional): checks that the chosen answer is correct "
+                                 "and better and the question clear, as in the paper; empty: rules only",
+                           elem_id="generate-judge")
         start = gr.Button("Generate", variant="primary", elem_id="generate-start")
         status = gr.HTML(lambda: job_html(latest_job(store, "generate"), empty="No generation yet."),
                          elem_id="generate-job")
@@ -107,7 +110,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
     timer = gr.Timer(1.0)
 
     def on_start(model_text, tuned_choice, scope_value, video_id, n_loc, n_comp, strat, n_dense,
-                 n_sparse, source, tokens, drop, redo):
+                 n_sparse, source, tokens, drop, redo, judge_text):
         if scope_value == "selected video" and video_id is None:
             raise gr.Error("Select a video in the table first, or choose all ready videos.")
         try:
@@ -119,7 +122,8 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         base, adapter = tuned_model(picked_model(store, tuned_choice), resolve_model(model_text))
         params = job_params(base, config, force=bool(redo), adapter=adapter,
                             video_ids=[video_id] if scope_value == "selected video" else None,
-                            drop_truncated=bool(drop), max_new_tokens=int(tokens))
+                            drop_truncated=bool(drop), max_new_tokens=int(tokens),
+                            judge=resolve_model(judge_text) if (judge_text or "").strip() else None)
         job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
         return job_html(jobs.get(store, job_id))
 
@@ -143,7 +147,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                 header_markdown(store, settings.user))
 
     start.click(on_start, [model, tuned, scope, selected, localized, comprehensive, strategy, dense,
-                           sparse, questions, max_tokens, drop_truncated, force], status)
+                           sparse, questions, max_tokens, drop_truncated, force, judge], status)
     cancel.click(on_cancel, None, status)
     use_tiny.click(on_use_tiny, None, model)
     tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)
