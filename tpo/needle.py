@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from tpo.mcq import LETTERS, MCQItem
-from tpo.synth import _write_atomically, build_demo_library, needle_spec
+from tpo.synth import write_atomically, build_demo_library, needle_spec
 
 SUITE = "needle"
 
@@ -251,5 +251,5 @@ def heatmap_png(grid: pd.DataFrame, path: str | Path, *, title: str) -> Path:
     colorbar = figure.colorbar(image, ax=ax, format=PercentFormatter(xmax=1))
     colorbar.set_label("Accuracy")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
+    write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
     return path

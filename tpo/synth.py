@@ -470,7 +470,7 @@ def _encode(spec: VideoSpec, path: Path, progress: Progress | None) -> None:
         container.mux(stream.encode(None))
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a hidden temp file beside ``path``, then rename it to ``path``.
 
     A killed or failed write leaves at most a hidden temp file, never a half ``path``.
@@ -493,8 +493,8 @@ def render_video(spec: VideoSpec, path: str | os.PathLike, *,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     truth = ground_truth(spec)
-    _write_atomically(path, lambda tmp: _encode(spec, tmp, progress))
-    _write_atomically(path.with_suffix(".json"),
+    write_atomically(path, lambda tmp: _encode(spec, tmp, progress))
+    write_atomically(path.with_suffix(".json"),
                       lambda tmp: tmp.write_text(json.dumps(truth, indent=2), encoding="utf-8"))
     return truth
 
