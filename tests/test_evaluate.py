@@ -40,9 +40,11 @@ def test_config_is_validated():
         EvalConfig(suite="videomme")
     with pytest.raises(ValueError, match="needs a path"):
         EvalConfig(suite="longvideobench:  ")
-    for name in ("frames", "max_new_tokens", "batch_size", "needle_per_cell"):
+    for name in ("max_new_tokens", "batch_size", "needle_per_cell"):
         with pytest.raises(ValueError, match=name):
             EvalConfig(**{name: 0})
+    with pytest.raises(ValueError, match="frames"):
+        EvalConfig(frames=-1)  # 0 is "every frame" on the needle suite (test below)
     with pytest.raises(ValueError, match="limit"):
         EvalConfig(limit=0)
 
@@ -387,3 +389,19 @@ def test_item_order_survives_errors_in_the_first_batch(store, tmp_path):
     assert [r["item_id"] for r in records] == ["1", "2", "3"]
     assert [r["correct"] for r in records] == [False, True, False]
     assert records[0]["error"] and records[0]["prediction"] is None
+
+
+def test_frames_0_feeds_every_haystack_frame_on_the_needle_suite(store, tmp_path, needle_items):
+    """V-NIAH style: every frame of the 1 fps haystack, so the needle is always in view."""
+    cache, items = needle_items
+    config = EvalConfig(**{**NEEDLE, "frames": 0})
+    (eval_id,), double, _ = scripted_eval(store, tmp_path, cache, [i.answer for i in items],
+                                          config)
+    assert [len(q.frames.timestamps) for q in double.asked] == [10, 10, 20, 20]
+    row = ev.get_eval(store, eval_id)
+    assert row["frames"] == 0 and ev.results_table([row])["frames"].tolist() == ["every"]
+    assert ev.frames_label(0) == "every frame" and ev.frames_label(8) == "8 frames"
+    with pytest.raises(ValueError, match="needle suite only"):
+        EvalConfig(suite="videomme:/x", frames=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        EvalConfig(frames=-1)

@@ -481,8 +481,9 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
 @click.option("--suite", required=True, metavar="SUITE",
               help="needle, or videomme:PATH, mlvu:PATH, longvideobench:PATH (local annotation "
                    "file or folder, videos beside it as the benchmark ships them).")
-@click.option("--frames", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Frames per question, uniform over the video.")
+@click.option("--frames", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Frames per question, uniform over the video; 0 with --suite needle: every "
+                   "frame of the haystack (1 fps), as in V-NIAH.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Only the first N questions.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=16, show_default=True,

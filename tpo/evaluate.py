@@ -41,7 +41,8 @@ class EvalConfig:
         "help": "'needle', or NAME:PATH with NAME one of videomme, mlvu, longvideobench and "
                 "PATH the benchmark's annotation file or folder."})
     frames: int = field(default=16, metadata={
-        "help": "Frames per question, uniform over the whole video."})
+        "help": "Frames per question, uniform over the whole video. 0 (needle suite only): "
+                "every frame of the haystack (1 fps), as V-NIAH feeds a long-context model."})
     max_new_tokens: int = field(default=16, metadata={
         "help": "Longest answer in tokens: a letter, or a letter and a few words."})
     batch_size: int = field(default=4, metadata={"help": "Questions generated together."})
@@ -60,7 +61,12 @@ class EvalConfig:
                              "mlvu:PATH, longvideobench:PATH")
         if self.suite_name != "needle" and not self.suite_path:
             raise ValueError(f"suite {self.suite_name} needs a path: {self.suite_name}:PATH")
-        for name in ("frames", "max_new_tokens", "batch_size", "needle_per_cell"):
+        if self.frames == 0 and self.suite_name != "needle":
+            raise ValueError("frames 0 (every frame) is for the needle suite only: benchmark "
+                             "videos have tens of thousands of frames")
+        if self.frames < 0:
+            raise ValueError(f"frames must be at least 1 (or 0: every frame), got {self.frames}")
+        for name in ("max_new_tokens", "batch_size", "needle_per_cell"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
@@ -131,7 +137,8 @@ def answer_items(model, items: Sequence[MCQItem], config: EvalConfig, *,
         for k, item in batch:
             try:
                 with video.open_video(item.video) as vid:
-                    frames, duration = vid.sample(config.frames), vid.info.duration_s
+                    n = config.frames or len(vid.times)  # 0: every frame
+                    frames, duration = vid.sample(n), vid.info.duration_s
             except video.VideoError as err:
                 records.append((k, _record(item, None, error=str(err))))
                 continue
@@ -247,7 +254,8 @@ def results_table(evals: Sequence[dict]) -> pd.DataFrame:
     rows = []
     for e in evals:
         s = e["summary"]
-        row = {"eval": e["id"], "model": e["model"], "suite": e["suite"], "frames": e["frames"],
+        row = {"eval": e["id"], "model": e["model"], "suite": e["suite"],
+               "frames": e["frames"] or "every",
                "questions": e["n_items"],
                "accuracy %": _pct(e["accuracy"]), "unparsed": e["n_unparsed"]}
         row.update({f"{k} %": _pct(g["accuracy"]) for k, g in s.get("by_duration", {}).items()})
@@ -261,6 +269,11 @@ def task_table(evals: Sequence[dict]) -> pd.DataFrame:
                                           for k, g in e["summary"].get("by_task", {}).items()}
                for e in evals}
     return pd.DataFrame(columns).rename_axis("task").reset_index() if columns else pd.DataFrame()
+
+
+def frames_label(frames: int) -> str:
+    """How many frames each question saw, in words ("16 frames", "every frame")."""
+    return "every frame" if frames == 0 else f"{frames} frames"
 
 
 def _pct(x: float | None) -> float | None:
@@ -297,7 +310,7 @@ def evaluate(store: Store, models: Sequence[ModelRef], config: EvalConfig, *, ca
             model.close()
         eval_id = save(store, ref, suite, config, records, job_id=job_id)
         if suite.name == "needle":
-            _needle_heatmap(store, eval_id, ref, records, out_dir)
+            _needle_heatmap(store, eval_id, ref, records, out_dir, config.frames)
         ids.append(eval_id)
     say(1.0, f"{len(ids)} evaluation(s) stored: " + ", ".join(f"#{i}" for i in ids))
     return ids
@@ -312,7 +325,7 @@ def _load_vlm(ref: ModelRef, config: EvalConfig):
 
 
 def _needle_heatmap(store: Store, eval_id: int, ref: ModelRef, records: list[dict],
-                    out_dir: Path) -> str | None:
+                    out_dir: Path, frames: int) -> str | None:
     from tpo.needle import heatmap_png, needle_grid
 
     scored = [{"length_s": r["meta"]["length_s"], "depth": r["meta"]["depth"],
@@ -320,7 +333,8 @@ def _needle_heatmap(store: Store, eval_id: int, ref: ModelRef, records: list[dic
     if not scored:  # every needle video failed to decode: nothing to draw
         return None
     path = heatmap_png(needle_grid(scored), Path(out_dir) / f"eval-{eval_id}-needle.png",
-                       title=f"Needle in a haystack: {ref.label} (eval #{eval_id})")
+                       title=f"Needle in a haystack: {ref.label}, {frames_label(frames)} "
+                             f"(eval #{eval_id})")
     with store.transaction() as db:
         db["evals"].update(eval_id, {"heatmap_path": str(path)})
     return str(path)

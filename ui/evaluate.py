@@ -71,7 +71,8 @@ def build(store: Store, settings: Settings) -> None:
                               scale=3, elem_id="eval-path")
         suite_help = gr.Markdown(SUITE_HELP["needle"])
         with gr.Row():
-            frames = gr.Number(16, precision=0, minimum=1, label="Frames per question")
+            frames = gr.Number(16, precision=0, minimum=0,
+                               label="Frames per question (needle: 0 = every frame)")
             limit = gr.Number(0, precision=0, minimum=0, label="Questions (0: all)")
             lengths = gr.Textbox("30, 60, 120, 240", label="Needle: haystack lengths (s)",
                                  elem_id="eval-lengths")
@@ -100,7 +101,7 @@ def build(store: Store, settings: Settings) -> None:
         spec = "needle" if suite_name == "needle" else f"{suite_name}:{(suite_path or '').strip()}"
         try:
             config = ev.EvalConfig(
-                suite=spec, frames=int(n_frames or 16), limit=int(n_limit) if n_limit else None,
+                suite=spec, frames=16 if n_frames is None else int(n_frames), limit=int(n_limit) if n_limit else None,
                 needle_lengths=parse_numbers(len_text, "Haystack lengths"),
                 needle_depths=parse_numbers(depth_text, "Depths"))
             if config.suite_name == "needle":
