@@ -24,3 +24,15 @@ def test_choices_and_what_they_load(store, tmp_path):
     assert tuned_model(picked_model(store, "#1 lora-run"), "typed") == ("base/model", str(lora))
     assert tuned_model(picked_model(store, "#2 full-run"), "typed") == (str(full), None)
     assert tuned_model(picked_model(store, NO_ADAPTER), "typed") == ("typed", None)
+
+
+def test_picking_a_run_in_compare_puts_its_base_first(store, tmp_path):
+    from ui.compare import pick_run
+
+    lora = tmp_path / "lora-run"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text("{}")
+    register(store, "lora-run", str(lora))
+    assert pick_run(store, "#1 lora-run") == ("base/model", "#1 lora-run")
+    first, second = pick_run(store, None)  # cleared: both fields left as they are
+    assert first == second == {"__type__": "update"}

@@ -23,7 +23,7 @@ from tpo.store import Store, StoreError
 from tpo.thumbs import frames_at
 from tpo.video import VideoError
 from ui import evaluate, html
-from ui.generate import model_choices, use_offline_model
+from ui.generate import model_choices, picked_model, use_offline_model
 from ui.identity import current_user
 from ui.jobs import job_html
 
@@ -41,6 +41,15 @@ def video_id_of(choice: str | None) -> int | None:
     if not choice:
         return None
     return int(choice.split(" ", 1)[0].lstrip("#"))
+
+
+def pick_run(store: Store, choice: str | None) -> tuple:
+    """(first, second) model fields for a picked fine-tuned run: its base against the run -
+    the comparison a fine-tune is for."""
+    row = picked_model(store, choice)
+    if row is None:
+        return gr.update(), gr.update()
+    return row["base"], choice
 
 
 def revealed(row: dict, user: str) -> bool:
@@ -119,7 +128,8 @@ def build(store: Store, settings: Settings) -> None:
         model_b = gr.Textbox(label="Second model: hub id, local folder or run #id", scale=3,
                              elem_id="compare-model-b")
         run_pick = gr.Dropdown(model_choices(store)[1:], value=None, scale=2,
-                               label="Use a fine-tuned run as the second model", elem_id="compare-run")
+                               label="Compare a fine-tuned run with its base",
+                               elem_id="compare-run")
     with gr.Row():
         use_tiny = gr.Button("Offline test model as the first", size="sm", scale=0,
                              elem_id="compare-use-tiny")
@@ -245,7 +255,7 @@ def build(store: Store, settings: Settings) -> None:
     suggested.change(lambda q: q or gr.update(), suggested, question)
     upload.upload(on_upload, [upload, user], video)
     run_pick.focus(lambda: gr.update(choices=model_choices(store)[1:]), None, run_pick)
-    run_pick.change(lambda c: c or gr.update(), run_pick, model_b)
+    run_pick.change(lambda c: pick_run(store, c), run_pick, [model_a, model_b])
     use_tiny.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model_a)
     ask.click(on_ask, [model_a, model_b, video, question, frames, tokens, blind, user],
