@@ -3,7 +3,8 @@ streamed; a blind vote (A better / B better / tie / both bad) reveals the names;
 leaderboard of win rates. The Evaluate section (:mod:`ui.evaluate`) sits below.
 
 Answers come from a ``compare`` job (:mod:`tpo.compare`), which writes them into the store
-as they are generated; this tab polls the comparison twice a second while it is answering.
+as they are generated; this tab polls the comparison twice a second while it is answering
+(and not at all otherwise).
 Whether names are shown is decided here from the stored row (not blind, or this person has
 voted), so a reload never reveals a blind comparison early.
 """
@@ -166,7 +167,9 @@ def build(store: Store, settings: Settings) -> None:
         board = gr.Dataframe(lambda: leaderboard_frame(store), interactive=False,
                              elem_id="compare-leaderboard")
     evaluate.build(store, settings)
-    timer = gr.Timer(STREAM_POLL_S)
+    # Polls only while a comparison is being answered: started by Ask, stopped once the
+    # finished answers are drawn (a vote redraws by itself).
+    timer = gr.Timer(STREAM_POLL_S, active=False)
 
     def who(typed, request, profile) -> str:
         return current_user(settings, typed, request, profile)
@@ -217,7 +220,7 @@ def build(store: Store, settings: Settings) -> None:
         except (ValueError, StoreError) as err:
             raise gr.Error(str(err))
         compare.submit(store, comparison_id, log_dir=settings.log_dir)
-        return (comparison_id, *view(comparison_id, name))
+        return (comparison_id, *view(comparison_id, name), gr.Timer(active=True))
 
     def on_vote(choice_key):
         def vote(comparison_id, typed, request: gr.Request,
@@ -237,17 +240,18 @@ def build(store: Store, settings: Settings) -> None:
         """Redraw only when the comparison changed since the last poll (an answer grew, it
         finished, someone voted): an unchanged page is not re-sent twice a second."""
         if comparison_id is None:
-            return (*(gr.update(),) * 5, seen)
+            return (*(gr.update(),) * 5, seen, gr.Timer(active=False))
         row = compare.get(store, comparison_id)
         now_seen = [comparison_id, row["status"], len(row["answer_a"] or ""),
                     len(row["answer_b"] or ""), len(row["votes"])]
+        still = gr.Timer(active=row["status"] == "answering")
         if now_seen == seen:
-            return (*(gr.update(),) * 5, seen)
+            return (*(gr.update(),) * 5, seen, still)
         try:
             name = who(typed, request, profile)
         except gr.Error:  # not signed in: nothing is revealed
             name = ""
-        return (*view(comparison_id, name), now_seen)
+        return (*view(comparison_id, name), now_seen, still)
 
     shown = [answer_a, answer_b, reveal, status, strip]
     video.change(on_video, video, [suggested, player])
@@ -259,7 +263,7 @@ def build(store: Store, settings: Settings) -> None:
     use_tiny.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model_a)
     ask.click(on_ask, [model_a, model_b, video, question, frames, tokens, blind, user],
-              [comparison, *shown])
+              [comparison, *shown, timer])
     for (key, _label, _variant), button in zip(VOTE_BUTTONS, votes):
         button.click(on_vote(key), [comparison, user], [*shown, board])
-    timer.tick(on_tick, [comparison, seen, user], [*shown, seen], show_progress="hidden")
+    timer.tick(on_tick, [comparison, seen, user], [*shown, seen, timer], show_progress="hidden")
