@@ -239,6 +239,19 @@ def test_eval_needle_prints_a_table_and_writes_a_heatmap(run, tmp_path, tiny_smo
     assert stored["accuracy"] == pytest.approx(stored["n_correct"] / 4)
     assert stored["id"] == 2  # both runs are stored
 
+    listed = run("evals")
+    assert listed.exit_code == 0 and listed.stdout.count("tiny-smolvlm") == 2
+    assert [e["id"] for e in json.loads(run("evals", "--suite", "needle", "--json").stdout)] == [2, 1]
+    assert run("evals", "--suite", "mlvu").stdout.startswith("no evaluations yet")
+    one = run("evals", "2")
+    assert one.exit_code == 0, one.output
+    assert one.stdout.startswith(f"eval #2: tiny-smolvlm on needle, 4 frames: {stored['n_correct']}/4")
+    assert "What colour" in one.stdout or "Which number" in one.stdout
+    detail = json.loads(run("evals", "2", "--json").stdout)
+    assert len(detail["items"]) == 4 and {i["answer"] for i in detail["items"]} <= set("ABCD")
+    missing = run("evals", "99")
+    assert missing.exit_code == 1 and "no evaluation 99" in missing.output
+
 
 def test_eval_errors_are_clear(run, tmp_path, tiny_smolvlm_dir):
     missing = tmp_path / "no-such-benchmark"

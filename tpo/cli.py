@@ -553,6 +553,42 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
             click.echo(f"heatmap ({e['model']}): {e['heatmap_path']}")
 
 
+@cli.command("evals")
+@click.argument("eval_id", type=int, required=False)
+@click.option("--suite", type=click.Choice(["needle", "videomme", "mlvu", "longvideobench"]),
+              help="Only evaluations of this suite.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def evals_cmd(obj: Context, eval_id: int | None, suite: str | None, as_json: bool) -> None:
+    """Stored evaluations (from `tpo eval` and the app), or one evaluation's answers."""
+    import pandas as pd
+
+    from tpo import evaluate as ev
+
+    if eval_id is not None:
+        try:
+            row = ev.get_eval(obj.store, eval_id)
+        except StoreError as err:
+            raise click.ClickException(str(err))
+        items = ev.eval_items(obj.store, eval_id)
+        if as_json:
+            click.echo(json.dumps({**row, "items": items}, indent=2, default=str))
+            return
+        click.echo(f"eval #{row['id']}: {row['model']} on {row['suite']}, "
+                   f"{ev.frames_label(row['frames'])}: {row['n_correct']}/{row['n_items']} correct, "
+                   f"{row['n_unparsed']} unparsed")
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            click.echo(ev.answers_table(items).to_string(index=False))
+        return
+    rows = ev.list_evals(obj.store, suite=suite)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    elif not rows:
+        click.echo("no evaluations yet: run `tpo eval`")
+    else:
+        click.echo(ev.results_table(rows).to_string(index=False))
+
+
 @cli.command("leaderboard")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows.")
 @click.pass_obj

@@ -271,6 +271,18 @@ def task_table(evals: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(columns).rename_axis("task").reset_index() if columns else pd.DataFrame()
 
 
+def answers_table(items: Sequence[dict]) -> pd.DataFrame:
+    """One evaluation's questions with the model's raw answer, the letter read from it and
+    the right letter: what to look at when accuracy is surprising."""
+    return pd.DataFrame([{
+        "item": i["item_id"], "class": i["duration_class"], "task": i["task"],
+        "question": i["question"], "right": i["answer"], "read": i["prediction"] or "-",
+        "correct": "yes" if i["correct"] else "no",
+        "answer": i["response"] if i["response"] is not None
+        else f"(skipped: {i['meta'].get('error', 'no answer')})"} for i in items],
+        columns=["item", "class", "task", "question", "right", "read", "correct", "answer"])
+
+
 def frames_label(frames: int) -> str:
     """How many frames each question saw, in words ("16 frames", "every frame")."""
     return "every frame" if frames == 0 else f"{frames} frames"

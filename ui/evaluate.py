@@ -18,6 +18,7 @@ from tpo.modelref import resolve
 from tpo.store import Store, StoreError
 from ui.generate import use_offline_model
 from ui.jobs import cancel_latest, job_html, latest_job
+from ui.library import selected_row
 
 SUITE_HELP = {
     "needle": "Synthetic haystack videos with one needle event at increasing depth (no files "
@@ -88,6 +89,10 @@ def build(store: Store, settings: Settings) -> None:
                                      "duration class", elem_id="eval-results")
         tasks = gr.Dataframe(pd.DataFrame(columns=["task"]), interactive=False, label="Accuracy % per task (last evaluation run)",
                              elem_id="eval-tasks")
+        answers_note = gr.Markdown("Select an evaluation in the table above to see its answers.",
+                                   elem_id="eval-answers-note")
+        answers = gr.Dataframe(interactive=False, wrap=True, max_height=400,
+                               elem_id="eval-answers")
         gallery = gr.Gallery(label="Needle in a haystack: accuracy by haystack length (x) and "
                                    "needle depth (y)", columns=2, height=540, object_fit="contain",
                              elem_id="eval-heatmaps")
@@ -136,6 +141,19 @@ def build(store: Store, settings: Settings) -> None:
         return (job_html(row), results_frame(store), ev.task_table(evals), heatmaps(evals),
                 now_seen)
 
+    def on_select(evt: gr.SelectData, shown: pd.DataFrame):
+        eval_id = int(selected_row(evt, shown)["eval"])
+        try:
+            row = ev.get_eval(store, eval_id)
+        except StoreError as err:
+            raise gr.Error(str(err))
+        items = ev.eval_items(store, eval_id)
+        note = (f"**Eval #{eval_id}**: {row['model']} on {row['suite']}, "
+                f"{ev.frames_label(row['frames'])}: {row['n_correct']} of {row['n_items']} "
+                f"correct, {row['n_unparsed']} answers with no readable letter")
+        return note, ev.answers_table(items)
+
+    results.select(on_select, results, [answers_note, answers])
     suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
     run.click(on_run, [models, suite, path, frames, limit, lengths, depths], status)
     cancel.click(on_cancel, None, status)

@@ -100,6 +100,12 @@ def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app
     expect(page.locator("#eval-results")).to_contain_text("tiny-smolvlm")
     expect(page.locator("#eval-heatmaps img").first).to_be_visible()
     expect(page.locator("#eval-heatmaps")).to_contain_text(f"#{stored['id']} tiny-smolvlm")
+    # Selecting the evaluation shows every answer, the letter read from it and the right one.
+    page.locator("#eval-results").get_by_test_id("cell-0-1").click()
+    expect(page.locator("#eval-answers-note")).to_contain_text(f"Eval #{stored['id']}")
+    answers = page.locator("#eval-answers")
+    expect(answers).to_contain_text("len10_depth0.00_k0")
+    expect(answers).to_contain_text("len20_depth1.00_k0")
 
 
 def test_uploading_a_video_in_compare_selects_it(page: Page, app_url: str, app_data, tmp_path):
