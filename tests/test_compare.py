@@ -181,6 +181,24 @@ def test_compare_job_with_a_missing_model_fails_and_says_why(store, settings, vi
         compare.vote(store, cid, "ana", "a")
 
 
+def test_a_comparison_whose_job_was_killed_reads_as_failed(store, video_id):
+    """A worker killed from outside (out of memory, SIGKILL) writes nothing into the
+    comparison; its job's recorded failure stands for it, so the page stops waiting."""
+    cid = compare.create(store, video_id, QUESTION, ref("base"), ref("tuned"), user="ana")
+    with store.transaction() as db:
+        job_id = db["jobs"].insert({"kind": "compare", "params": "{}", "status": "failed",
+                                    "error": "killed by SIGKILL (often: out of memory)",
+                                    "created_at": now()}).last_pk
+        db["comparisons"].update(cid, {"job_id": job_id})
+    row = compare.get(store, cid)
+    assert row["status"] == "failed" and "SIGKILL" in row["error"]
+    with pytest.raises(VoteError, match="failed, there is nothing to vote on"):
+        compare.vote(store, cid, "ana", "a")
+    with store.transaction() as db:  # a job still running leaves it answering
+        db["jobs"].update(job_id, {"status": "queued", "error": None})
+    assert compare.get(store, cid)["status"] == "answering"
+
+
 def test_stream_grows_to_the_answer(tiny_smolvlm_dir, tmp_path):
     from tpo.prompts import VideoQuestion
     from tpo.video import probe, sample

@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from tpo import jobs
 from tpo.modelref import ModelRef
 from tpo.store import Store, StoreError, now
 
@@ -94,6 +95,13 @@ def get(store: Store, comparison_id: int) -> dict:
                blind=bool(row["blind"]))
     row["votes"] = list(store.db.query(
         "SELECT user, vote, at FROM votes WHERE comparison_id = ? ORDER BY id", [comparison_id]))
+    if row["status"] == "answering" and row["job_id"]:
+        # A job killed from outside (out of memory, an app restart) never wrote its outcome
+        # here; jobs.get notices a dead worker, and its error then stands for the comparison.
+        job = jobs.get(store, row["job_id"])
+        if job["status"] in ("failed", "cancelled"):
+            row["status"] = "failed"
+            row["error"] = job["error"] or f"the answering job was {job['status']}"
     return row
 
 
@@ -126,6 +134,10 @@ def vote(store: Store, comparison_id: int, user: str, choice: str) -> dict:
     """Record `user`'s vote and return the comparison (names and all votes) - the reveal."""
     if choice not in VOTES:
         raise VoteError(f"a vote is one of {', '.join(VOTES)}, got {choice!r}")
+    current = get(store, comparison_id)  # its status as people see it (a dead job: failed)
+    if current["status"] == "failed":
+        raise VoteError(f"comparison {comparison_id} failed, there is nothing to vote on: "
+                        f"{current['error']}")
     with store.transaction() as db:
         row = db.execute("SELECT status FROM comparisons WHERE id = ?", [comparison_id]).fetchone()
         if row is None:
@@ -186,8 +198,6 @@ def leaderboard(store: Store) -> list[dict]:
 
 def submit(store: Store, comparison_id: int, *, log_dir) -> int:
     """Start the ``compare`` job that answers the comparison; returns the job id."""
-    from tpo import jobs
-
     job_id = jobs.submit(store, "compare", {"comparison_id": comparison_id}, log_dir=log_dir)
     with store.transaction() as db:
         db["comparisons"].update(comparison_id, {"job_id": job_id})
