@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from media import make_bad_files, make_video
@@ -143,7 +144,7 @@ def test_compare_job_answers_both_sides_with_one_model(store, settings, video_id
     assert len(row["timestamps"]) == SMALL.frames
     assert all(0 <= t <= duration for t in row["timestamps"])
     assert row["timestamps"] == sorted(row["timestamps"])
-    assert job["output"] == {"comparison_id": cid, "timestamps": row["timestamps"]}
+    assert job["output"] == {"comparison_ids": [cid], "timestamps": {str(cid): row["timestamps"]}}
     assert job["progress"] == 1.0
     assert row["answer_a"] == expected_answer(store, video_id, tiny_smolvlm_dir, SMALL.frames,
                                               SMALL.max_new_tokens)
@@ -163,6 +164,34 @@ def test_compare_job_with_two_different_models(store, settings, video_id, tiny_s
                                               SMALL.max_new_tokens)
     # once answered, the comparison can be voted on
     assert compare.vote(store, cid, "ana", "b")["votes"][0]["vote"] == "b"
+
+
+def test_one_job_answers_a_list_of_blind_comparisons(store, settings, video_id,
+                                                     tiny_smolvlm_dir, tiny_qwen2vl_dir):
+    """Several questions at once: each model loads once and answers its side everywhere,
+    whichever letter the blind shuffle gave it; the video is sampled once for all."""
+    smol = ModelRef("smol", str(tiny_smolvlm_dir))
+    qwen = ModelRef("qwen", str(tiny_qwen2vl_dir))
+    rng = random.Random(3)
+    ids = [compare.create(store, video_id, QUESTION, smol, qwen, user="ana", blind=True,
+                          config=SMALL, rng=rng) for _ in range(4)]
+    rows = [compare.get(store, i) for i in ids]
+    assert {r["model_a"] for r in rows} == {"smol", "qwen"}  # both orders occur with seed 3
+    job_id = compare.submit(store, ids, log_dir=settings.log_dir)
+    job = jobs.wait(store, job_id, JOB_TIMEOUT_S)
+    assert job["status"] == "succeeded", jobs.log_tail(job)
+    expected = {name: expected_answer(store, video_id, folder, SMALL.frames, SMALL.max_new_tokens)
+                for name, folder in (("smol", tiny_smolvlm_dir), ("qwen", tiny_qwen2vl_dir))}
+    assert expected["smol"] != expected["qwen"]
+    rows = [compare.get(store, i) for i in ids]
+    for r in rows:
+        assert r["status"] == "done" and r["job_id"] == job_id
+        assert (r["answer_a"], r["answer_b"]) == (expected[r["model_a"]], expected[r["model_b"]])
+    assert len({tuple(r["timestamps"]) for r in rows}) == 1
+    log = Path(job["log_path"]).read_text()
+    assert [line.split(" loading ")[1] for line in log.splitlines() if " loading " in line] \
+        == [str(tiny_smolvlm_dir) if rows[0]["model_a"] == "smol" else str(tiny_qwen2vl_dir),
+            str(tiny_qwen2vl_dir) if rows[0]["model_a"] == "smol" else str(tiny_smolvlm_dir)]
 
 
 def test_compare_job_with_a_missing_model_fails_and_says_why(store, settings, video_id,

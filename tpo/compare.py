@@ -23,6 +23,7 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Sequence
 
 from tpo import jobs
 from tpo.modelref import ModelRef
@@ -196,66 +197,94 @@ def leaderboard(store: Store) -> list[dict]:
 # -- the job ---------------------------------------------------------------------------
 
 
-def submit(store: Store, comparison_id: int, *, log_dir) -> int:
-    """Start the ``compare`` job that answers the comparison; returns the job id."""
-    job_id = jobs.submit(store, "compare", {"comparison_id": comparison_id}, log_dir=log_dir)
+def submit(store: Store, comparison_ids: int | Sequence[int], *, log_dir) -> int:
+    """Start the ``compare`` job that answers these comparisons; returns the job id."""
+    ids = [comparison_ids] if isinstance(comparison_ids, int) else list(comparison_ids)
+    job_id = jobs.submit(store, "compare", {"comparison_ids": ids}, log_dir=log_dir)
     with store.transaction() as db:
-        db["comparisons"].update(comparison_id, {"job_id": job_id})
+        for comparison_id in ids:
+            db["comparisons"].update(comparison_id, {"job_id": job_id})
     return job_id
 
 
 def run_job(ctx) -> dict:
-    """The ``compare`` job kind (:mod:`tpo.jobs`): sample once, stream A's then B's answer."""
-    store, comparison_id = ctx.store, ctx.params["comparison_id"]
+    """The ``compare`` job kind (:mod:`tpo.jobs`): answer a list of comparisons.
+
+    Each video is sampled once for all its comparisons, and each model is loaded once and
+    answers its side of every comparison before the next model loads (one model in memory
+    at a time; a blind list has the two models on either side in turn). A comparison is
+    ``done`` as soon as both of its answers are written, so the first can be voted on while
+    the job answers the rest.
+    """
+    store = ctx.store
+    ids = ctx.params.get("comparison_ids") or [ctx.params["comparison_id"]]
+    rows = [get(store, comparison_id) for comparison_id in ids]
     try:
-        return _answer(ctx, store, get(store, comparison_id))
-    except BaseException as err:  # cancelled or failed: the row says so, not "answering"
+        return _answer_all(ctx, store, rows)
+    except BaseException as err:  # cancelled or failed: the rows say so, not "answering"
         with store.transaction() as db:
-            db["comparisons"].update(comparison_id, {
-                "status": "failed", "error": f"{type(err).__name__}: {err}"})
+            for comparison_id in ids:
+                db.execute("UPDATE comparisons SET status = 'failed', error = ? "
+                           "WHERE id = ? AND status = 'answering'",
+                           [f"{type(err).__name__}: {err}", comparison_id])
         raise
 
 
-def _answer(ctx, store: Store, row: dict) -> dict:
+def _answer_all(ctx, store: Store, rows: list[dict]) -> dict:
     from tpo import video
     from tpo.prompts import VideoQuestion
     from tpo.vlm import VLM, ModelConfig  # torch loads in the job process only
 
-    vid = store.get_video(row["video_id"])
-    ctx.progress(0.02, f"sampling {row['n_frames']} frames of {vid['name']}")
-    frames = video.sample(vid["path"], row["n_frames"])
-    meta = {"n": row["n_frames"], "max_new_tokens": row["max_new_tokens"],
-            "timestamps": [round(float(t), 3) for t in frames.timestamps]}
-    with store.transaction() as db:
-        db["comparisons"].update(row["id"], {"frames": json.dumps(meta)})
-    item = VideoQuestion(frames, row["question"], vid["duration_s"])
-    loaded: tuple[dict, VLM] | None = None
-    try:
-        for k, side in enumerate(("a", "b")):
-            spec = row[f"spec_{side}"]
-            if loaded is None or loaded[0] != spec:  # the same model twice is loaded once
-                if loaded is not None:
-                    loaded[1].close()
-                    loaded = None
-                ctx.progress(0.05 + 0.5 * k, f"loading model {side.upper()}")
-                loaded = (spec, VLM.load(ModelConfig(
-                    model=spec["model"], adapter=spec.get("adapter"),
-                    max_new_tokens=row["max_new_tokens"])))
-            ctx.progress(0.1 + 0.5 * k, f"model {side.upper()} is answering")
-            last_write, text = 0.0, ""
-            for text in loaded[1].stream(item):
-                ctx.check_cancelled()
-                if time.monotonic() - last_write >= STREAM_WRITE_INTERVAL_S:
-                    _write_answer(store, row["id"], side, text)
-                    last_write = time.monotonic()
-            _write_answer(store, row["id"], side, text)
-    finally:
-        if loaded is not None:
-            loaded[1].close()
-    with store.transaction() as db:
-        db["comparisons"].update(row["id"], {"status": "done"})
-    ctx.progress(1.0, "both answers ready: vote")
-    return {"comparison_id": row["id"], "timestamps": meta["timestamps"]}
+    items = {}  # comparison id -> VideoQuestion; frames sampled once per (video, count)
+    sampled: dict[tuple[int, int], tuple] = {}
+    for row in rows:
+        key = (row["video_id"], row["n_frames"])
+        if key not in sampled:
+            vid = store.get_video(row["video_id"])
+            ctx.progress(0.01, f"sampling {row['n_frames']} frames of {vid['name']}")
+            sampled[key] = (video.sample(vid["path"], row["n_frames"]), vid["duration_s"])
+        frames, duration = sampled[key]
+        meta = {"n": row["n_frames"], "max_new_tokens": row["max_new_tokens"],
+                "timestamps": [round(float(t), 3) for t in frames.timestamps]}
+        with store.transaction() as db:
+            db["comparisons"].update(row["id"], {"frames": json.dumps(meta)})
+        items[row["id"]] = VideoQuestion(frames, row["question"], duration)
+
+    specs: list[dict] = []  # distinct models, in order of first appearance
+    for row in rows:
+        for side in ("a", "b"):
+            if row[f"spec_{side}"] not in specs:
+                specs.append(row[f"spec_{side}"])
+    tasks = [(spec, row, side) for spec in specs for row in rows for side in ("a", "b")
+             if row[f"spec_{side}"] == spec]
+    answered: dict[int, set[str]] = {row["id"]: set() for row in rows}
+    done = 0
+    for spec in specs:
+        ctx.progress(done / len(tasks), f"loading {spec['model']}")
+        ctx.log(f"loading {spec['model']}" + (f" with adapter {spec['adapter']}"
+                                              if spec.get("adapter") else ""))
+        with VLM.load(ModelConfig(model=spec["model"], adapter=spec.get("adapter"),
+                                  max_new_tokens=rows[0]["max_new_tokens"])) as model:
+            for _, row, side in (t for t in tasks if t[0] == spec):
+                where = f"comparison {rows.index(row) + 1}/{len(rows)}" if len(rows) > 1 else ""
+                ctx.progress(done / len(tasks), f"model {side.upper()} is answering {where}".strip())
+                last_write, text = 0.0, ""
+                for text in model.stream(items[row["id"]],
+                                         max_new_tokens=row["max_new_tokens"]):
+                    ctx.check_cancelled()
+                    if time.monotonic() - last_write >= STREAM_WRITE_INTERVAL_S:
+                        _write_answer(store, row["id"], side, text)
+                        last_write = time.monotonic()
+                _write_answer(store, row["id"], side, text)
+                answered[row["id"]].add(side)
+                if answered[row["id"]] == {"a", "b"}:
+                    with store.transaction() as db:
+                        db["comparisons"].update(row["id"], {"status": "done"})
+                done += 1
+    ctx.progress(1.0, "all answers ready: vote" if len(rows) > 1 else "both answers ready: vote")
+    return {"comparison_ids": [row["id"] for row in rows],
+            "timestamps": {str(row["id"]): [round(float(t), 3) for t in
+                                            items[row["id"]].frames.timestamps] for row in rows}}
 
 
 def _write_answer(store: Store, comparison_id: int, side: str, text: str) -> None:

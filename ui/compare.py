@@ -91,6 +91,15 @@ def reveal_html(row: dict | None, user: str) -> str:
     return "".join(parts)
 
 
+def position_text(store: Store, ids: list[int], comparison_id: int) -> str:
+    """"Comparison 2 of 7: <question>" when several were asked together, else nothing."""
+    if len(ids) <= 1:
+        return ""
+    row = compare.get(store, comparison_id)
+    return (f"Comparison **{ids.index(comparison_id) + 1} of {len(ids)}**: "
+            f"{escape(row['question'])}")
+
+
 def leaderboard_frame(store: Store) -> pd.DataFrame:
     rows = compare.leaderboard(store)
     if not rows:
@@ -122,6 +131,7 @@ def build(store: Store, settings: Settings) -> None:
     """Lay out the tab inside the current Blocks and wire its events."""
     logins = settings.logins()
     comparison = gr.State(None)  # id of the comparison on screen
+    queue = gr.State([])  # ids of the comparisons asked together (Prev / Next go through them)
     seen = gr.State(None)  # what the last poll showed (see on_tick)
     with gr.Row():
         model_a = gr.Textbox(settings.model, label="First model: hub id, local folder or run #id",
@@ -152,7 +162,13 @@ def build(store: Store, settings: Settings) -> None:
         suggested = gr.Dropdown([], value=None, label="Questions from the video's ground truth "
                                 "and pairs", scale=2, elem_id="compare-suggested")
         question = gr.Textbox(label="Question", scale=3, elem_id="compare-question")
-    ask = gr.Button("Ask both models", variant="primary", elem_id="compare-ask")
+    with gr.Row():
+        ask = gr.Button("Ask both models", variant="primary", scale=2, elem_id="compare-ask")
+        ask_all = gr.Button("Ask every suggested question", scale=1, elem_id="compare-ask-all")
+    with gr.Row():
+        prev = gr.Button("◀ Previous", size="sm", scale=0, elem_id="compare-prev")
+        position = gr.Markdown(elem_id="compare-position")
+        nxt = gr.Button("Next ▶", size="sm", scale=0, elem_id="compare-next")
     status = gr.HTML(elem_id="compare-job")
     with gr.Row(equal_height=False):
         answer_a = gr.HTML(side_html(None, "a", ""), elem_id="compare-answer-a")
@@ -205,9 +221,8 @@ def build(store: Store, settings: Settings) -> None:
         gr.Info(f"{row['name']} is in the library as video #{row['id']}.")
         return gr.update(choices=video_choices(store), value=f"#{row['id']} {row['name']}")
 
-    def on_ask(a_text, b_text, choice, q, n_frames, n_tokens, is_blind, typed,
-               request: gr.Request, profile: gr.OAuthProfile | None = None):
-        name = who(typed, request, profile)
+    def start(a_text, b_text, choice, questions, n_frames, n_tokens, is_blind, name):
+        """Create one comparison per question and the job that answers them all."""
         video_id = video_id_of(choice)
         if video_id is None:
             raise gr.Error("Choose a video first (or upload one).")
@@ -215,12 +230,41 @@ def build(store: Store, settings: Settings) -> None:
             ref_a, ref_b = resolve(store, a_text), resolve(store, b_text)
             config = compare.CompareConfig(frames=int(n_frames or 16),
                                            max_new_tokens=int(n_tokens or 256))
-            comparison_id = compare.create(store, video_id, q, ref_a, ref_b, user=name,
-                                           blind=bool(is_blind), config=config)
+            ids = [compare.create(store, video_id, q, ref_a, ref_b, user=name,
+                                  blind=bool(is_blind), config=config) for q in questions]
         except (ValueError, StoreError) as err:
             raise gr.Error(str(err))
-        compare.submit(store, comparison_id, log_dir=settings.log_dir)
-        return (comparison_id, *view(comparison_id, name), gr.Timer(active=True))
+        compare.submit(store, ids, log_dir=settings.log_dir)
+        return (ids[0], ids, *view(ids[0], name), position_text(store, ids, ids[0]), None,
+                gr.Timer(active=True))
+
+    def on_ask(a_text, b_text, choice, q, n_frames, n_tokens, is_blind, typed,
+               request: gr.Request, profile: gr.OAuthProfile | None = None):
+        return start(a_text, b_text, choice, [q], n_frames, n_tokens, is_blind,
+                     who(typed, request, profile))
+
+    def on_ask_all(a_text, b_text, choice, n_frames, n_tokens, is_blind, typed,
+                   request: gr.Request, profile: gr.OAuthProfile | None = None):
+        video_id = video_id_of(choice)
+        questions = compare.questions_for_video(store, video_id) if video_id else []
+        if video_id is not None and not questions:
+            raise gr.Error("This video has no ground-truth or pair questions: type one and use "
+                           "Ask both models.")
+        return start(a_text, b_text, choice, questions, n_frames, n_tokens, is_blind,
+                     who(typed, request, profile))
+
+    def on_step(step: int):
+        def go(ids, current, typed, request: gr.Request,
+               profile: gr.OAuthProfile | None = None):
+            if not ids:
+                raise gr.Error("Ask a question first.")
+            k = max(0, min(len(ids) - 1, ids.index(current) + step))
+            try:
+                name = who(typed, request, profile)
+            except gr.Error:
+                name = ""
+            return (ids[k], *view(ids[k], name), position_text(store, ids, ids[k]), None)
+        return go
 
     def on_vote(choice_key):
         def vote(comparison_id, typed, request: gr.Request,
@@ -235,16 +279,18 @@ def build(store: Store, settings: Settings) -> None:
             return (*view(comparison_id, name), leaderboard_frame(store))
         return vote
 
-    def on_tick(comparison_id, seen, typed, request: gr.Request,
+    def on_tick(comparison_id, ids, seen, typed, request: gr.Request,
                 profile: gr.OAuthProfile | None = None):
         """Redraw only when the comparison changed since the last poll (an answer grew, it
-        finished, someone voted): an unchanged page is not re-sent twice a second."""
+        finished, someone voted): an unchanged page is not re-sent twice a second. Polling
+        stops once no comparison of the queue is being answered."""
         if comparison_id is None:
             return (*(gr.update(),) * 5, seen, gr.Timer(active=False))
-        row = compare.get(store, comparison_id)
+        rows = {i: compare.get(store, i) for i in (ids or [comparison_id])}
+        row = rows.get(comparison_id) or compare.get(store, comparison_id)
+        still = gr.Timer(active=any(r["status"] == "answering" for r in rows.values()))
         now_seen = [comparison_id, row["status"], len(row["answer_a"] or ""),
                     len(row["answer_b"] or ""), len(row["votes"])]
-        still = gr.Timer(active=row["status"] == "answering")
         if now_seen == seen:
             return (*(gr.update(),) * 5, seen, still)
         try:
@@ -262,8 +308,12 @@ def build(store: Store, settings: Settings) -> None:
     run_pick.change(lambda c: pick_run(store, c), run_pick, [model_a, model_b])
     use_tiny.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model_a)
-    ask.click(on_ask, [model_a, model_b, video, question, frames, tokens, blind, user],
-              [comparison, *shown, timer])
+    started = [comparison, queue, *shown, position, seen, timer]
+    ask.click(on_ask, [model_a, model_b, video, question, frames, tokens, blind, user], started)
+    ask_all.click(on_ask_all, [model_a, model_b, video, frames, tokens, blind, user], started)
+    prev.click(on_step(-1), [queue, comparison, user], [comparison, *shown, position, seen])
+    nxt.click(on_step(+1), [queue, comparison, user], [comparison, *shown, position, seen])
     for (key, _label, _variant), button in zip(VOTE_BUTTONS, votes):
         button.click(on_vote(key), [comparison, user], [*shown, board])
-    timer.tick(on_tick, [comparison, seen, user], [*shown, seen, timer], show_progress="hidden")
+    timer.tick(on_tick, [comparison, queue, seen, user], [*shown, seen, timer],
+               show_progress="hidden")

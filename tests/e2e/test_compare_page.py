@@ -12,7 +12,7 @@ import sys
 import pytest
 from playwright.sync_api import Page, expect
 
-from tpo import compare
+from tpo import compare, jobs
 from tpo import evaluate as ev
 from tpo.store import Store
 
@@ -79,6 +79,47 @@ def test_blind_vote_reveals_the_models(page: Page, app_url: str, app_data, secon
     page.locator("#compare-vote-a").click()
     expect(page.get_by_text("has already voted").first).to_be_visible()
     assert len(compare.get(store, row["id"])["votes"]) == 1
+
+
+def test_every_suggested_question_in_one_go(page: Page, app_url: str, app_data, second_model):
+    """One click asks every ground-truth question of a video; Previous / Next go through the
+    comparisons, each blind until voted."""
+    store = Store(app_data / "tpo.db")
+    (video,) = store.list_videos(search="shapes_parade")
+    n = len(compare.questions_for_video(store, video["id"]))
+    assert n >= 3
+    page.goto(app_url)
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-use-tiny").click()
+    model_a = page.locator("#compare-model-a textarea, #compare-model-a input").first
+    expect(model_a).to_have_value(re.compile(r"models/tiny-smolvlm$"), timeout=JOB_TIMEOUT_MS)
+    page.locator("#compare-model-b textarea, #compare-model-b input").first.fill(str(second_model))
+    page.get_by_label("Max new tokens").fill("6")
+    page.get_by_label("Frames (uniform)").fill("4")
+    choose(page, "compare-video", re.compile("shapes_parade"))
+    page.locator("#compare-ask-all").click()
+    position = page.locator("#compare-position")
+    expect(position).to_contain_text(f"1 of {n}")
+    answer_b = page.locator("#compare-answer-b .tpo-answer")
+    expect(answer_b).to_have_attribute("data-status", "done", timeout=JOB_TIMEOUT_MS)
+    page.locator("#compare-vote-tie").click()
+    expect(page.get_by_test_id("reveal")).to_contain_text("your vote: Tie")
+
+    page.locator("#compare-next").click()
+    expect(position).to_contain_text(f"2 of {n}")
+    expect(page.locator("#compare-reveal")).to_contain_text("revealed after your vote")
+    expect(answer_b).to_have_attribute("data-status", "done", timeout=JOB_TIMEOUT_MS)
+    page.locator("#compare-prev").click()
+    expect(position).to_contain_text(f"1 of {n}")
+    expect(page.get_by_test_id("reveal")).to_contain_text("your vote: Tie")
+
+    asked = [c for c in compare.list_comparisons(store, limit=n) if c["video_id"] == video["id"]]
+    assert len(asked) == n
+    job_ids = {compare.get(store, c["id"])["job_id"] for c in asked}
+    assert len(job_ids) == 1  # one job answered them all
+    row = jobs.wait(store, job_ids.pop(), timeout_s=JOB_TIMEOUT_MS / 1000)
+    assert row["status"] == "succeeded"
+    assert {compare.get(store, c["id"])["status"] for c in asked} == {"done"}
 
 
 def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app_data):
