@@ -34,16 +34,22 @@ def choose(page: Page, elem_id: str, option: str | re.Pattern) -> None:
     page.get_by_role("option", name=option).first.click()
 
 
-def test_blind_vote_reveals_the_models(page: Page, app_url: str, app_data, second_model):
-    store = Store(app_data / "tpo.db")
+def open_with_two_models(page: Page, app_url: str, second_model, *, tokens: int) -> None:
+    """The Compare tab with the offline model first (built on first use), `second_model`
+    second, 4 frames and `tokens` new tokens per answer."""
     page.goto(app_url)
     page.get_by_role("tab", name="Compare").click()
     page.locator("#compare-use-tiny").click()
     model_a = page.locator("#compare-model-a textarea, #compare-model-a input").first
     expect(model_a).to_have_value(re.compile(r"models/tiny-smolvlm$"), timeout=JOB_TIMEOUT_MS)
     page.locator("#compare-model-b textarea, #compare-model-b input").first.fill(str(second_model))
-    page.get_by_label("Max new tokens").fill("12")
+    page.get_by_label("Max new tokens").fill(str(tokens))
     page.get_by_label("Frames (uniform)").fill("4")
+
+
+def test_blind_vote_reveals_the_models(page: Page, app_url: str, app_data, second_model):
+    store = Store(app_data / "tpo.db")
+    open_with_two_models(page, app_url, second_model, tokens=12)
     choose(page, "compare-video", re.compile("countdown"))
     # The countdown video's ground truth offers its questions.
     choose(page, "compare-suggested", "Which number is shown in red?")
@@ -88,14 +94,7 @@ def test_every_suggested_question_in_one_go(page: Page, app_url: str, app_data, 
     (video,) = store.list_videos(search="shapes_parade")
     n = len(compare.questions_for_video(store, video["id"]))
     assert n >= 3
-    page.goto(app_url)
-    page.get_by_role("tab", name="Compare").click()
-    page.locator("#compare-use-tiny").click()
-    model_a = page.locator("#compare-model-a textarea, #compare-model-a input").first
-    expect(model_a).to_have_value(re.compile(r"models/tiny-smolvlm$"), timeout=JOB_TIMEOUT_MS)
-    page.locator("#compare-model-b textarea, #compare-model-b input").first.fill(str(second_model))
-    page.get_by_label("Max new tokens").fill("6")
-    page.get_by_label("Frames (uniform)").fill("4")
+    open_with_two_models(page, app_url, second_model, tokens=6)
     choose(page, "compare-video", re.compile("shapes_parade"))
     page.locator("#compare-ask-all").click()
     position = page.locator("#compare-position")
