@@ -251,6 +251,13 @@ def test_eval_needle_prints_a_table_and_writes_a_heatmap(run, tmp_path, tiny_smo
     assert len(detail["items"]) == 4 and {i["answer"] for i in detail["items"]} <= set("ABCD")
     missing = run("evals", "99")
     assert missing.exit_code == 1 and "no evaluation 99" in missing.output
+    # the same model twice: the same answers (greedy), nothing changes
+    both = run("evals", "1", "2")
+    assert both.exit_code == 0, both.output
+    assert "first: #1 tiny-smolvlm   second: #2 tiny-smolvlm   (4 shared questions" in both.stdout
+    assert "only the first right: 0 · only the second right: 0 · McNemar exact p = 1" in both.stdout
+    assert json.loads(run("evals", "1", "2", "--json").stdout)["overall"][0]["change"] == 0
+    assert run("evals", "1", "2", "3").exit_code == 2
 
 
 def test_eval_errors_are_clear(run, tmp_path, tiny_smolvlm_dir):

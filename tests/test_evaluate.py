@@ -405,3 +405,43 @@ def test_frames_0_feeds_every_haystack_frame_on_the_needle_suite(store, tmp_path
         EvalConfig(suite="videomme:/x", frames=0)
     with pytest.raises(ValueError, match="at least 1"):
         EvalConfig(frames=-1)
+
+
+def test_mcnemar_exact_p_values():
+    assert ev.mcnemar_p(0, 0) == 1.0
+    assert ev.mcnemar_p(0, 5) == pytest.approx(2 / 32)  # 2 * P(X <= 0), X ~ Bin(5, 1/2)
+    assert ev.mcnemar_p(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert ev.mcnemar_p(5, 5) == 1.0 and ev.mcnemar_p(3, 4) == ev.mcnemar_p(4, 3)
+
+
+def test_diff_two_evaluations_question_by_question(store, tmp_path, needle_items):
+    """Base vs. tuned on the same questions: per-class change, the flips, McNemar."""
+    cache, items = needle_items
+    wrong = [next(x for x in i.letters if x != i.answer) for i in items]
+    # first model: right on items 0, 1; second: right on 1, 2, 3
+    (first,), _, _ = scripted_eval(store, tmp_path, cache,
+                                   [items[0].answer, items[1].answer, wrong[2], wrong[3]])
+    (second,), _, _ = scripted_eval(store, tmp_path, cache,
+                                    [wrong[0], items[1].answer, items[2].answer, items[3].answer])
+    d = ev.diff(store, first, second)
+    assert (d["n"], d["unmatched"]) == (4, 0)
+    assert d["overall"] == [{"group": "all", "n": 4, "first %": 50.0, "second %": 75.0,
+                             "change": 25.0}]
+    assert d["by_duration"] == [
+        {"group": "10 s", "n": 2, "first %": 100.0, "second %": 50.0, "change": -50.0},
+        {"group": "20 s", "n": 2, "first %": 0.0, "second %": 100.0, "change": 100.0}]
+    assert d["only_first"] == [items[0].item_id]
+    assert d["only_second"] == [items[2].item_id, items[3].item_id]
+    assert d["p_value"] == pytest.approx(ev.mcnemar_p(1, 2)) == 1.0
+    with pytest.raises(StoreError):
+        ev.diff(store, first, 99)
+
+
+def test_diff_refuses_evaluations_of_different_suites(store, tmp_path, needle_items):
+    cache, items = needle_items
+    (needle_eval,), _, _ = scripted_eval(store, tmp_path, cache, [i.answer for i in items])
+    with store.transaction() as db:
+        other = db["evals"].insert({"suite": "videomme", "suite_path": "/x", "model": "m",
+                                    "created_at": "2026-01-01T00:00:00+00:00"}).last_pk
+    with pytest.raises(ValueError, match="not of the same suite"):
+        ev.diff(store, needle_eval, other)

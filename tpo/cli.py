@@ -554,23 +554,30 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
 
 
 @cli.command("evals")
-@click.argument("eval_id", type=int, required=False)
+@click.argument("eval_ids", type=int, nargs=-1, metavar="[ID [ID2]]")
 @click.option("--suite", type=click.Choice(["needle", "videomme", "mlvu", "longvideobench"]),
               help="Only evaluations of this suite.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def evals_cmd(obj: Context, eval_id: int | None, suite: str | None, as_json: bool) -> None:
-    """Stored evaluations (from `tpo eval` and the app), or one evaluation's answers."""
+def evals_cmd(obj: Context, eval_ids: tuple[int, ...], suite: str | None, as_json: bool) -> None:
+    """Stored evaluations (from `tpo eval` and the app); with ID, one evaluation's answers;
+    with ID ID2, the two compared question by question (e.g. base vs. fine-tuned)."""
     import pandas as pd
 
     from tpo import evaluate as ev
 
-    if eval_id is not None:
-        try:
-            row = ev.get_eval(obj.store, eval_id)
-        except StoreError as err:
-            raise click.ClickException(str(err))
-        items = ev.eval_items(obj.store, eval_id)
+    if len(eval_ids) > 2:
+        raise click.UsageError("give at most two evaluation ids")
+    try:
+        if len(eval_ids) == 2:
+            _print_diff(ev.diff(obj.store, *eval_ids), as_json)
+            return
+        if eval_ids:
+            row = ev.get_eval(obj.store, eval_ids[0])
+            items = ev.eval_items(obj.store, eval_ids[0])
+    except (StoreError, ValueError) as err:
+        raise click.ClickException(str(err))
+    if eval_ids:
         if as_json:
             click.echo(json.dumps({**row, "items": items}, indent=2, default=str))
             return
@@ -587,6 +594,25 @@ def evals_cmd(obj: Context, eval_id: int | None, suite: str | None, as_json: boo
         click.echo("no evaluations yet: run `tpo eval`")
     else:
         click.echo(ev.results_table(rows).to_string(index=False))
+
+
+def _print_diff(d: dict, as_json: bool) -> None:
+    import pandas as pd
+
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    first, second = d["first"], d["second"]
+    click.echo(f"first: #{first['id']} {first['model']}   second: #{second['id']} "
+               f"{second['model']}   ({d['n']} shared questions, {d['unmatched']} unmatched)")
+    for title, rows in (("", d["overall"]), ("per duration class", d["by_duration"]),
+                        ("per task", d["by_task"])):
+        if title and len(rows) < 2:
+            continue
+        click.echo((f"\n{title}\n" if title else "")
+                   + pd.DataFrame(rows).to_string(index=False))
+    click.echo(f"\nonly the first right: {len(d['only_first'])} · only the second right: "
+               f"{len(d['only_second'])} · McNemar exact p = {d['p_value']:.3g}")
 
 
 @cli.command("leaderboard")

@@ -19,6 +19,7 @@ real model is a small part of the time (see ``bench/generate_bench.py``).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -281,6 +282,57 @@ def answers_table(items: Sequence[dict]) -> pd.DataFrame:
         "answer": i["response"] if i["response"] is not None
         else f"(skipped: {i['meta'].get('error', 'no answer')})"} for i in items],
         columns=["item", "class", "task", "question", "right", "read", "correct", "answer"])
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value for paired right/wrong outcomes: ``b`` questions only
+    the first model got right, ``c`` only the second (a binomial test of b vs. c at 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def diff(store: Store, first_id: int, second_id: int) -> dict:
+    """Two evaluations of the same suite, question by question: accuracy of each overall, per
+    duration class and per task with the difference (second - first, in points), the
+    questions only one of them got right, and McNemar's exact p-value on those.
+
+    Questions are matched by item id; ones asked in only one evaluation (another --limit,
+    a video missing in one run) are left out and counted in ``unmatched``.
+    """
+    first, second = get_eval(store, first_id), get_eval(store, second_id)
+    if (first["suite"], first["suite_path"]) != (second["suite"], second["suite_path"]):
+        raise ValueError(f"evaluations #{first_id} ({first['suite']}) and #{second_id} "
+                         f"({second['suite']}) are not of the same suite and files")
+    a = {i["item_id"]: i for i in eval_items(store, first_id) if not i["meta"].get("error")}
+    b = {i["item_id"]: i for i in eval_items(store, second_id) if not i["meta"].get("error")}
+    shared = [k for k in a if k in b]
+
+    def groups(name: Callable[[dict], str]) -> list[dict]:
+        """Per group of shared questions: n, each evaluation's accuracy %, the change."""
+        out: dict[str, dict] = {}
+        for k in shared:
+            g = out.setdefault(name(a[k]), {"n": 0, "a": 0, "b": 0})
+            g["n"] += 1
+            g["a"] += a[k]["correct"]
+            g["b"] += b[k]["correct"]
+        return [{"group": group, "n": g["n"], "first %": _pct(g["a"] / g["n"]),
+                 "second %": _pct(g["b"] / g["n"]),
+                 "change": round(100 * (g["b"] - g["a"]) / g["n"], 1)}
+                for group, g in out.items()]
+
+    only_first = [k for k in shared if a[k]["correct"] and not b[k]["correct"]]
+    only_second = [k for k in shared if b[k]["correct"] and not a[k]["correct"]]
+    return {"first": {"id": first_id, "model": first["model"]},
+            "second": {"id": second_id, "model": second["model"]},
+            "n": len(shared), "unmatched": len(a) + len(b) - 2 * len(shared),
+            "overall": groups(lambda item: "all"),
+            "by_duration": groups(lambda item: item["duration_class"] or "-"),
+            "by_task": groups(lambda item: item["task"] or "-"),
+            "only_first": only_first, "only_second": only_second,
+            "p_value": mcnemar_p(len(only_first), len(only_second))}
 
 
 def frames_label(frames: int) -> str:

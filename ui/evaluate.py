@@ -47,6 +47,27 @@ def heatmaps(evals: list[dict]) -> list[tuple[str, str]]:
             for e in evals if e.get("heatmap_path")]
 
 
+def diff_markdown(d: dict) -> str:
+    """The headline of two evaluations compared: change overall, flips, McNemar's p."""
+    first, second, (overall,) = d["first"], d["second"], d["overall"]
+    if not d["n"]:
+        return "These evaluations share no question."
+    return (f"**#{second['id']} {second['model']}** vs **#{first['id']} {first['model']}**: "
+            f"{overall['second %']}% vs {overall['first %']}% on {d['n']} shared questions "
+            f"(**{overall['change']:+.1f} points**); only the second right on "
+            f"{len(d['only_second'])}, only the first on {len(d['only_first'])} · McNemar "
+            f"exact p = {d['p_value']:.3g}"
+            + (f" · {d['unmatched']} questions asked in one only" if d["unmatched"] else ""))
+
+
+def diff_frame(d: dict) -> pd.DataFrame:
+    """Overall, per duration class and per task rows, each with both accuracies and the change."""
+    rows = [{"by": "overall", **r} for r in d["overall"]]
+    rows += [{"by": "duration", **r} for r in d["by_duration"]]
+    rows += [{"by": "task", **r} for r in d["by_task"]]
+    return pd.DataFrame(rows)
+
+
 def parse_numbers(text: str, what: str) -> tuple[float, ...] | None:
     if not (text or "").strip():
         return None
@@ -93,6 +114,17 @@ def build(store: Store, settings: Settings) -> None:
                                    elem_id="eval-answers-note")
         answers = gr.Dataframe(interactive=False, wrap=True, max_height=400,
                                elem_id="eval-answers")
+        with gr.Row():
+            first = gr.Number(None, precision=0, label="Compare evaluation #", scale=1,
+                              elem_id="eval-first")
+            second = gr.Number(None, precision=0, label="with evaluation #", scale=1,
+                               elem_id="eval-second")
+            compare_evals = gr.Button("Compare question by question", scale=1,
+                                      elem_id="eval-diff")
+        gr.Markdown("Selecting rows in the table fills these in turn (e.g. the base model's "
+                    "evaluation, then the fine-tuned one's).")
+        diff_summary = gr.Markdown(elem_id="eval-diff-summary")
+        diff_table = gr.Dataframe(interactive=False, elem_id="eval-diff-table")
         gallery = gr.Gallery(label="Needle in a haystack: accuracy by haystack length (x) and "
                                    "needle depth (y)", columns=2, height=540, object_fit="contain",
                              elem_id="eval-heatmaps")
@@ -141,7 +173,16 @@ def build(store: Store, settings: Settings) -> None:
         return (job_html(row), results_frame(store), ev.task_table(evals), heatmaps(evals),
                 now_seen)
 
-    def on_select(evt: gr.SelectData, shown: pd.DataFrame):
+    def on_diff(first_id, second_id):
+        if first_id is None or second_id is None:
+            raise gr.Error("Give two evaluation numbers (or select two rows of the table).")
+        try:
+            d = ev.diff(store, int(first_id), int(second_id))
+        except (StoreError, ValueError) as err:
+            raise gr.Error(str(err))
+        return diff_markdown(d), diff_frame(d)
+
+    def on_select(evt: gr.SelectData, shown: pd.DataFrame, second_id):
         eval_id = int(selected_row(evt, shown)["eval"])
         try:
             row = ev.get_eval(store, eval_id)
@@ -151,9 +192,10 @@ def build(store: Store, settings: Settings) -> None:
         note = (f"**Eval #{eval_id}**: {row['model']} on {row['suite']}, "
                 f"{ev.frames_label(row['frames'])}: {row['n_correct']} of {row['n_items']} "
                 f"correct, {row['n_unparsed']} answers with no readable letter")
-        return note, ev.answers_table(items)
+        return note, ev.answers_table(items), second_id, eval_id
 
-    results.select(on_select, results, [answers_note, answers])
+    results.select(on_select, [results, second], [answers_note, answers, first, second])
+    compare_evals.click(on_diff, [first, second], [diff_summary, diff_table])
     suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
     run.click(on_run, [models, suite, path, frames, limit, lengths, depths], status)
     cancel.click(on_cancel, None, status)

@@ -146,6 +146,13 @@ def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app
     answers = page.locator("#eval-answers")
     expect(answers).to_contain_text("len10_depth0.00_k0")
     expect(answers).to_contain_text("len20_depth1.00_k0")
+    # The selection filled "with evaluation #"; comparing it with itself changes nothing.
+    second = page.locator("#eval-second input").first
+    expect(second).to_have_value(str(stored["id"]))
+    page.locator("#eval-first input").first.fill(str(stored["id"]))
+    page.locator("#eval-diff").click()
+    expect(page.locator("#eval-diff-summary")).to_contain_text("+0.0 points")
+    expect(page.locator("#eval-diff-table")).to_contain_text("overall")
 
 
 def test_uploading_a_video_in_compare_selects_it(page: Page, app_url: str, app_data, tmp_path):
