@@ -49,9 +49,9 @@ def heatmaps(evals: list[dict]) -> list[tuple[str, str]]:
 
 def diff_markdown(d: dict) -> str:
     """The headline of two evaluations compared: change overall, flips, McNemar's p."""
-    first, second, (overall,) = d["first"], d["second"], d["overall"]
     if not d["n"]:
         return "These evaluations share no question."
+    first, second, (overall,) = d["first"], d["second"], d["overall"]
     return (f"**#{second['id']} {second['model']}** vs **#{first['id']} {first['model']}**: "
             f"{overall['second %']}% vs {overall['first %']}% on {d['n']} shared questions "
             f"(**{overall['change']:+.1f} points**); only the second right on "
@@ -108,7 +108,8 @@ def build(store: Store, settings: Settings) -> None:
         results = gr.Dataframe(lambda: results_frame(store), interactive=False,
                                label="Stored evaluations (newest first): accuracy overall and per "
                                      "duration class", elem_id="eval-results")
-        tasks = gr.Dataframe(pd.DataFrame(columns=["task"]), interactive=False, label="Accuracy % per task (last evaluation run)",
+        tasks = gr.Dataframe(pd.DataFrame(columns=["task"]), interactive=False,
+                             label="Accuracy % per task (last evaluation run)",
                              elem_id="eval-tasks")
         answers_note = gr.Markdown("Select an evaluation in the table above to see its answers.",
                                    elem_id="eval-answers-note")
@@ -138,7 +139,8 @@ def build(store: Store, settings: Settings) -> None:
         spec = "needle" if suite_name == "needle" else f"{suite_name}:{(suite_path or '').strip()}"
         try:
             config = ev.EvalConfig(
-                suite=spec, frames=16 if n_frames is None else int(n_frames), limit=int(n_limit) if n_limit else None,
+                suite=spec, frames=16 if n_frames is None else int(n_frames),
+                limit=int(n_limit) if n_limit else None,
                 needle_lengths=parse_numbers(len_text, "Haystack lengths"),
                 needle_depths=parse_numbers(depth_text, "Depths"))
             if config.suite_name == "needle":
