@@ -129,7 +129,7 @@ def build(store: Store, settings: Settings) -> None:
         gallery = gr.Gallery(label="Needle in a haystack: accuracy by haystack length (x) and "
                                    "needle depth (y)", columns=2, height=540, object_fit="contain",
                              elem_id="eval-heatmaps")
-    seen = gr.State(None)  # (job id, status) at the last poll
+    seen = gr.State(None)  # [job id, status, progress, newest eval id] at the last poll
     timer = gr.Timer(1.0)
 
     def on_run(text, suite_name, suite_path, n_frames, n_limit, len_text, depth_text):
@@ -162,18 +162,23 @@ def build(store: Store, settings: Settings) -> None:
         return "\n".join(lines + [tiny] if tiny not in lines else lines)
 
     def on_tick(last):
+        """Redraw what changed: the job's status line while it runs; the results when an
+        evaluation is stored (by this page's job, another page's or `tpo eval`); the task
+        table and heatmaps when this kind of job ends."""
         row = latest_job(store, "eval")
-        if row is None:
-            return gr.update(), gr.update(), gr.update(), gr.update(), last
-        now_seen = [row["id"], row["status"], round(row["progress"] or 0, 3)]
+        newest = store.db.execute("SELECT max(id) FROM evals").fetchone()[0]
+        now_seen = [row and row["id"], row and row["status"],
+                    round(row["progress"] or 0, 3) if row else None, newest]
         if now_seen == last:
             return gr.update(), gr.update(), gr.update(), gr.update(), last
-        finished = row["status"] in jobs.FINISHED_STATUSES
-        if not finished or (last is not None and last[:2] == now_seen[:2]):
-            return job_html(row), gr.update(), gr.update(), gr.update(), now_seen
+        status_html = job_html(row, empty="No evaluation yet.")
+        results_value = results_frame(store) if last is None or last[3] != newest else gr.update()
+        ended = row is not None and row["status"] in jobs.FINISHED_STATUSES and (
+            last is None or last[:2] != now_seen[:2])
+        if not ended:
+            return status_html, results_value, gr.update(), gr.update(), now_seen
         evals = job_evals(store, row)
-        return (job_html(row), results_frame(store), ev.task_table(evals), heatmaps(evals),
-                now_seen)
+        return status_html, results_value, ev.task_table(evals), heatmaps(evals), now_seen
 
     def on_diff(first_id, second_id):
         if first_id is None or second_id is None:

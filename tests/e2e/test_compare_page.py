@@ -153,6 +153,13 @@ def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app
     page.locator("#eval-diff").click()
     expect(page.locator("#eval-diff-summary")).to_contain_text("+0.0 points")
     expect(page.locator("#eval-diff-table")).to_contain_text("overall")
+    # An evaluation stored by someone else (here: straight into the store, as `tpo eval`
+    # does) shows up in the open page without a reload.
+    with store.transaction() as db:
+        db["evals"].insert({"suite": "needle", "model": "from-the-cli", "frames": 16,
+                            "n_items": 0, "n_correct": 0, "n_unparsed": 0, "summary": "{}",
+                            "created_at": "2026-11-25T00:00:00+00:00"})
+    expect(page.locator("#eval-results")).to_contain_text("from-the-cli")
 
 
 def test_uploading_a_video_in_compare_selects_it(page: Page, app_url: str, app_data, tmp_path):
