@@ -4,7 +4,8 @@ A comparison is one row in ``comparisons``: a video, a question, two models (A a
 their answers. The answers come from a ``compare`` background job (:func:`run_job`) that
 samples the video's frames once, lets model A and then model B answer on exactly those
 frames, and writes each answer into the row *while it is generated*, so the app shows it
-streaming. In **blind** mode (Chatbot Arena style) the two models are put in random order
+streaming. One job can answer a list of comparisons (every suggested question of a video),
+loading each model once. In **blind** mode (Chatbot Arena style) the two models are put in random order
 as A and B when the comparison is made, and the app shows their names only once the person
 has voted.
 
