@@ -12,6 +12,7 @@ import pytest
 from media import make_video
 from PIL import Image
 
+from tpo import eval_results as er
 from tpo import evaluate as ev
 from tpo import jobs
 from tpo.evaluate import EvalConfig
@@ -154,7 +155,7 @@ def test_always_right_scores_100_percent(store, tmp_path, needle_items):
     assert all(q.frames.images is not None for q in double.asked)
     assert [q.duration_s for q in double.asked] == pytest.approx([10, 10, 20, 20], abs=0.2)
     assert double.max_new_tokens == [4, 4]  # two batches of two
-    row = ev.get_eval(store, eval_id)
+    row = er.get_eval(store, eval_id)
     assert (row["n_items"], row["n_correct"], row["n_unparsed"], row["accuracy"]) == (4, 4, 0, 1.0)
     assert row["summary"]["by_duration"] == {"10 s": {"n": 2, "correct": 2, "accuracy": 1.0},
                                              "20 s": {"n": 2, "correct": 2, "accuracy": 1.0}}
@@ -167,10 +168,10 @@ def test_unparsed_and_wrong_answers_count_as_wrong(store, tmp_path, needle_items
     texts = ["I really could not say.", items[1].answer, wrong,
              f"The answer is ({items[3].answer})."]
     (eval_id,), _, _ = scripted_eval(store, tmp_path, cache, texts)
-    row = ev.get_eval(store, eval_id)
+    row = er.get_eval(store, eval_id)
     assert (row["n_items"], row["n_correct"], row["n_unparsed"]) == (4, 2, 1)
     assert row["accuracy"] == 0.5
-    stored = ev.eval_items(store, eval_id)
+    stored = er.eval_items(store, eval_id)
     assert [r["response"] for r in stored] == texts
     assert [r["prediction"] for r in stored] == [None, items[1].answer, wrong, items[3].answer]
     assert [r["correct"] for r in stored] == [False, True, False, True]
@@ -179,7 +180,7 @@ def test_unparsed_and_wrong_answers_count_as_wrong(store, tmp_path, needle_items
     assert stored[0]["meta"]["depth"] == items[0].meta["depth"]
     grid = {(g["length_s"], g["depth"]): g["correct"] for g in row["summary"]["grid"]}
     assert grid == {(10.0, 0.0): 0, (10.0, 1.0): 1, (20.0, 0.0): 0, (20.0, 1.0): 1}
-    table = ev.results_table([row])
+    table = er.results_table([row])
     assert table.loc[0, "accuracy %"] == 50.0 and table.loc[0, "unparsed"] == 1
     assert table.loc[0, "10 s %"] == 50.0 and table.loc[0, "20 s %"] == 50.0
 
@@ -188,7 +189,7 @@ def test_limit_cuts_the_suite(store, tmp_path, needle_items):
     cache, items = needle_items
     config = EvalConfig(**NEEDLE, limit=3)
     (eval_id,), double, _ = scripted_eval(store, tmp_path, cache, ["A", "A", "A"], config)
-    assert len(double.asked) == 3 and len(ev.eval_items(store, eval_id)) == 3
+    assert len(double.asked) == 3 and len(er.eval_items(store, eval_id)) == 3
 
 
 def test_a_model_that_raises_is_closed_and_nothing_is_stored(store, tmp_path, needle_items):
@@ -203,7 +204,7 @@ def test_a_model_that_raises_is_closed_and_nothing_is_stored(store, tmp_path, ne
         ev.evaluate(store, [ModelRef("broken", "broken")], EvalConfig(**NEEDLE),
                     cache_dir=cache, out_dir=tmp_path / "out", load=lambda ref, cfg: broken)
     assert broken.closed
-    assert ev.list_evals(store) == []
+    assert er.list_evals(store) == []
 
 
 # -- the needle suite with the tiny real models ---------------------------------------------
@@ -218,13 +219,13 @@ def test_needle_suite_with_two_tiny_models(store, tmp_path, tiny_smolvlm_dir, ti
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(t.startswith("smol: ") for _, t in seen) and any(t.startswith("qwen: ") for _, t in seen)
-    evals = ev.list_evals(store, suite="needle")
+    evals = er.list_evals(store, suite="needle")
     assert [e["id"] for e in evals] == ids[::-1]  # newest first
     for eval_id, ref in zip(ids, models):
-        row = ev.get_eval(store, eval_id)
+        row = er.get_eval(store, eval_id)
         assert row["model"] == ref.label and row["spec"]["model"] == ref.model
         assert row["suite"] == "needle" and row["suite_path"] is None and row["frames"] == 4
-        items = ev.eval_items(store, eval_id)
+        items = er.eval_items(store, eval_id)
         assert len(items) == row["n_items"] == 4
         assert row["n_correct"] == sum(r["correct"] for r in items)
         assert row["accuracy"] == pytest.approx(row["n_correct"] / 4)
@@ -237,7 +238,7 @@ def test_needle_suite_with_two_tiny_models(store, tmp_path, tiny_smolvlm_dir, ti
         assert heatmap.is_file() and heatmap.parent == (tmp_path / "out")
         with Image.open(heatmap) as image:
             assert image.format == "PNG" and image.size[0] > 100
-    tasks = ev.task_table(evals)
+    tasks = er.task_table(evals)
     assert set(tasks.columns) == {"task", f"#{ids[1]} qwen", f"#{ids[0]} smol"}
 
 
@@ -254,14 +255,14 @@ def test_eval_job_runs_the_suite_and_stores_results(store, settings, tmp_path,
     job_id = jobs.submit(store, "eval", params, log_dir=settings.log_dir)
     row = jobs.wait(store, job_id, JOB_TIMEOUT_S)
     assert row["status"] == "succeeded", jobs.log_tail(row)
-    (stored,) = ev.list_evals(store, job_id=job_id)
+    (stored,) = er.list_evals(store, job_id=job_id)
     assert row["output"]["eval_ids"] == [stored["id"]]
     assert row["output"]["summary"].startswith("1 evaluation(s): tiny ")
-    assert stored["n_items"] == 4 and len(ev.eval_items(store, stored["id"])) == 4
+    assert stored["n_items"] == 4 and len(er.eval_items(store, stored["id"])) == 4
     assert stored["config"]["needle_lengths"] == [10, 20]
     assert Path(stored["heatmap_path"]).is_file()
     assert "accuracy %" in jobs.log_tail(row)  # the results table is logged
-    assert ev.list_evals(store, job_id=job_id + 1) == []
+    assert er.list_evals(store, job_id=job_id + 1) == []
 
 
 def test_eval_job_with_a_missing_benchmark_fails_with_the_reason(store, settings, tmp_path):
@@ -272,7 +273,7 @@ def test_eval_job_with_a_missing_benchmark_fails_with_the_reason(store, settings
                     JOB_TIMEOUT_S)
     assert row["status"] == "failed"
     assert "does not exist" in row["error"] and "nowhere" in row["error"]
-    assert ev.list_evals(store) == []
+    assert er.list_evals(store) == []
 
 
 # -- a local Video-MME layout ---------------------------------------------------------------
@@ -316,7 +317,7 @@ def test_videomme_with_the_tiny_model(store, tmp_path, videomme, tiny_smolvlm_di
     assert [m[0] for m in suite.missing] == ["gone-1"]
     (eval_id,) = ev.evaluate(store, [ModelRef("tiny", str(tiny_smolvlm_dir))], config,
                              cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
-    row = ev.get_eval(store, eval_id)
+    row = er.get_eval(store, eval_id)
     assert row["suite"] == "videomme" and row["suite_path"] == str(root.resolve())
     assert row["n_items"] == 3  # the broken video is left out of the accuracy
     assert row["heatmap_path"] is None  # only the needle suite draws one
@@ -328,7 +329,7 @@ def test_videomme_with_the_tiny_model(store, tmp_path, videomme, tiny_smolvlm_di
     # the question whose video is not on disk was not asked, and the summary says so
     assert row["summary"]["missing"] == [
         {"item_id": "gone-1", "video": str((root / "data" / "gone.mp4").resolve())}]
-    items = ev.eval_items(store, eval_id)
+    items = er.eval_items(store, eval_id)
     assert len(items) == 4
     broken = next(r for r in items if r["item_id"] == "broken-1")
     assert broken["response"] is None and broken["correct"] is False
@@ -346,13 +347,13 @@ def test_corrupt_video_is_an_error_not_a_wrong_answer(store, tmp_path, videomme)
     double = Scripted(["A", "C", "D"])  # right for every readable video
     (eval_id,) = ev.evaluate(store, [ModelRef("s", "s")], config, cache_dir=tmp_path / "c",
                              out_dir=tmp_path / "o", load=lambda ref, cfg: double)
-    row = ev.get_eval(store, eval_id)
+    row = er.get_eval(store, eval_id)
     assert (row["n_items"], row["n_correct"], row["accuracy"]) == (3, 3, 1.0)
     assert [e["item_id"] for e in row["summary"]["errors"]] == ["broken-1"]
     assert [q.question.splitlines()[1] for q in double.asked] == [
         "Question 1 about clipA?", "Question 2 about clipA?", "Question 1 about clipB?"]
     # the items keep the suite's order, the failed one in its place
-    assert [r["item_id"] for r in ev.eval_items(store, eval_id)] == [
+    assert [r["item_id"] for r in er.eval_items(store, eval_id)] == [
         "clipA-1", "clipA-2", "broken-1", "clipB-1"]
     assert row["summary"]["by_duration"]["long"] == {"n": 1, "correct": 1, "accuracy": 1.0}
 
@@ -373,8 +374,8 @@ def test_unreadable_suite_fails_before_any_model_loads(store, tmp_path):
 
 def test_unknown_eval_id(store):
     with pytest.raises(StoreError, match="no evaluation 5"):
-        ev.get_eval(store, 5)
-    assert ev.results_table([]).empty and ev.task_table([]).empty
+        er.get_eval(store, 5)
+    assert er.results_table([]).empty and er.task_table([]).empty
 
 
 def test_item_order_survives_errors_in_the_first_batch(store, tmp_path):
@@ -398,9 +399,9 @@ def test_frames_0_feeds_every_haystack_frame_on_the_needle_suite(store, tmp_path
     (eval_id,), double, _ = scripted_eval(store, tmp_path, cache, [i.answer for i in items],
                                           config)
     assert [len(q.frames.timestamps) for q in double.asked] == [10, 10, 20, 20]
-    row = ev.get_eval(store, eval_id)
-    assert row["frames"] == 0 and ev.results_table([row])["frames"].tolist() == ["every"]
-    assert ev.frames_label(0) == "every frame" and ev.frames_label(8) == "8 frames"
+    row = er.get_eval(store, eval_id)
+    assert row["frames"] == 0 and er.results_table([row])["frames"].tolist() == ["every"]
+    assert er.frames_label(0) == "every frame" and er.frames_label(8) == "8 frames"
     with pytest.raises(ValueError, match="needle suite only"):
         EvalConfig(suite="videomme:/x", frames=0)
     with pytest.raises(ValueError, match="at least 1"):
@@ -408,10 +409,10 @@ def test_frames_0_feeds_every_haystack_frame_on_the_needle_suite(store, tmp_path
 
 
 def test_mcnemar_exact_p_values():
-    assert ev.mcnemar_p(0, 0) == 1.0
-    assert ev.mcnemar_p(0, 5) == pytest.approx(2 / 32)  # 2 * P(X <= 0), X ~ Bin(5, 1/2)
-    assert ev.mcnemar_p(1, 9) == pytest.approx(2 * 11 / 1024)
-    assert ev.mcnemar_p(5, 5) == 1.0 and ev.mcnemar_p(3, 4) == ev.mcnemar_p(4, 3)
+    assert er.mcnemar_p(0, 0) == 1.0
+    assert er.mcnemar_p(0, 5) == pytest.approx(2 / 32)  # 2 * P(X <= 0), X ~ Bin(5, 1/2)
+    assert er.mcnemar_p(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert er.mcnemar_p(5, 5) == 1.0 and er.mcnemar_p(3, 4) == er.mcnemar_p(4, 3)
 
 
 def test_diff_two_evaluations_question_by_question(store, tmp_path, needle_items):
@@ -423,7 +424,7 @@ def test_diff_two_evaluations_question_by_question(store, tmp_path, needle_items
                                    [items[0].answer, items[1].answer, wrong[2], wrong[3]])
     (second,), _, _ = scripted_eval(store, tmp_path, cache,
                                     [wrong[0], items[1].answer, items[2].answer, items[3].answer])
-    d = ev.diff(store, first, second)
+    d = er.diff(store, first, second)
     assert (d["n"], d["unmatched"]) == (4, 0)
     assert d["overall"] == [{"group": "all", "n": 4, "first %": 50.0, "second %": 75.0,
                              "change": 25.0}]
@@ -432,9 +433,9 @@ def test_diff_two_evaluations_question_by_question(store, tmp_path, needle_items
         {"group": "20 s", "n": 2, "first %": 0.0, "second %": 100.0, "change": 100.0}]
     assert d["only_first"] == [items[0].item_id]
     assert d["only_second"] == [items[2].item_id, items[3].item_id]
-    assert d["p_value"] == pytest.approx(ev.mcnemar_p(1, 2)) == 1.0
+    assert d["p_value"] == pytest.approx(er.mcnemar_p(1, 2)) == 1.0
     with pytest.raises(StoreError):
-        ev.diff(store, first, 99)
+        er.diff(store, first, 99)
 
 
 def test_diff_refuses_evaluations_of_different_suites(store, tmp_path, needle_items):
@@ -444,4 +445,4 @@ def test_diff_refuses_evaluations_of_different_suites(store, tmp_path, needle_it
         other = db["evals"].insert({"suite": "videomme", "suite_path": "/x", "model": "m",
                                     "created_at": "2026-01-01T00:00:00+00:00"}).last_pk
     with pytest.raises(ValueError, match="not of the same suite"):
-        ev.diff(store, needle_eval, other)
+        er.diff(store, needle_eval, other)

@@ -502,6 +502,7 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
     Results are stored (the app's Evaluate section shows them next to earlier runs); the
     needle suite also writes a length x depth heatmap PNG.
     """
+    from tpo import eval_results as er
     from tpo import evaluate as ev
     from tpo.modelref import resolve
 
@@ -534,12 +535,12 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
                               out_dir=data / "evals", progress=progress)
     except (ModelLoadError, VideoError, ValueError) as err:
         raise click.ClickException(str(err))
-    evals = [ev.get_eval(obj.store, i) for i in ids]
+    evals = [er.get_eval(obj.store, i) for i in ids]
     if as_json:
         click.echo(json.dumps(evals, indent=2, default=str))
         return
-    click.echo(ev.results_table(evals).to_string(index=False))
-    tasks = ev.task_table(evals)
+    click.echo(er.results_table(evals).to_string(index=False))
+    tasks = er.task_table(evals)
     if len(tasks) > 1:
         click.echo("\naccuracy % per task\n" + tasks.to_string(index=False))
     for e in evals:
@@ -564,17 +565,17 @@ def evals_cmd(obj: Context, eval_ids: tuple[int, ...], suite: str | None, as_jso
     with ID ID2, the two compared question by question (e.g. base vs. fine-tuned)."""
     import pandas as pd
 
-    from tpo import evaluate as ev
+    from tpo import eval_results as er
 
     if len(eval_ids) > 2:
         raise click.UsageError("give at most two evaluation ids")
     try:
         if len(eval_ids) == 2:
-            _print_diff(ev.diff(obj.store, *eval_ids), as_json)
+            _print_diff(er.diff(obj.store, *eval_ids), as_json)
             return
         if eval_ids:
-            row = ev.get_eval(obj.store, eval_ids[0])
-            items = ev.eval_items(obj.store, eval_ids[0])
+            row = er.get_eval(obj.store, eval_ids[0])
+            items = er.eval_items(obj.store, eval_ids[0])
     except (StoreError, ValueError) as err:
         raise click.ClickException(str(err))
     if eval_ids:
@@ -582,18 +583,18 @@ def evals_cmd(obj: Context, eval_ids: tuple[int, ...], suite: str | None, as_jso
             click.echo(json.dumps({**row, "items": items}, indent=2, default=str))
             return
         click.echo(f"eval #{row['id']}: {row['model']} on {row['suite']}, "
-                   f"{ev.frames_label(row['frames'])}: {row['n_correct']}/{row['n_items']} correct, "
+                   f"{er.frames_label(row['frames'])}: {row['n_correct']}/{row['n_items']} correct, "
                    f"{row['n_unparsed']} unparsed")
         with pd.option_context("display.max_colwidth", 60, "display.width", 200):
-            click.echo(ev.answers_table(items).to_string(index=False))
+            click.echo(er.answers_table(items).to_string(index=False))
         return
-    rows = ev.list_evals(obj.store, suite=suite)
+    rows = er.list_evals(obj.store, suite=suite)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     elif not rows:
         click.echo("no evaluations yet: run `tpo eval`")
     else:
-        click.echo(ev.results_table(rows).to_string(index=False))
+        click.echo(er.results_table(rows).to_string(index=False))
 
 
 def _print_diff(d: dict, as_json: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from tpo import eval_results as er
 from tpo import evaluate as ev
 from tpo import jobs
 from tpo.config import Settings
@@ -30,7 +31,7 @@ SUITE_HELP = {
 
 
 def results_frame(store: Store) -> pd.DataFrame:
-    table = ev.results_table(ev.list_evals(store))
+    table = er.results_table(er.list_evals(store))
     return table if not table.empty else pd.DataFrame(
         columns=["eval", "model", "suite", "frames", "questions", "accuracy %", "unparsed"])
 
@@ -39,7 +40,7 @@ def job_evals(store: Store, row: dict | None) -> list[dict]:
     """The stored evaluations of a job (oldest first), or [] while it runs."""
     if row is None or row["status"] != "succeeded":
         return []
-    return sorted(ev.list_evals(store, job_id=row["id"]), key=lambda e: e["id"])
+    return sorted(er.list_evals(store, job_id=row["id"]), key=lambda e: e["id"])
 
 
 def heatmaps(evals: list[dict]) -> list[tuple[str, str]]:
@@ -178,13 +179,13 @@ def build(store: Store, settings: Settings) -> None:
         if not ended:
             return status_html, results_value, gr.update(), gr.update(), now_seen
         evals = job_evals(store, row)
-        return status_html, results_value, ev.task_table(evals), heatmaps(evals), now_seen
+        return status_html, results_value, er.task_table(evals), heatmaps(evals), now_seen
 
     def on_diff(first_id, second_id):
         if first_id is None or second_id is None:
             raise gr.Error("Give two evaluation numbers (or select two rows of the table).")
         try:
-            d = ev.diff(store, int(first_id), int(second_id))
+            d = er.diff(store, int(first_id), int(second_id))
         except (StoreError, ValueError) as err:
             raise gr.Error(str(err))
         return diff_markdown(d), diff_frame(d)
@@ -192,14 +193,14 @@ def build(store: Store, settings: Settings) -> None:
     def on_select(evt: gr.SelectData, shown: pd.DataFrame, second_id):
         eval_id = int(selected_row(evt, shown)["eval"])
         try:
-            row = ev.get_eval(store, eval_id)
+            row = er.get_eval(store, eval_id)
         except StoreError as err:
             raise gr.Error(str(err))
-        items = ev.eval_items(store, eval_id)
+        items = er.eval_items(store, eval_id)
         note = (f"**Eval #{eval_id}**: {row['model']} on {row['suite']}, "
-                f"{ev.frames_label(row['frames'])}: {row['n_correct']} of {row['n_items']} "
+                f"{er.frames_label(row['frames'])}: {row['n_correct']} of {row['n_items']} "
                 f"correct, {row['n_unparsed']} answers with no readable letter")
-        return note, ev.answers_table(items), second_id, eval_id
+        return note, er.answers_table(items), second_id, eval_id
 
     results.select(on_select, [results, second], [answers_note, answers, first, second])
     compare_evals.click(on_diff, [first, second], [diff_summary, diff_table])

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tpo import compare, jobs
-from tpo import evaluate as ev
+from tpo import eval_results as er
 from tpo.store import Store
 
 pytestmark = pytest.mark.e2e
@@ -135,7 +135,7 @@ def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app
     page.locator("#eval-run").click()
     job = page.locator("#eval-job .tpo-job")
     expect(job).to_have_attribute("data-status", "succeeded", timeout=JOB_TIMEOUT_MS)
-    (stored,) = ev.list_evals(store, job_id=int(job.get_attribute("data-job-id")))
+    (stored,) = er.list_evals(store, job_id=int(job.get_attribute("data-job-id")))
     assert stored["suite"] == "needle" and stored["n_items"] == 4
     expect(page.locator("#eval-results")).to_contain_text("tiny-smolvlm")
     expect(page.locator("#eval-heatmaps img").first).to_be_visible()
