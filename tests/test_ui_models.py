@@ -36,3 +36,14 @@ def test_picking_a_run_in_compare_puts_its_base_first(store, tmp_path):
     assert pick_run(store, "#1 lora-run") == ("base/model", "#1 lora-run")
     first, second = pick_run(store, None)  # cleared: both fields left as they are
     assert first == second == {"__type__": "update"}
+
+
+def test_panels_poll_fast_only_while_their_job_is_active():
+    from ui.jobs import IDLE_POLL_S, poll_interval
+
+    assert poll_interval(None, 1.0) == IDLE_POLL_S
+    for status in ("queued", "running", "cancelling"):
+        assert poll_interval({"status": status}, 2.0) == 2.0
+    for status in ("succeeded", "failed", "cancelled"):
+        assert poll_interval({"status": status}, 2.0) == IDLE_POLL_S
+    assert IDLE_POLL_S > 2.0

@@ -27,7 +27,7 @@ from tpo.thumbs import format_time, frames_at
 from ui import html
 from ui.header import header_markdown
 from ui.identity import current_user
-from ui.jobs import job_html
+from ui.jobs import job_html, poll_interval
 from ui.timeline import timeline_svg
 
 ANY = "any"
@@ -316,7 +316,7 @@ def export_panel(store: Store, settings: Settings) -> None:
         with gr.Row():
             zip_button = gr.Button("Download the last export as .zip", size="sm", elem_id="export-zip")
             download = gr.File(label="Download", interactive=False, elem_id="export-file")
-    timer = gr.Timer(1.0)
+    timer = gr.Timer(poll_interval(latest(), 1.0))  # 1 s while an export runs, else idle
 
     def on_start(folder, fmt_value, source, n):
         if not store.pair_counts()["all"]["accepted"]:
@@ -325,7 +325,8 @@ def export_panel(store: Store, settings: Settings) -> None:
             settings.data_dir / "exports" / time.strftime("pairs-%Y%m%d-%H%M%S"))
         params = {"out_dir": str(target.expanduser().resolve()),
                   "config": {"format": fmt_value, "frames_from": source, "max_frames": int(n)}}
-        return job_html(jobs.get(store, jobs.submit(store, "export", params, log_dir=settings.log_dir)))
+        job_id = jobs.submit(store, "export", params, log_dir=settings.log_dir)
+        return job_html(jobs.get(store, job_id)), gr.Timer(1.0)
 
     def on_zip():
         row = latest()
@@ -334,6 +335,10 @@ def export_panel(store: Store, settings: Settings) -> None:
         out = Path(row["output"]["out_dir"])
         return shutil.make_archive(str(out), "zip", root_dir=out)
 
-    start.click(on_start, [out_dir, fmt, frames_from, max_frames], status)
+    start.click(on_start, [out_dir, fmt, frames_from, max_frames], [status, timer])
     zip_button.click(on_zip, None, download)
-    timer.tick(lambda: job_html(latest(), empty="No export yet."), None, status, show_progress="hidden")
+    def on_tick():
+        row = latest()
+        return job_html(row, empty="No export yet."), gr.Timer(poll_interval(row, 1.0))
+
+    timer.tick(on_tick, None, [status, timer], show_progress="hidden")

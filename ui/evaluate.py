@@ -18,7 +18,7 @@ from tpo.config import Settings
 from tpo.modelref import resolve
 from tpo.store import Store, StoreError
 from ui.generate import use_offline_model
-from ui.jobs import cancel_latest, job_html, latest_job
+from ui.jobs import cancel_latest, job_html, latest_job, poll_interval
 from ui.library import selected_row
 
 SUITE_HELP = {
@@ -109,7 +109,9 @@ def build(store: Store, settings: Settings) -> None:
         results = gr.Dataframe(lambda: results_frame(store), interactive=False,
                                label="Stored evaluations (newest first): accuracy overall and per "
                                      "duration class", elem_id="eval-results")
-        tasks = gr.Dataframe(pd.DataFrame(columns=["task"]), interactive=False,
+        # Task table and heatmaps of the last run: filled when the page loads, then by polls.
+        tasks = gr.Dataframe(lambda: er.task_table(job_evals(store, latest_job(store, "eval"))),
+                             interactive=False,
                              label="Accuracy % per task (last evaluation run)",
                              elem_id="eval-tasks")
         answers_note = gr.Markdown("Select an evaluation in the table above to see its answers.",
@@ -127,11 +129,12 @@ def build(store: Store, settings: Settings) -> None:
                     "evaluation, then the fine-tuned one's).")
         diff_summary = gr.Markdown(elem_id="eval-diff-summary")
         diff_table = gr.Dataframe(interactive=False, elem_id="eval-diff-table")
-        gallery = gr.Gallery(label="Needle in a haystack: accuracy by haystack length (x) and "
+        gallery = gr.Gallery(lambda: heatmaps(job_evals(store, latest_job(store, "eval"))),
+                             label="Needle in a haystack: accuracy by haystack length (x) and "
                                    "needle depth (y)", columns=2, height=540, object_fit="contain",
                              elem_id="eval-heatmaps")
     seen = gr.State(None)  # [job id, status, progress, newest eval id] at the last poll
-    timer = gr.Timer(1.0)
+    timer = gr.Timer(poll_interval(latest_job(store, "eval"), 1.0))  # 1 s while a job runs
 
     def on_run(text, suite_name, suite_path, n_frames, n_limit, len_text, depth_text):
         lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
@@ -152,7 +155,7 @@ def build(store: Store, settings: Settings) -> None:
         params = ev.job_params(refs, config, cache_dir=settings.data_dir / "needle",
                                out_dir=settings.data_dir / "evals")
         job_id = jobs.submit(store, "eval", params, log_dir=settings.log_dir)
-        return job_html(jobs.get(store, job_id))
+        return job_html(jobs.get(store, job_id)), gr.Timer(1.0)
 
     def on_cancel():
         return cancel_latest(store, "eval", "evaluation")
@@ -170,16 +173,18 @@ def build(store: Store, settings: Settings) -> None:
         newest = store.db.execute("SELECT max(id) FROM evals").fetchone()[0]
         now_seen = [row and row["id"], row and row["status"],
                     round(row["progress"] or 0, 3) if row else None, newest]
+        interval = gr.Timer(poll_interval(row, 1.0))
         if now_seen == last:
-            return gr.update(), gr.update(), gr.update(), gr.update(), last
+            return gr.update(), gr.update(), gr.update(), gr.update(), last, interval
         status_html = job_html(row, empty="No evaluation yet.")
         results_value = results_frame(store) if last is None or last[3] != newest else gr.update()
         ended = row is not None and row["status"] in jobs.FINISHED_STATUSES and (
             last is None or last[:2] != now_seen[:2])
         if not ended:
-            return status_html, results_value, gr.update(), gr.update(), now_seen
+            return status_html, results_value, gr.update(), gr.update(), now_seen, interval
         evals = job_evals(store, row)
-        return status_html, results_value, er.task_table(evals), heatmaps(evals), now_seen
+        return (status_html, results_value, er.task_table(evals), heatmaps(evals), now_seen,
+                interval)
 
     def on_diff(first_id, second_id):
         if first_id is None or second_id is None:
@@ -205,7 +210,8 @@ def build(store: Store, settings: Settings) -> None:
     results.select(on_select, [results, second], [answers_note, answers, first, second])
     compare_evals.click(on_diff, [first, second], [diff_summary, diff_table])
     suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
-    run.click(on_run, [models, suite, path, frames, limit, lengths, depths], status)
+    run.click(on_run, [models, suite, path, frames, limit, lengths, depths], [status, timer])
     cancel.click(on_cancel, None, status)
     use_tiny.click(on_add_tiny, models, models)
-    timer.tick(on_tick, seen, [status, results, tasks, gallery, seen], show_progress="hidden")
+    timer.tick(on_tick, seen, [status, results, tasks, gallery, seen, timer],
+               show_progress="hidden")

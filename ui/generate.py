@@ -18,7 +18,7 @@ from tpo.modelref import registered
 from tpo.pairs import QUESTION_SOURCES, STRATEGIES, GenerationConfig
 from tpo.store import Store
 from ui.header import header_markdown
-from ui.jobs import cancel_latest, job_html, latest_job
+from ui.jobs import IDLE_POLL_S, cancel_latest, job_html, latest_job, poll_interval
 
 SCOPES = ["all ready videos", "selected video"]
 NO_ADAPTER = "(none: the base model above)"
@@ -36,6 +36,7 @@ def picked_model(store: Store, choice: str | None) -> dict | None:
     model_id = int(choice.split(" ", 1)[0].lstrip("#"))
     return next((m for m in store.list_models() if m["id"] == model_id), None)
 TINY_MODEL_NAME = "tiny-smolvlm"
+BUSY_POLL_S = 1.0  # poll interval while a generation runs
 TINY_BUILD_TIMEOUT_S = 300
 
 
@@ -105,9 +106,13 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                          elem_id="generate-job")
         cancel = gr.Button("Cancel generation", size="sm", elem_id="generate-cancel")
         with gr.Accordion("Log", open=False):
-            log = gr.Code(lines=12, interactive=False, elem_id="generate-log")
+            log = gr.Code(lambda: jobs.log_tail(latest_job(store, "generate"), 40)
+                          if latest_job(store, "generate") else "",
+                          lines=12, interactive=False, elem_id="generate-log")
     seen = gr.State(None)  # (job id, status) at the last poll, to notice a job ending
-    timer = gr.Timer(1.0)
+    # Once a second while a generation runs, every IDLE_POLL_S otherwise (a job started from
+    # the CLI or another page is still noticed); Generate speeds it up at once.
+    timer = gr.Timer(poll_interval(latest_job(store, "generate"), BUSY_POLL_S))
 
     def on_start(model_text, tuned_choice, scope_value, video_id, n_loc, n_comp, strat, n_dense,
                  n_sparse, source, tokens, drop, redo, judge_text):
@@ -125,7 +130,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                             drop_truncated=bool(drop), max_new_tokens=int(tokens),
                             judge=resolve_model(judge_text) if (judge_text or "").strip() else None)
         job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
-        return job_html(jobs.get(store, job_id))
+        return job_html(jobs.get(store, job_id)), gr.Timer(BUSY_POLL_S)
 
     def on_cancel():
         return cancel_latest(store, "generate", "generation")
@@ -136,7 +141,8 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
     def on_tick(last):
         row = latest_job(store, "generate")
         if row is None:
-            return gr.update(), gr.update(), last, gr.update(), header_markdown(store, settings.user)
+            return (gr.update(), gr.update(), last, gr.update(),
+                    header_markdown(store, settings.user), gr.Timer(IDLE_POLL_S))
         now_seen = (row["id"], row["status"])
         ended = (last is not None and now_seen != tuple(last)
                  and row["status"] in jobs.FINISHED_STATUSES)
@@ -144,11 +150,12 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         # when a job ends (its pair counts).
         table_value = refresh_table() if ended else gr.update()
         return (job_html(row), jobs.log_tail(row, 40), list(now_seen), table_value,
-                header_markdown(store, settings.user))
+                header_markdown(store, settings.user), gr.Timer(poll_interval(row, BUSY_POLL_S)))
 
     start.click(on_start, [model, tuned, scope, selected, localized, comprehensive, strategy, dense,
-                           sparse, questions, max_tokens, drop_truncated, force, judge], status)
+                           sparse, questions, max_tokens, drop_truncated, force, judge],
+                [status, timer])
     cancel.click(on_cancel, None, status)
     use_tiny.click(on_use_tiny, None, model)
     tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)
-    timer.tick(on_tick, seen, [status, log, seen, table, header], show_progress="hidden")
+    timer.tick(on_tick, seen, [status, log, seen, table, header, timer], show_progress="hidden")

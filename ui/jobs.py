@@ -46,3 +46,11 @@ def cancel_latest(store: Store, kind: str, what: str) -> str:
     if row is None or row["status"] in jobs.FINISHED_STATUSES:
         raise gr.Error(f"No {what} is running.")
     return job_html(jobs.cancel(store, row["id"]))
+
+
+IDLE_POLL_S = 10.0  # how often a panel looks for a job started elsewhere (CLI, another page)
+
+
+def poll_interval(row: dict | None, busy_s: float) -> float:
+    """A panel's poll interval: `busy_s` while its job is active, IDLE_POLL_S otherwise."""
+    return busy_s if row is not None and row["status"] in jobs.ACTIVE_STATUSES else IDLE_POLL_S

@@ -19,7 +19,7 @@ from tpo.store import Store
 from tpo.train import PRESETS, TrainConfig  # torch loads only in the job
 from tpo.train_job import job_params
 from ui.generate import resolve_model, use_offline_model
-from ui.jobs import cancel_latest, job_html, latest_job
+from ui.jobs import cancel_latest, job_html, latest_job, poll_interval
 
 # Plots of the live view: (title, metric names drawn in it); one line each.
 PLOTS = (("loss (DPO + α·SFT)", ("loss",)),
@@ -28,6 +28,7 @@ PLOTS = (("loss (DPO + α·SFT)", ("loss",)),
          ("log-prob of chosen", ("logps/chosen",)),
          ("log-prob of rejected", ("logps/rejected",)),
          ("learning rate", ("learning_rate",)))
+BUSY_POLL_S = 2.0  # poll interval while a training run is active
 DATA_CHOICES = ["accepted pairs now (exported for this run)", "an export folder"]
 
 
@@ -49,6 +50,14 @@ def metric_frames(store: Store, job_id: int | None) -> list[pd.DataFrame]:
         part = rows[rows["name"].isin(names)][["step", "value", "name"]]
         frames.append(part.rename(columns={"name": "metric"}).dropna())
     return frames
+
+
+def initial_plot(store: Store, k: int):
+    """The `k`-th plot's data for the latest run, computed when a page loads."""
+    def value() -> pd.DataFrame:
+        row = latest_job(store, "train")
+        return metric_frames(store, row["id"] if row else None)[k]
+    return value
 
 
 def summary_markdown(row: dict | None) -> str:
@@ -99,12 +108,19 @@ def build(store: Store, settings: Settings) -> None:
     for row_plots in (PLOTS[:3], PLOTS[3:]):
         with gr.Row():
             for title, _names in row_plots:
-                plots.append(gr.LinePlot(x="step", y="value", title=title, height=220,
+                plots.append(gr.LinePlot(initial_plot(store, len(plots)), x="step", y="value",
+                                         title=title, height=220,
                                          min_width=220))
-    summary = gr.Markdown(elem_id="train-summary")
+    # Filled when the page loads, not at the first poll (up to IDLE_POLL_S later when idle).
+    summary = gr.Markdown(lambda: summary_markdown(latest_job(store, "train")),
+                          elem_id="train-summary")
     with gr.Accordion("Log", open=False):
-        log = gr.Code(lines=14, interactive=False, elem_id="train-log")
-    timer = gr.Timer(2.0)
+        log = gr.Code(lambda: jobs.log_tail(latest_job(store, "train"), 60)
+                      if latest_job(store, "train") else "",
+                      lines=14, interactive=False, elem_id="train-log")
+    # Every BUSY_POLL_S while a run is active, every IDLE_POLL_S otherwise (a run started from
+    # the CLI is still noticed); Start speeds it up at once.
+    timer = gr.Timer(poll_interval(latest_job(store, "train"), BUSY_POLL_S))
 
     def on_start(model_text, choice, folder, preset_name, b, a, rate, n_epochs, steps, use_lora,
                  rank, frames, out):
@@ -126,23 +142,35 @@ def build(store: Store, settings: Settings) -> None:
             raise gr.Error(str(err))
         params = job_params(config, export_from_store=from_store)
         job_id = jobs.submit(store, "train", params, log_dir=settings.log_dir)
-        return job_html(jobs.get(store, job_id))
+        return job_html(jobs.get(store, job_id)), gr.Timer(BUSY_POLL_S)
 
     def on_cancel():
         return cancel_latest(store, "train", "training")
 
-    def on_tick():
+    def on_tick(last):
+        """Redraw when the run moved on (status, progress, new metrics) or the accepted
+        pairs changed; an unchanged page is not re-sent."""
         row = latest_job(store, "train")
         frames = metric_frames(store, row["id"] if row else None)
+        counts_text = data_summary(store)
+        now_seen = [row and row["id"], row and row["status"],
+                    round(row["progress"] or 0, 4) if row else None,
+                    sum(len(f) for f in frames), counts_text]
+        interval = gr.Timer(poll_interval(row, BUSY_POLL_S))
+        if now_seen == last:
+            return (*(gr.update(),) * (len(plots) + 4), last, interval)
         return (job_html(row, empty="No training run yet."), *frames,
-                jobs.log_tail(row, 60) if row else "", summary_markdown(row), data_summary(store))
+                jobs.log_tail(row, 60) if row else "", summary_markdown(row), counts_text,
+                now_seen, interval)
 
     start.click(on_start, [model, data_choice, data_dir, preset, beta, alpha, lr, epochs,
-                           max_steps, lora, lora_r, max_frames, output_dir], status)
+                           max_steps, lora, lora_r, max_frames, output_dir], [status, timer])
     cancel.click(on_cancel, None, status)
     use_tiny.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model)
     preset.change(lambda name: tuple(PRESETS[name][k] for k in ("beta", "alpha", "learning_rate")),
                   preset, [beta, alpha, lr])
-    timer.tick(on_tick, None, [status, *plots, log, summary, counts], show_progress="hidden")
+    seen = gr.State(None)  # what the last poll showed (see on_tick)
+    timer.tick(on_tick, seen, [status, *plots, log, summary, counts, seen, timer],
+               show_progress="hidden")
 
