@@ -42,7 +42,7 @@ class EvalConfig:
                 "PATH the benchmark's annotation file or folder."})
     frames: int = field(default=16, metadata={
         "help": "Frames per question, uniform over the whole video. 0 (needle suite only): "
-                "every frame of the haystack (1 fps), as V-NIAH feeds a long-context model."})
+                "every frame of the haystack (1 fps), as LongVA's V-NIAH feeds a long-context model."})
     max_new_tokens: int = field(default=16, metadata={
         "help": "Longest answer in tokens: a letter, or a letter and a few words."})
     batch_size: int = field(default=4, metadata={"help": "Questions generated together."})
