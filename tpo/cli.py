@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -64,13 +65,19 @@ def _bar(desc: str, unit: str = "file"):
     return bar, update
 
 
-def _print_report(report: IngestReport, as_json: bool) -> None:
+def _print_report(report, as_json: bool, problems: Iterable[str] = ()) -> None:
+    """A run's report: its ``as_dict()`` as JSON for scripts, else each problem line on
+    stderr and its ``summary()``."""
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return
-    for path, error in report.failed:
-        click.echo(f"failed: {path}: {error}", err=True)
+    for line in problems:
+        click.echo(line, err=True)
     click.echo(report.summary())
+
+
+def _ingest_problems(report: IngestReport) -> Iterator[str]:
+    return (f"failed: {path}: {error}" for path, error in report.failed)
 
 
 @cli.command()
@@ -82,7 +89,7 @@ def demo(obj: Context, as_json: bool) -> None:
     bar, update = _bar("rendering demo", unit="frame")
     with bar:
         report = build_demo(obj.store, s.demo_dir, scale=s.demo_scale, user=s.user, progress=update)
-    _print_report(report, as_json)
+    _print_report(report, as_json, _ingest_problems(report))
 
 
 @cli.command("ingest")
@@ -98,7 +105,7 @@ def ingest_cmd(obj: Context, paths: tuple[Path, ...], as_json: bool) -> None:
     bar, update = _bar("ingesting")
     with bar:
         report = ingest(obj.store, paths, user=obj.settings.user, progress=update)
-    _print_report(report, as_json)
+    _print_report(report, as_json, _ingest_problems(report))
 
 
 VIDEO_JSON_FIELDS = ("id", "path", "name", "duration_s", "fps", "n_frames", "width", "height",
@@ -253,14 +260,9 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
     with bar, vlm:
         report = generate(store, vlm, config, video_ids=list(video_ids) or None, force=force,
                           adapter=adapter, judge=judge_chat, progress=progress)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-        return
-    for video_id, error in report.failed.items():
-        click.echo(f"failed: video {video_id}: {error}", err=True)
-    for video_id, why in report.skipped.items():
-        click.echo(f"skipped: video {video_id}: {why}", err=True)
-    click.echo(report.summary())
+    _print_report(report, as_json, [
+        *(f"failed: video {video_id}: {error}" for video_id, error in report.failed.items()),
+        *(f"skipped: video {video_id}: {why}" for video_id, why in report.skipped.items())])
 
 
 @cli.command("pairs")
@@ -374,12 +376,8 @@ def export_cmd(obj: Context, out_dir: Path, fmt: str, status: str, frames_from: 
             report = export_pairs(obj.store, out_dir, config, progress=update)
     except ExportError as err:
         raise click.ClickException(str(err))
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-        return
-    for pair_id, why in report.skipped:
-        click.echo(f"skipped pair {pair_id}: {why}", err=True)
-    click.echo(report.summary())
+    _print_report(report, as_json,
+                  (f"skipped pair {pair_id}: {why}" for pair_id, why in report.skipped))
 
 
 @cli.command("import")
@@ -407,12 +405,8 @@ def import_cmd(obj: Context, path: Path, skip_bad: bool, video_dir: Path | None,
             click.echo(f"{err.path}:{line}: {message}" if line else f"{err.path}: {message}", err=True)
         raise click.ClickException(f"{len(err.errors)} bad row(s); nothing imported "
                                    "(fix them, or use --skip-bad)")
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-        return
-    for line, message in report.skipped:
-        click.echo(f"skipped line {line}: {message}", err=True)
-    click.echo(report.summary())
+    _print_report(report, as_json,
+                  (f"skipped line {line}: {message}" for line, message in report.skipped))
 
 
 @cli.command("train", context_settings={"ignore_unknown_options": True,
@@ -653,10 +647,10 @@ def models_cmd(obj: Context, as_json: bool) -> None:
 
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    if not text:
-        return None
+    from tpo.evaluate import float_list
+
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        return float_list(text)
     except ValueError:
         raise click.UsageError(f"{option} takes numbers separated by commas, got {text!r}")
 

@@ -39,6 +39,11 @@ def list_evals(store: Store, *, suite: str | None = None, job_id: int | None = N
     return [_decode(r) for r in store.db.query(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])]
 
 
+def newest_eval_id(store: Store) -> int | None:
+    """The id of the last evaluation stored (by any job or CLI run), None before the first."""
+    return store.db.execute("SELECT max(id) FROM evals").fetchone()[0]
+
+
 def eval_items(store: Store, eval_id: int) -> list[dict]:
     rows = store.db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
     return [{**r, "options": json.loads(r["options"]), "meta": json.loads(r["meta"] or "{}"),

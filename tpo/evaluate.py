@@ -92,6 +92,14 @@ class EvalConfig:
         return NeedleConfig(**overrides)
 
 
+def float_list(text: str | None) -> tuple[float, ...] | None:
+    """``"30, 60, 120"`` -> ``(30.0, 60.0, 120.0)`` (needle lengths and depths as typed);
+    None for an empty text; ValueError for anything that is not a number."""
+    if not (text or "").strip():
+        return None
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
 @dataclass
 class Suite:
     """The questions of a suite whose videos exist, and those left out (no video file)."""
@@ -297,11 +305,10 @@ def run_job(ctx) -> dict:
 
     ids = evaluate(ctx.store, models, config, cache_dir=Path(p["cache_dir"]),
                    out_dir=Path(p["out_dir"]), job_id=ctx.job_id, progress=progress)
-    table = results_table([get_eval(ctx.store, i) for i in ids])
-    ctx.log(table.to_string(index=False))
+    stored = [get_eval(ctx.store, i) for i in ids]
+    ctx.log(results_table(stored).to_string(index=False))
     return {"eval_ids": ids, "summary": f"{len(ids)} evaluation(s): "
-            + ", ".join(f"{m.label} {_fmt(get_eval(ctx.store, i)['accuracy'])}"
-                        for m, i in zip(models, ids))}
+            + ", ".join(f"{m.label} {_fmt(e['accuracy'])}" for m, e in zip(models, stored))}
 
 
 def _tuple(value):

@@ -44,11 +44,10 @@ def registered(row: dict) -> ModelRef:
     return ModelRef(label, row["adapter_path"], None)
 
 
-def resolve(store: Store | None, ref: str) -> ModelRef:
-    """The model `ref` names (rules in the module docstring); StoreError for an unknown ``#id``."""
+def find_registered(store: Store | None, ref: str) -> dict | None:
+    """The ``models`` row `ref` names (``#3``, ``#3 name`` or a run's name), or None when it
+    names no run; StoreError for an unknown ``#id``, ValueError for a malformed one."""
     text = (ref or "").strip()
-    if not text:
-        raise ValueError("name a model: a Hugging Face id, a local folder or a registered run (#id)")
     models = store.list_models() if store is not None else []
     if text.startswith("#"):
         head = text.split(" ", 1)[0][1:]
@@ -57,8 +56,16 @@ def resolve(store: Store | None, ref: str) -> ModelRef:
         row = next((m for m in models if m["id"] == int(head)), None)
         if row is None:
             raise StoreError(f"no registered model #{head} (see the Train tab or `tpo models`)")
-        return registered(row)
-    row = next((m for m in models if m["name"] == text), None)
+        return row
+    return next((m for m in models if m["name"] == text), None)
+
+
+def resolve(store: Store | None, ref: str) -> ModelRef:
+    """The model `ref` names (rules in the module docstring); StoreError for an unknown ``#id``."""
+    text = (ref or "").strip()
+    if not text:
+        raise ValueError("name a model: a Hugging Face id, a local folder or a registered run (#id)")
+    row = find_registered(store, text)
     if row is not None:
         return registered(row)
     path = Path(text).expanduser()

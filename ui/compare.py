@@ -190,11 +190,12 @@ def build(store: Store, settings: Settings) -> None:
     def who(typed, request, profile) -> str:
         return current_user(settings, typed, request, profile)
 
-    def view(comparison_id, name: str):
-        """Everything that shows a comparison: answers, reveal, job, frames."""
+    def view(comparison_id, name: str, row: dict | None = None):
+        """Everything that shows a comparison (its row, when the caller has just read it):
+        answers, reveal, job, frames."""
         if comparison_id is None:
             return (side_html(None, "a", name), side_html(None, "b", name), "", "", "")
-        row = compare.get(store, comparison_id)
+        row = row or compare.get(store, comparison_id)
         job = jobs.get(store, row["job_id"]) if row["job_id"] else None
         return (side_html(row, "a", name), side_html(row, "b", name), reveal_html(row, name),
                 job_html(job) if job and job["status"] != "succeeded" else "",
@@ -297,7 +298,7 @@ def build(store: Store, settings: Settings) -> None:
             name = who(typed, request, profile)
         except gr.Error:  # not signed in: nothing is revealed
             name = ""
-        return (*view(comparison_id, name), now_seen, still)
+        return (*view(comparison_id, name, row), now_seen, still)
 
     shown = [answer_a, answer_b, reveal, status, strip]
     video.change(on_video, video, [suggested, player])

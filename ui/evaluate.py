@@ -70,10 +70,8 @@ def diff_frame(d: dict) -> pd.DataFrame:
 
 
 def parse_numbers(text: str, what: str) -> tuple[float, ...] | None:
-    if not (text or "").strip():
-        return None
     try:
-        return tuple(float(x) for x in text.replace(";", ",").split(",") if x.strip())
+        return ev.float_list((text or "").replace(";", ","))
     except ValueError:
         raise gr.Error(f"{what}: numbers separated by commas, e.g. 30, 60, 120")
 
@@ -170,7 +168,7 @@ def build(store: Store, settings: Settings) -> None:
         evaluation is stored (by this page's job, another page's or `tpo eval`); the task
         table and heatmaps when this kind of job ends."""
         row = latest_job(store, "eval")
-        newest = store.db.execute("SELECT max(id) FROM evals").fetchone()[0]
+        newest = er.newest_eval_id(store)
         now_seen = [row and row["id"], row and row["status"],
                     round(row["progress"] or 0, 3) if row else None, newest]
         interval = gr.Timer(poll_interval(row, 1.0))

@@ -14,9 +14,9 @@ import gradio as gr
 from tpo import jobs
 from tpo.config import Settings
 from tpo.generate import job_params
-from tpo.modelref import registered
+from tpo.modelref import find_registered, registered
 from tpo.pairs import QUESTION_SOURCES, STRATEGIES, GenerationConfig
-from tpo.store import Store
+from tpo.store import Store, StoreError
 from ui.header import header_markdown
 from ui.jobs import IDLE_POLL_S, cancel_latest, job_html, latest_job, poll_interval
 
@@ -30,11 +30,14 @@ def model_choices(store: Store) -> list[str]:
 
 
 def picked_model(store: Store, choice: str | None) -> dict | None:
-    """The models row a "#id name" choice names, or None for the base model."""
+    """The models row a "#id name" choice names, or None for the base model (or a run
+    deleted since the list was shown)."""
     if not choice or choice == NO_ADAPTER:
         return None
-    model_id = int(choice.split(" ", 1)[0].lstrip("#"))
-    return next((m for m in store.list_models() if m["id"] == model_id), None)
+    try:
+        return find_registered(store, choice)
+    except StoreError:
+        return None
 TINY_MODEL_NAME = "tiny-smolvlm"
 BUSY_POLL_S = 1.0  # poll interval while a generation runs
 TINY_BUILD_TIMEOUT_S = 300

@@ -39,24 +39,29 @@ def data_summary(store: Store) -> str:
     return f"**{n} accepted pairs**" + (f" ({kinds})" if n else ": accept some in Curate first")
 
 
+def plot_frame(rows: pd.DataFrame, names: tuple[str, ...]) -> pd.DataFrame:
+    """One plot's long-format frame (step, value, metric) from metric rows."""
+    if rows.empty:
+        return pd.DataFrame({"step": [], "value": [], "metric": []})
+    part = rows[rows["name"].isin(names)][["step", "value", "name"]]
+    return part.rename(columns={"name": "metric"}).dropna()
+
+
 def metric_frames(store: Store, job_id: int | None) -> list[pd.DataFrame]:
-    """One long-format frame (step, value, metric) per plot."""
+    """One frame per plot, from one read of the run's metrics."""
     rows = pd.DataFrame(jobs.metrics(store, job_id)) if job_id else pd.DataFrame()
-    frames = []
-    for _title, names in PLOTS:
-        if rows.empty:
-            frames.append(pd.DataFrame({"step": [], "value": [], "metric": []}))
-            continue
-        part = rows[rows["name"].isin(names)][["step", "value", "name"]]
-        frames.append(part.rename(columns={"name": "metric"}).dropna())
-    return frames
+    return [plot_frame(rows, names) for _title, names in PLOTS]
 
 
 def initial_plot(store: Store, k: int):
-    """The `k`-th plot's data for the latest run, computed when a page loads."""
+    """The `k`-th plot's data for the latest run, computed when a page loads (reading only
+    that plot's metrics: each plot loads on its own)."""
     def value() -> pd.DataFrame:
         row = latest_job(store, "train")
-        return metric_frames(store, row["id"] if row else None)[k]
+        names = PLOTS[k][1]
+        rows = pd.DataFrame([m for name in names for m in jobs.metrics(store, row["id"], name)]
+                            if row else [])
+        return plot_frame(rows, names)
     return value
 
 
