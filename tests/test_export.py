@@ -1,6 +1,7 @@
 """Export of reviewed pairs as a TRL preference dataset and import back, on a real encoded
-video, a real store and the tiny real model: layouts, frames, datasets loading, one DPO step,
-round trips, validation of bad files."""
+video, a real store and the tiny real model: layouts, frames (the paper's whole-video records
+and the per-side departures), datasets loading, one DPO step, round trips, validation of bad
+files, the `tpo export` options."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from types import SimpleNamespace
 import datasets
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from media import make_video, read_index
 
+from tpo.cli import cli
 from tpo.export import COLUMNS, ExportConfig, ExportError, export_pairs
+from tpo.prompts import time_prompt
 from tpo.importer import ImportValidationError, import_file
 from tpo.library import ingest
 from tpo.review import effective, replay, review
@@ -21,6 +25,8 @@ from tpo.store import Store
 from tpo.video import open_video
 
 FPS = 4  # the clip's frame k is at k / FPS s and shows k as bars (media.read_index)
+# The 20 s clip's whole-video frames: 20 (one per second), the centres of 20 equal bins.
+WHOLE_20 = [k + 0.5 for k in range(20)]
 
 
 @pytest.fixture(scope="module")
@@ -94,18 +100,16 @@ def test_jsonl_export_holds_accepted_pairs_as_reviewed(lib, tmp_path):
     assert [r["pair_id"] for r in in_file] == [lib.ids[k] for k in ("local", "edited", "whole")]
     rows = {r["pair_id"]: r for r in in_file}
     for row in rows.values():
-        n = len(row["frame_timestamps"])
+        # The paper's record: min(64, 20 s) = 20 frames over the whole video, whatever the
+        # pair's sides saw (the edited row is swapped: its frames do not move either).
+        assert row["frame_times"] == WHOLE_20
+        n = len(row["frame_times"])
         assert n == len(row["images_file_names"]) and all((out / f).is_file()
                                                            for f in row["images_file_names"])
         content = row["prompt"][0]["content"]
         assert content[:n] == [{"type": "image"}] * n and len(content) == n + 1
-        assert set(row["frame_timestamps"]) <= set(row["chosen_timestamps"])  # chosen's evidence
-        assert content[-1]["text"].startswith(f"The video lasts for 20.0 seconds, and {n} frames")
-        assert content[-1]["text"].endswith("\n" + row["question"])
-    assert report.n_images == sum(len(r["frame_timestamps"]) for r in rows.values())
-    # 20 dense frames are capped to 16 evenly spaced ones; the segment's 8 frames stay.
-    assert len(rows[lib.ids["whole"]]["frame_timestamps"]) == 16
-    assert rows[lib.ids["local"]]["frame_timestamps"] == lib.times[20:36:2]
+        assert content[-1]["text"] == time_prompt(WHOLE_20, 20.0, row["question"])
+    assert report.n_images == 60
     assert rows[lib.ids["local"]]["segment"] == [5.0, 9.0]
     assert rows[lib.ids["whole"]]["segment"] is None
 
@@ -126,23 +130,23 @@ def test_jsonl_export_holds_accepted_pairs_as_reviewed(lib, tmp_path):
 
 def test_jsonl_export_loads_with_datasets_as_images(lib, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    export_pairs(lib.store, out, ExportConfig(frames_from="union", max_frames=None, max_side=32))
+    export_pairs(lib.store, out, ExportConfig(frames_from="union", frames=None, max_side=32))
     monkeypatch.chdir(tmp_path.parent)  # frame paths resolve against the folder, not the cwd
     ds = _load(out, tmp_path)
     assert set(ds.column_names) == set(COLUMNS) and len(ds) == 3
     for row in ds:
-        assert len(row["images"]) == len(row["frame_timestamps"])
+        assert len(row["images"]) == len(row["frame_times"])
         assert max(row["images"][0].size) == 32
-        assert _frames_match(row["images"], row["frame_timestamps"])
-        assert row["frame_timestamps"] == sorted(set(row["chosen_timestamps"])
-                                                 | set(row["rejected_timestamps"]))
+        assert _frames_match(row["images"], row["frame_times"])
+        assert row["frame_times"] == sorted(set(row["chosen_timestamps"])
+                                            | set(row["rejected_timestamps"]))
 
 
 @pytest.mark.parametrize("embed", [False, True])
 def test_parquet_export_loads_and_imports(lib, tmp_path, embed):
     out = tmp_path / "out"
     report = export_pairs(lib.store, out, ExportConfig(format="parquet", embed_images=embed,
-                                                       max_frames=4))
+                                                       frames=4))
     if embed:  # one self-contained file
         assert report.data_file.name == "train.parquet" and not (out / "images").exists()
         ds = datasets.load_dataset("parquet", data_files=str(report.data_file), split="train",
@@ -151,9 +155,11 @@ def test_parquet_export_loads_and_imports(lib, tmp_path, embed):
         assert report.data_file.name == "metadata.parquet"
         ds = _load(out, tmp_path)
     assert len(ds) == 3 and set(ds.column_names) == set(COLUMNS)
-    for row in ds:
-        assert len(row["images"]) == len(row["frame_timestamps"]) <= 4
-        assert _frames_match(row["images"], row["frame_timestamps"])
+    for row in ds:  # 4 frames over the whole 20 s: the centres of four 5 s bins
+        assert row["frame_times"] == [2.5, 7.5, 12.5, 17.5]
+        assert _frames_match(row["images"], row["frame_times"])
+        assert row["prompt"][0]["content"][-1]["text"] == time_prompt(
+            row["frame_times"], 20.0, row["question"])
     edited = next(r for r in ds if r["pair_id"] == lib.ids["edited"])
     assert edited["chosen"][0]["content"][0]["text"] == "Generated rejected." and edited["swapped"]
 
@@ -175,7 +181,7 @@ def test_export_through_one_dpo_step_on_the_tiny_model(lib, tmp_path, tiny_smolv
     from tpo.vlm import configure_for_frames
 
     out = tmp_path / "out"
-    export_pairs(lib.store, out, ExportConfig(max_frames=4))
+    export_pairs(lib.store, out, ExportConfig(frames=4))
     ds = _load(out, tmp_path)
     processor = AutoProcessor.from_pretrained(tiny_smolvlm_dir)
     configure_for_frames(processor)
@@ -260,9 +266,9 @@ def test_plain_tpo_json_without_kind_or_times_imports_and_exports(store, clip, t
     assert report.imported == [pair["id"]] and pair["kind"] == "comprehensive"
     assert pair["status"] == "pending" and pair["generator"]["imported_from"]["id"] == "v1"
     review(store, pair["id"], "accept", user="ana")
-    out = export_pairs(store, tmp_path / "out", ExportConfig(max_frames=5))
+    out = export_pairs(store, tmp_path / "out", ExportConfig(frames_from="chosen", frames=5))
     (row,) = _rows(out.data_file)
-    assert len(row["frame_timestamps"]) == 5  # no recorded frames: evenly over the video
+    assert row["frame_times"] == [2.0, 6.0, 10.0, 14.0, 18.0]  # no side frames: whole video
 
 
 def _write_jsonl(path, rows):
@@ -336,3 +342,138 @@ def test_pairs_of_a_vanished_video_are_skipped_and_reported(store, clip, tmp_pat
     report = export_pairs(store, tmp_path / "out")
     assert report.n_pairs == 1 and [p for p, _ in report.skipped] == [ids["other.mp4"]]
     assert "no such file" in report.skipped[0][1]
+
+
+# --------------------------------------------------------------------------------------------
+# Frames of a record: the whole video (the paper), per-side departures, frame_times everywhere
+
+
+def _whole_times_ok(times, duration_s, n):
+    """n times, evenly spaced, spanning the whole video (first bin centre to last)."""
+    step = duration_s / n
+    return (len(times) == n and times[0] == pytest.approx(step / 2)
+            and times[-1] == pytest.approx(duration_s - step / 2)
+            and np.allclose(np.diff(times), step))
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "parquet", "embedded", "tpo-json"])
+def test_every_layout_carries_the_whole_video_frames_and_their_times(lib, tmp_path, layout):
+    fmt = "parquet" if layout == "embedded" else layout
+    report = export_pairs(lib.store, tmp_path / "out", ExportConfig(
+        format=fmt, embed_images=layout == "embedded", frames=8))
+    if layout == "tpo-json":  # no images: the plan, for a loader to decode the same frames
+        rows = {int(r["id"]): r for r in json.loads(report.data_file.read_text())}
+        for row in rows.values():
+            assert row["frame_times"] == [1.25 + 2.5 * k for k in range(8)]
+            assert row["duration_s"] == 20.0
+    else:
+        ds = (datasets.load_dataset("parquet", data_files=str(report.data_file), split="train",
+                                    cache_dir=str(tmp_path / "hf")) if layout == "embedded"
+              else _load(tmp_path / "out", tmp_path))
+        assert "frame_times" in ds.column_names and "frame_timestamps" not in ds.column_names
+        rows = {r["pair_id"]: r for r in ds}
+        for row in rows.values():
+            assert _frames_match(row["images"], row["frame_times"])  # times = the images' own
+    local = rows[lib.ids["local"]]  # segment [5, 9): its frames span the whole 20 s anyway
+    assert _whole_times_ok(local["frame_times"], 20.0, 8)
+    assert local["frame_times"] == rows[lib.ids["whole"]]["frame_times"] \
+        == rows[lib.ids["edited"]]["frame_times"]  # one set of frames per video, both sides
+
+
+def test_whole_frames_are_at_most_one_per_second_and_never_fewer_than_one(store, tmp_path):
+    """N = min(frames, floor(seconds)): a 3 s video asked for 64 gives 3; 0.5 s gives 1."""
+    ids = {}
+    for seconds in (3, 0.5):
+        clip = make_video(tmp_path / f"short-{seconds}.mp4", duration_s=seconds, fps=FPS,
+                          size=(32, 32))
+        video_id = ingest(store, [clip]).added[0]
+        with open_video(clip) as vid:
+            t = vid.times.tolist()
+        (ids[seconds],) = store.save_generation(video_id, "k", [_pair(
+            "localized", "irrelevant", f"Short {seconds}?", "A.", "B.", (0.0, seconds / 2),
+            t[:1], t[-1:], "pending")], params={}, seconds=0)
+        review(store, ids[seconds], "accept", user="ana")
+    for frames, expected in ((64, {3: [0.5, 1.5, 2.5], 0.5: [0.25]}),
+                             (2, {3: [0.75, 2.25], 0.5: [0.25]})):
+        out = export_pairs(store, tmp_path / f"out-{frames}", ExportConfig(frames=frames))
+        rows = {r["pair_id"]: r for r in _rows(out.data_file)}
+        for seconds, times in expected.items():
+            assert rows[ids[seconds]]["frame_times"] == times
+            assert len(rows[ids[seconds]]["images_file_names"]) == len(times)
+
+
+def test_frames_from_chosen_is_the_segment_and_rejected_the_other_side(lib, tmp_path):
+    """The departures from the paper stay available: a side's own frames, capped evenly."""
+    chosen = {r["pair_id"]: r for r in _rows(export_pairs(
+        lib.store, tmp_path / "chosen", ExportConfig(frames_from="chosen")).data_file)}
+    local = chosen[lib.ids["local"]]
+    assert local["frame_times"] == lib.times[20:36:2]  # the 8 frames of the segment [5, 9)
+    assert all(5.0 <= t < 9.0 for t in local["frame_times"])
+    assert local["prompt"][0]["content"][-1]["text"] == time_prompt(
+        lib.times[20:36:2], 20.0, local["question"])
+    capped = _rows(export_pairs(lib.store, tmp_path / "capped", ExportConfig(
+        frames_from="rejected", frames=3)).data_file)
+    for row in capped:
+        assert len(row["frame_times"]) <= 3
+        assert set(row["frame_times"]) <= set(row["rejected_timestamps"])
+    manifest = json.loads((tmp_path / "capped" / ".tpo-export.json").read_text())
+    assert manifest["config"]["frames_from"] == "rejected" and manifest["config"]["frames"] == 3
+    assert "departure from the TPO paper" in (tmp_path / "capped" / "README.md").read_text()
+    assert "whole video" in (tmp_path / "chosen" / "README.md").read_text()
+
+
+def test_bad_frame_counts_are_refused():
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="frames must be a positive number"):
+            ExportConfig(frames=bad)
+    with pytest.raises(ValueError, match="frames_from must be one of whole"):
+        ExportConfig(frames_from="segment")
+
+
+def test_reexport_of_an_import_gives_the_same_frames(lib, tmp_path):
+    first = export_pairs(lib.store, tmp_path / "out", ExportConfig(frames=6))
+    fresh = Store(tmp_path / "fresh.db")
+    assert len(import_file(fresh, first.data_file).imported) == 3  # accepted, as exported
+    again = export_pairs(fresh, tmp_path / "again", ExportConfig(frames=6))
+    times = {r["question"]: r["frame_times"] for r in _rows(first.data_file)}
+    assert {r["question"]: r["frame_times"] for r in _rows(again.data_file)} == times
+
+
+def test_an_older_export_with_frame_timestamps_still_imports(lib, tmp_path):
+    rows = _rows(export_pairs(lib.store, tmp_path / "out").data_file)
+    old = [{("frame_timestamps" if k == "frame_times" else k): v for k, v in r.items()}
+           for r in rows]
+    fresh = Store(tmp_path / "fresh.db")
+    report = import_file(fresh, _write_jsonl(tmp_path / "old.jsonl", old))
+    assert len(report.imported) == 3
+    assert _effective_by_question(fresh) == _effective_by_question(lib.store, status="accepted")
+    # Checked like the other times, under the name the file uses.
+    late = [{**old[0], "frame_timestamps": [1.0, 99.0]}, {**old[1], "frame_timestamps": "x"}]
+    with pytest.raises(ImportValidationError) as caught:
+        import_file(Store(tmp_path / "other.db"), _write_jsonl(tmp_path / "late.jsonl", late))
+    messages = dict(caught.value.errors)
+    assert "past the end" in messages[1] and "frame_timestamps must be a list" in messages[2]
+
+
+def test_export_command_frames_options(lib, settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("TPO_DATA_DIR", str(settings.data_dir))
+
+    def run(*args):
+        return CliRunner().invoke(cli, ["--db", str(settings.db_path), "export", *map(str, args)])
+
+    for bad in ("0", "-2"):
+        refused = run(tmp_path / "bad", "--frames", bad)
+        assert refused.exit_code == 2 and "--frames must be at least 1" in refused.output
+        assert "Traceback" not in refused.output and not (tmp_path / "bad").exists()
+    help_text = " ".join(run("--help").output.split())
+    assert "whole" in help_text and "3 s video gives 3 frames" in help_text
+    assert "departure from the paper" in help_text
+    done = run(tmp_path / "out", "--frames", "5")
+    assert done.exit_code == 0, done.output
+    assert {tuple(r["frame_times"]) for r in _rows(tmp_path / "out" / "metadata.jsonl")} == \
+        {(2.0, 6.0, 10.0, 14.0, 18.0)}
+    old_name = run(tmp_path / "old", "--max-frames", "2", "--frames-from", "chosen")
+    assert old_name.exit_code == 0, old_name.output
+    local = next(r for r in _rows(tmp_path / "old" / "metadata.jsonl")
+                 if r["pair_id"] == lib.ids["local"])
+    assert len(local["frame_times"]) == 2 and all(5.0 <= t < 9.0 for t in local["frame_times"])

@@ -1,17 +1,24 @@
 """Pair generation with the tiny real model on real encoded videos: frame provenance of both
-pair kinds, question sources, filtering, resumable runs."""
+pair kinds, question sources, filtering, resumable runs, the question writer and judge
+recorded, a judge server dying mid-run."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+from dataclasses import asdict
 
 import pytest
+from chat_server import MODEL_ID, ChatServer
 from media import make_video
 
-from tpo import synth
+from tpo import synth, textlm
+from tpo.filters import FilterConfig
 from tpo.generate import generate
 from tpo.library import ingest
-from tpo.pairs import GenerationConfig, choose_segments, generate_for_video
+from tpo.pairs import (PAIR_FORMAT_VERSION, GenerationConfig, choose_segments, generate_for_video,
+                       run_key)
 from tpo.video import open_video
 from tpo.vlm import VLM, ModelConfig
 
@@ -97,6 +104,24 @@ def test_ground_truth_questions_and_segments(model, known_clip):
     assert comp["question"] == truth["questions"][0]["question"]
 
 
+def test_only_ground_truth_questions_means_fewer_pairs_not_written_ones(model, known_clip):
+    path, truth = known_clip
+    asked = len(truth["questions"]) + 3
+    strict = GenerationConfig(localized=5, comprehensive=asked, questions="ground_truth", **SMALL)
+    written = []
+    rows = generate_for_video(model, str(path), strict, ground_truth=truth,
+                              writer=lambda prompt: written.append(prompt) or "Why?")
+    assert not written
+    assert all(r["generator"]["question_source"] == "ground_truth" for r in rows)
+    assert sum(r["kind"] == "comprehensive" for r in rows) == len(truth["questions"])
+    assert sum(r["kind"] == "localized" for r in rows) == len(truth["events"])
+    # "auto" fills the rest with written questions
+    auto = GenerationConfig(localized=1, comprehensive=asked, questions="auto", **SMALL)
+    rows = generate_for_video(model, str(path), auto, ground_truth=truth,
+                              writer=lambda prompt: written.append(prompt) or "Why?")
+    assert len(written) == 3 and sum(r["kind"] == "comprehensive" for r in rows) == asked
+
+
 def test_writer_saying_none_is_filtered_with_reason(model, plain_clip):
     config = GenerationConfig(localized=2, comprehensive=1, questions="model", **SMALL)
     rows = generate_for_video(model, str(plain_clip), config, writer=lambda prompt: "None")
@@ -149,3 +174,84 @@ def test_unreadable_video_is_reported_not_raised(store, model, tmp_path, plain_c
     bad.write_bytes(b"")  # the file broke after ingest
     report = generate(store, model, GenerationConfig(localized=1, comprehensive=0, **SMALL))
     assert 1 in report.generated and "empty file" in report.failed[2]
+
+
+ALL_YES = "CORRECT: YES\nBETTER: YES\nCLEAR: YES"
+
+
+@pytest.fixture(scope="module")
+def tiny_writer(tmp_path_factory):
+    """A real local text model (tiny, random) as question writer."""
+    from tpo.tiny import build_tiny_text_model
+
+    folder = build_tiny_text_model(tmp_path_factory.mktemp("models") / "tiny-text")
+    with textlm.load(str(folder), role="question writer", max_new_tokens=6) as writer:
+        yield writer
+
+
+def test_writer_and_judge_are_recorded_with_each_pair(model, plain_clip, known_clip, tiny_writer):
+    config = GenerationConfig(localized=2, comprehensive=1, questions="model", **SMALL)
+    with ChatServer(lambda prompt: ALL_YES) as server, \
+            textlm.load(server.url, role="judge") as judge:
+        rows = generate_for_video(model, str(plain_clip), config, writer=tiny_writer, judge=judge,
+                                  filter_config=FilterConfig(drop_truncated=False))
+    assert len(rows) == 3
+    for r in rows:
+        assert r["generator"]["writer"] == tiny_writer.name == str(tiny_writer.source)
+        assert r["generator"]["judge"] == f"{server.url}#{MODEL_ID}"
+    # The judge saw exactly the pairs the rules kept, and passed them all.
+    judged = [r for r in rows if r["filter_reason"] is None]
+    assert len(server.prompts) == len(judged) and all(r["status"] == "pending" for r in judged)
+    assert all(r["question"] in p for r, p in zip(judged, server.prompts))
+    # Ground-truth questions had no writer; no judge is recorded as none.
+    path, truth = known_clip
+    truth_rows = generate_for_video(model, str(path), GenerationConfig(localized=2, comprehensive=1,
+                                                                       **SMALL),
+                                    ground_truth=truth, writer=tiny_writer)
+    assert [r["generator"]["writer"] for r in truth_rows] == [None] * 3
+    assert [r["generator"]["judge"] for r in truth_rows] == [None] * 3
+    # Without a writer the video-LM writes, recorded as "self".
+    (own,) = generate_for_video(model, str(plain_clip), GenerationConfig(
+        localized=1, comprehensive=0, questions="model", **SMALL))
+    assert own["generator"]["writer"] == "self" and own["generator"]["judge"] is None
+
+
+def test_run_key_tells_writers_and_judges_apart():
+    config = GenerationConfig()
+    key = run_key("sha", "m", None, config)
+    # The video-LM writing and no judge: the key runs stored before writers existed had.
+    before = json.dumps({"video": "sha", "model": "m", "adapter": None, "config": asdict(config),
+                         "format": PAIR_FORMAT_VERSION}, sort_keys=True)
+    assert key == run_key("sha", "m", None, config, writer="self", judge=None)
+    assert key == hashlib.sha256(before.encode()).hexdigest()[:24]
+    others = {run_key("sha", "m", None, config, writer="smollm2"),
+              run_key("sha", "m", None, config, writer="http://h:1#x"),
+              run_key("sha", "m", None, config, judge="smollm2"),
+              run_key("sha", "m", None, config, writer="smollm2", judge="smollm2")}
+    assert len(others) == 4 and key not in others
+
+
+def test_a_judge_server_dying_mid_run_stops_it_and_keeps_earlier_videos(store, model, plain_clip,
+                                                                        tmp_path):
+    # Videos without ground truth: the tiny model's answers to its own questions pass the rules
+    # (with truncation allowed), so the judge is asked on both videos.
+    other = make_video(tmp_path / "other.mp4", duration_s=24, fps=4, size=(64, 48))
+    ingest(store, [plain_clip, other])
+    server = ChatServer(lambda prompt: ALL_YES)
+    judge = textlm.load(server.url, role="judge")
+
+    def progress(fraction: float, text: str) -> None:
+        if text.startswith("video 2/2"):  # the server goes away as the second video starts
+            server.close()
+
+    config = GenerationConfig(localized=1, comprehensive=1, **SMALL)
+    report = generate(store, model, config, judge=judge, progress=progress,
+                      filter_config=FilterConfig(drop_truncated=False))
+    judge.close()
+    assert report.generated == {1: 2} and server.prompts, "video 1 was judged and stored"
+    assert report.stopped and report.failed == {2: report.stopped}
+    assert f"The judge '{server.url}#{MODEL_ID}' cannot be used: cannot connect" in report.stopped
+    assert "stopped: The judge" in report.summary()
+    stored = store.list_pairs()
+    assert len(stored) == 2 and {p["video_id"] for p in stored} == {1}
+    assert all(p["generator"]["judge"] == f"{server.url}#{MODEL_ID}" for p in stored)

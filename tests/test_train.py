@@ -15,22 +15,24 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
-from media import make_video
+from media import make_video, read_index
 from transformers import TrainerCallback
 
-from tpo import jobs
+from tpo import export as export_module
+from tpo import jobs, train_job
 from tpo.export import ExportConfig, export_pairs
 from tpo.library import ingest
 from tpo.review import review
 from tpo.store import Store
 from tpo.train import (LANGUAGE_LORA_TARGET, OOM, TrainConfig, _clear_errors, build_parser,
                        config_from_args, resolve, train)
-from tpo.train_data import NO_DATA, TrainError, load_pairs
+from tpo.train_data import NO_DATA, TrainError, cap_frames, load_pairs
 from tpo.train_job import _free_port, job_params
 from tpo.video import open_video
-from tpo.vlm import ModelConfig, ModelLoadError
+from tpo.vlm import ModelConfig, ModelLoadError, time_prompt
 
 FPS = 4
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,16 +70,18 @@ def _accept_pairs(store, clip):
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory):
-    """The pairs of an 8 s clip exported as jsonl with at most 4 frames a row; plus a
-    datasets cache for the module."""
+    """The pairs of an 8 s clip exported as jsonl with 4 frames a row (uniform over the whole
+    clip, at 1, 3, 5 and 7 s); plus a datasets cache for the module."""
     root = tmp_path_factory.mktemp("train")
     store = Store(root / "tpo.db")
     clip = make_video(root / "clip.mp4", duration_s=8, fps=FPS)
     _accept_pairs(store, clip)
-    report = export_pairs(store, root / "export", ExportConfig(max_frames=4))
+    report = export_pairs(store, root / "export", ExportConfig(frames=4))
+    dense = export_pairs(store, root / "export-8", ExportConfig(frames=8))  # 1 frame a second
     store.close()
     assert report.n_pairs == 3
-    return SimpleNamespace(dir=report.out_dir, root=root, clip=clip, cache=str(root / "hf"))
+    return SimpleNamespace(dir=report.out_dir, dense=dense.out_dir, root=root, clip=clip,
+                           cache=str(root / "hf"))
 
 
 def _config(model, export, out, **overrides) -> TrainConfig:
@@ -247,6 +251,31 @@ def test_max_frames_caps_images_and_rewrites_the_time_prompt(export):
         assert "and 2 frames are sampled" in content[-1]["text"]
 
 
+@pytest.mark.parametrize("column", ["frame_times", "frame_timestamps"])
+def test_cap_frames_keeps_a_uniform_subset_of_the_whole_video(export, column):
+    """8 frames at 0.5, 1.5, ... 7.5 s capped to 4: every other one, still spanning the clip
+    evenly; frame_times (or an older export's frame_timestamps), placeholders and the time
+    prompt follow. A row already within the cap is left alone."""
+    import datasets
+
+    ds = datasets.load_dataset(str(export.dense), split="train", cache_dir=export.cache)
+    assert all(r["frame_times"] == [k + 0.5 for k in range(8)] for r in ds)
+    if column != "frame_times":
+        ds = ds.rename_column("frame_times", column)
+    capped = cap_frames(ds, 4)
+    for row in capped:
+        times = row[column]
+        assert times == [1.5, 3.5, 5.5, 7.5] and np.allclose(np.diff(times), 2.0)
+        assert [read_index(np.asarray(im.convert("RGB"))) for im in row["images"]] == \
+            [round(t * FPS) for t in times]  # the images are the frames at those times
+        content = row["prompt"][0]["content"]
+        assert [p["type"] for p in content] == ["image"] * 4 + ["text"]
+        assert content[-1]["text"] == time_prompt(times, 8.0, row["question"])
+    same = cap_frames(ds, 8)
+    assert [r[column] for r in same] == [r[column] for r in ds]
+    assert [len(r["images"]) for r in same] == [8] * len(ds)
+
+
 def test_clear_errors_for_missing_data_model_oom_and_full_disk(tiny_smolvlm_dir, export,
                                                                 tmp_path):
     (tmp_path / "empty").mkdir()
@@ -295,10 +324,60 @@ def test_config_validation_and_cli():
     assert (settings["beta"], settings["alpha"], settings["learning_rate"]) == (0.2, 1.0, 2e-5)
     with pytest.raises(ValueError, match="launcher"):
         job_params(config, launcher="slurm")
+    with pytest.raises(ValueError, match="frames must be a positive number"):
+        job_params(config, export_from_store=True, frames=0)
+    with pytest.raises(ValueError, match="frames_from must be one of whole"):
+        job_params(config, export_from_store=True, frames_from="segment")
+    assert job_params(config)["export"] == {"frames": 64, "frames_from": "whole"}
+    # train_job repeats tpo.export's choices (importing it would load datasets in the app).
+    assert train_job.FRAME_SOURCES == export_module.FRAME_SOURCES
+    assert train_job.DEFAULT_FRAMES == export_module.DEFAULT_FRAMES == ExportConfig().frames
     for bad in ({"preset": "gpt"}, {"alpha": -1.0}, {"warmup_ratio": 1.5},
                 {"resume": True, "overwrite": True}, {"bf16": "maybe"}):
         with pytest.raises(ValueError):
             TrainConfig(model="m", data="d", output_dir="o", **bad)
+
+
+def test_train_command_frames_options_shape_the_from_store_export(store, settings, tmp_path,
+                                                                   monkeypatch):
+    from click.testing import CliRunner
+
+    from tpo.cli import cli
+
+    monkeypatch.setenv("TPO_DATA_DIR", str(settings.data_dir))
+
+    def run(*args):
+        return CliRunner().invoke(cli, ["--db", str(settings.db_path), "train", "--model", "m",
+                                        "--output", str(tmp_path / "o"), *args])
+
+    for args, message in ((["--data", str(tmp_path), "--frames", "8"], "shape the --from-store"),
+                          (["--from-store", "--frames", "0"], "--frames must be at least 1"),
+                          (["--from-store", "--frames-from", "segment"], "invalid choice")):
+        result = run(*args)
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    assert jobs.list_jobs(store, kind="train") == []  # nothing was submitted
+    help_text = " ".join(run("--help").output.split())
+    assert "--frames-from" in help_text and "the paper's setting" in help_text
+
+
+def test_from_store_export_follows_frames_and_frames_from(export, store, tmp_path):
+    """The job's export step alone (no training): whole-video by default, the chosen side's
+    frames when asked; --max-frames lowers the count."""
+    _accept_pairs(store, export.clip)
+    ctx = SimpleNamespace(store=store, progress=lambda *a: None, check_cancelled=lambda: None,
+                          log=lambda *a: None)
+    config = TrainConfig(model="m", data=None, output_dir=str(tmp_path / "whole"))
+    data = train_job._export_for_run(ctx, config, {})  # the defaults: whole, 64
+    rows = [json.loads(x) for x in (Path(data.data) / "metadata.jsonl").read_text().splitlines()]
+    assert [r["frame_times"] for r in rows] == [[k + 0.5 for k in range(8)]] * 3  # 1 a second
+    chosen = train_job._export_for_run(ctx, TrainConfig(
+        model="m", data=None, output_dir=str(tmp_path / "chosen"), max_frames=3),
+        {"frames": 64, "frames_from": "chosen"})
+    rows = {r["question"]: r for r in (json.loads(x) for x in (
+        Path(chosen.data) / "metadata.jsonl").read_text().splitlines())}
+    local = rows["What is drawn at 2 s?"]  # segment [1, 3): its chosen frames, 3 of them
+    assert len(local["frame_times"]) == 3 and all(1.0 <= t < 3.0 for t in local["frame_times"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +405,11 @@ def test_train_job_on_the_accepted_pairs_reports_metrics_and_registers_the_model
     assert row["status"] == "succeeded", jobs.log_tail(row)
     assert row["output"]["global_step"] == 3 and row["output"]["world_size"] == 1
     assert (out / "dataset" / "metadata.jsonl").is_file()  # the pairs it trained on
+    # The paper's records: --max-frames 4 (lower than the default 64) frames over the whole
+    # 8 s clip, the same for every pair whatever its segment.
+    exported = [json.loads(line) for line in
+                (out / "dataset" / "metadata.jsonl").read_text().splitlines()]
+    assert [r["frame_times"] for r in exported] == [[1.0, 3.0, 5.0, 7.0]] * 3
     assert row["output"]["command"].startswith("tpo train --model ")
     assert row["progress_text"].startswith("step 3/3 · loss ")
     losses = jobs.metrics(store, job_id, "loss")

@@ -2,10 +2,12 @@
 
 :func:`evaluate` asks each model every question of a suite - Video-MME, MLVU or
 LongVideoBench annotation files the user has locally (:mod:`tpo.benchmarks`), or the
-synthetic needle-in-a-haystack suite (:mod:`tpo.needle`) - on ``frames`` frames sampled
-uniformly over the whole video, the way those benchmarks are usually run. The option letter
-is read from the answer with :func:`tpo.mcq.parse_choice`; an answer with no readable letter
-counts as wrong (and is counted as *unparsed*, so a model that ignores the format shows).
+synthetic needle-in-a-haystack suite (:mod:`tpo.needle`), or the ground-truth questions of
+a folder of synthetic videos (``synthetic:FOLDER``, :mod:`tpo.synthetic_suite`) - on
+``frames`` frames sampled uniformly over the whole video, the way those benchmarks are
+usually run. The option letter is read from the answer with :func:`tpo.mcq.parse_choice`;
+an answer with no readable letter counts as wrong (and is counted as *unparsed*, so a model
+that ignores the format shows).
 
 Every run is stored: one ``evals`` row per model (accuracy overall and per duration class
 and task, the needle grid) and one ``eval_items`` row per question with the raw answer, so
@@ -25,11 +27,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from tpo.eval_results import frames_label, get_eval, results_table
-from tpo.mcq import MCQItem, parse_choice
+from tpo.mcq import MCQItem, match_option, parse_choice
 from tpo.modelref import ModelRef
 from tpo.store import Store, now
 
-SUITES = ("needle", "videomme", "mlvu", "longvideobench")
+SUITES = ("needle", "videomme", "mlvu", "longvideobench", "synthetic")
+ANSWER_MODES = ("letter", "open")
 Progress = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
 
 
@@ -39,10 +42,16 @@ class EvalConfig:
 
     suite: str = field(default="needle", metadata={
         "help": "'needle', or NAME:PATH with NAME one of videomme, mlvu, longvideobench and "
-                "PATH the benchmark's annotation file or folder."})
+                "PATH the benchmark's annotation file or folder, or synthetic:FOLDER (the "
+                "ground-truth questions of synthetic videos, tpo.synthetic_suite)."})
     frames: int = field(default=16, metadata={
         "help": "Frames per question, uniform over the whole video. 0 (needle suite only): "
                 "every frame of the haystack (1 fps), as LongVA's V-NIAH feeds a long-context model."})
+    answers: str = field(default="letter", metadata={
+        "help": "letter: the multiple-choice prompt (Video-MME's), graded by the option letter "
+                "read from the reply; open: the question alone, graded by whether the reply "
+                "is exactly one option's text (tpo.mcq.match_option) - for models that answer "
+                "but do not follow the multiple-choice format, like the offline demo model."})
     max_new_tokens: int = field(default=16, metadata={
         "help": "Longest answer in tokens: a letter, or a letter and a few words."})
     batch_size: int = field(default=4, metadata={"help": "Questions generated together."})
@@ -58,12 +67,15 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.suite_name not in SUITES:
             raise ValueError(f"unknown suite {self.suite_name!r}: use needle, or videomme:PATH, "
-                             "mlvu:PATH, longvideobench:PATH")
+                             "mlvu:PATH, longvideobench:PATH, synthetic:FOLDER")
         if self.suite_name != "needle" and not self.suite_path:
             raise ValueError(f"suite {self.suite_name} needs a path: {self.suite_name}:PATH")
         if self.frames == 0 and self.suite_name != "needle":
             raise ValueError("frames 0 (every frame) is for the needle suite only: benchmark "
                              "videos have tens of thousands of frames")
+        if self.answers not in ANSWER_MODES:
+            raise ValueError(f"answers must be one of {', '.join(ANSWER_MODES)}, "
+                             f"got {self.answers!r}")
         if self.frames < 0:
             raise ValueError(f"frames must be at least 1 (or 0: every frame), got {self.frames}")
         for name in ("max_new_tokens", "batch_size", "needle_per_cell"):
@@ -122,6 +134,13 @@ def load_suite(config: EvalConfig, cache_dir: Path, progress: Progress | None = 
 
         items = build_needle_suite(Path(cache_dir), config.needle_config(), progress=rendered)
         return Suite("needle", None, items[:config.limit] if config.limit else items)
+    if config.suite_name == "synthetic":
+        from tpo.synthetic_suite import load_synthetic_suite
+
+        folder = Path(config.suite_path).expanduser().resolve()
+        loaded = load_synthetic_suite(folder, limit=config.limit)
+        return Suite("synthetic", str(folder), loaded.items,
+                     [(Path(video).stem, video) for video, _why in loaded.missing])
     from tpo.benchmarks import load_suite as read_benchmark
 
     loaded = read_benchmark(config.suite, limit=config.limit)
@@ -151,18 +170,22 @@ def answer_items(model, items: Sequence[MCQItem], config: EvalConfig, *,
                 records.append((k, _record(item, None, error=str(err))))
                 continue
             asked.append((k, item))
-            questions.append(VideoQuestion(frames, item.prompt(), duration))
+            prompt = item.question if config.answers == "open" else item.prompt()
+            questions.append(VideoQuestion(frames, prompt, duration))
         if questions:
             replies = model.replies(questions, max_new_tokens=config.max_new_tokens)
-            records += [(k, _record(item, reply.text)) for (k, item), reply in zip(asked, replies)]
+            records += [(k, _record(item, reply.text, open_answer=config.answers == "open"))
+                        for (k, item), reply in zip(asked, replies)]
         if progress:
             done = min(start + config.batch_size, len(items))
             progress(done / len(items), f"{done}/{len(items)} questions")
     return [record for _, record in sorted(records, key=lambda kr: kr[0])]
 
 
-def _record(item: MCQItem, response: str | None, error: str | None = None) -> dict:
-    prediction = parse_choice(response, item.options) if response is not None else None
+def _record(item: MCQItem, response: str | None, error: str | None = None, *,
+            open_answer: bool = False) -> dict:
+    read = match_option if open_answer else parse_choice
+    prediction = read(response, item.options) if response is not None else None
     return {"item_id": item.item_id, "video": item.video, "question": item.question,
             "options": list(item.options), "answer": item.answer, "response": response,
             "prediction": prediction, "correct": prediction == item.answer,

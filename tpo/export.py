@@ -3,10 +3,21 @@
 **Export** (:func:`export_pairs`) writes one row per pair, as the reviewer left it
 (:func:`tpo.review.effective`: edits and swaps applied), in the layout TRL's ``DPOTrainer``
 takes for vision-language models: a conversational ``prompt`` whose user turn holds one
-``{"type": "image"}`` per frame and then the text (:func:`tpo.vlm.time_prompt`: the video's
-length and the frame times, then the question - exactly what generation showed the model),
-``chosen`` / ``rejected`` assistant turns, and the frames as ``images``. Provenance columns
-say where every row came from (see :data:`COLUMNS`).
+``{"type": "image"}`` per frame and then the text (:func:`tpo.prompts.time_prompt`: the
+video's length and the times of the row's frames, then the question), ``chosen`` /
+``rejected`` assistant turns, and the frames as ``images`` with their times (s) in
+``frame_times``. Provenance columns say where every row came from (see :data:`COLUMNS`).
+
+**Which frames** (:attr:`ExportConfig.frames_from`). The default, ``whole``, is the TPO
+paper's setting (Li et al. 2025; the LongVA-TPO DPO loader): a record has ONE video, the
+whole of it sampled uniformly in time (:meth:`tpo.video.Video.uniform`) with N =
+min(``frames``, floor(duration_s)) frames - at most one per second, at least one - and the
+same frames go with the chosen and the rejected answer. The frames each side saw when its
+answer was generated (a segment, the video without it, a sparse subset) are how the pair
+was *made*; with ``whole`` a localized pair makes the model find the segment inside the long
+video. ``chosen`` / ``rejected`` / ``union`` instead show the frames that side (or both) saw,
+at most ``frames`` of them (an evenly spaced subset): departures from the paper, kept for
+experiments.
 
 Layouts, all loadable with ``datasets.load_dataset(OUT, split="train")`` from any working
 directory, ``images`` decoded to PIL images:
@@ -22,7 +33,9 @@ directory, ``images`` decoded to PIL images:
 * ``tpo-json`` - ``OUT/tpo_pairs.json``, the TPO / LLaVA-Hound layout: a JSON list of
   ``{"id", "video", "prompt", "chosen", "rejected"}`` (prompt = the question; no frames),
   plus ``kind``, ``strategy``, ``segment``, the timestamps and ``video_sha256`` so that a
-  round trip keeps them (TPO's loaders read only the keys they need).
+  round trip keeps them (TPO's loaders read only the keys they need), and the frame plan:
+  ``frame_times`` (s, the frames the other layouts would hold) and ``duration_s``, so a
+  loader can decode exactly those frames and state their times.
 
 Every export also writes ``OUT/README.md`` (a short dataset card) and ``OUT/.tpo-export.json``
 (hidden, so ``datasets`` ignores it: what was exported, how; it also marks the folder as an
@@ -31,7 +44,7 @@ place at the end, so a failed export never leaves half a dataset.
 
 Each video is opened and decoded once per export: the frames of all its pairs are planned
 first (timestamps -> frame indices on the video's own per-frame times) and their union is
-decoded.
+decoded (tpo-json plans the frames but decodes none).
 
 :func:`run_job` is the ``export`` background job (:mod:`tpo.jobs`). Reading these files back
 into the store is :mod:`tpo.importer`, which shares this module's layout constants
@@ -42,6 +55,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import time
@@ -62,11 +76,13 @@ from tpo.review import effective
 from tpo.store import PAIR_STATUSES, Store, now
 from tpo.prompts import time_prompt
 
-__all__ = ["COLUMNS", "FORMATS", "PAIR_KINDS", "ExportConfig", "ExportError", "ExportReport",
-           "export_pairs"]
+__all__ = ["COLUMNS", "FORMATS", "FRAME_SOURCES", "PAIR_KINDS", "ExportConfig", "ExportError",
+           "ExportReport", "export_pairs", "whole_frame_count"]
 
 FORMATS = ("jsonl", "parquet", "tpo-json")
-FRAME_SOURCES = ("chosen", "rejected", "union")
+FRAME_SOURCES = ("whole", "chosen", "rejected", "union")  # whole: the paper's setting
+DEFAULT_FRAMES = 64  # frames of a record (LongVA-TPO's DPO runs sample up to 64 at 1 fps)
+MAX_FPS = 1.0  # whole-video frames per second of video at most, as LongVA samples
 PAIR_KINDS = ("localized", "comprehensive")
 
 IMAGES_DIR = "images"
@@ -76,7 +92,6 @@ README = "README.md"
 DATA_FILES = {"jsonl": "metadata.jsonl", "parquet": "metadata.parquet",
               "parquet-embedded": "train.parquet", "tpo-json": "tpo_pairs.json"}
 JPEG_QUALITY = 90
-UNTIMED_FRAMES = 16  # frames of a pair that recorded none (imported), when max_frames is None
 DECODE_CHUNK = 64  # frames decoded per call: ~64 decoded frames in memory, whatever the union
 PARQUET_BATCH = 256  # rows per parquet row group / write
 # Seconds: a timestamp maps to the frame shown at that time; stored timestamps are the frames'
@@ -100,12 +115,16 @@ class ExportConfig:
                 "video paths instead of frames)."})
     status: str = field(default="accepted", metadata={
         "help": f"Export the pairs with this review status: one of {', '.join(PAIR_STATUSES)}."})
-    frames_from: str = field(default="chosen", metadata={
-        "help": "Whose frames become the row's images: chosen (the evidence the preferred "
-                "answer saw, default), rejected, or union (both sides' frames, in time order)."})
-    max_frames: int | None = field(default=16, metadata={
-        "help": "At most this many frames per row (an evenly spaced subset) so a sample fits "
-                "the model's context; None keeps all."})
+    frames_from: str = field(default="whole", metadata={
+        "help": "The row's images: whole (default, the paper's setting: the whole video "
+                "sampled uniformly, the same frames for chosen and rejected). Departures from "
+                "the paper: chosen (the frames the preferred answer saw - for a localized pair "
+                "the segment alone), rejected, or union (both sides' frames, in time order)."})
+    frames: int | None = field(default=DEFAULT_FRAMES, metadata={
+        "help": "Frames per row. whole: min(frames, floor(video seconds)) - at most one per "
+                "second, at least one, so a 3 s video gives 3 frames; chosen/rejected/union: "
+                "at most this many of the side's frames (evenly spaced). None: no cap (whole: "
+                "one frame per second)."})
     max_side: int = field(default=384, metadata={
         "help": "Frames are downscaled so their longer side is at most this many px (the "
                 "processor resizes again to the model's own size)."})
@@ -125,11 +144,10 @@ class ExportConfig:
         if self.frames_from not in FRAME_SOURCES:
             raise ValueError(f"frames_from must be one of {', '.join(FRAME_SOURCES)}, "
                              f"got {self.frames_from!r}")
-        if self.max_frames is not None and (isinstance(self.max_frames, bool)
-                                            or not isinstance(self.max_frames, int)
-                                            or self.max_frames < 1):
-            raise ValueError(f"max_frames must be a positive integer or None, "
-                             f"got {self.max_frames!r}")
+        if self.frames is not None and (isinstance(self.frames, bool)
+                                        or not isinstance(self.frames, int) or self.frames < 1):
+            raise ValueError(f"frames must be a positive number of frames per row, "
+                             f"got {self.frames!r}")
         if (isinstance(self.max_side, bool) or not isinstance(self.max_side, int)
                 or self.max_side < 1):
             raise ValueError(f"max_side must be a positive number of px, got {self.max_side!r}")
@@ -184,7 +202,7 @@ _PROVENANCE = {
     "question": Value("string"),  # as trained on (after edits), without the time prompt
     "chosen_timestamps": List(Value("float64")),  # s: frames the chosen answer saw
     "rejected_timestamps": List(Value("float64")),  # s: frames the rejected answer saw
-    "frame_timestamps": List(Value("float64")),  # s: the frames in `images`, in order
+    "frame_times": List(Value("float64")),  # s: the frames in `images`, in order
     "question_original": Value("string"),  # generated texts, before any edit
     "chosen_original": Value("string"),  # generated text of the side that is chosen now
     "rejected_original": Value("string"),
@@ -224,11 +242,8 @@ def export_pairs(store: Store, out_dir: str | os.PathLike, config: ExportConfig 
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(parents=True)
     try:
-        if config.format == "tpo-json":
-            rows, skipped, n_images = _tpo_rows(store, pairs), [], 0
-        else:
-            rows, skipped = _trl_rows(store, pairs, config, tmp, progress)
-            n_images = sum(len(r["frame_timestamps"]) for r in rows)
+        rows, skipped = _rows(store, pairs, config, tmp, progress)
+        n_images = 0 if config.format == "tpo-json" else sum(len(r["frame_times"]) for r in rows)
         if not rows:
             reasons = "; ".join(f"pair {p}: {r}" for p, r in skipped[:5])
             raise ExportError(f"none of the {len(pairs)} {config.status} pairs could be "
@@ -275,8 +290,19 @@ def _replace_dir(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _frame_times(eff: dict, frames_from: str) -> list[float]:
-    """Seconds of the frames the row should show: one side's, or both sides' in time order."""
+def whole_frame_count(duration_s: float, frames: int | None = DEFAULT_FRAMES) -> int:
+    """Frames of a ``whole`` row: min(frames, floor(duration_s * MAX_FPS)), at least 1.
+
+    At most one frame per second of video (as LongVA samples), so a short video gives fewer
+    frames than asked (a 3 s video: 3), never an error; ``frames`` None: one per second.
+    """
+    # The slack keeps a 20 s video that reports 19.9999999 s at 20 frames.
+    per_second = max(1, math.floor(duration_s * MAX_FPS + TIME_SLACK_S))
+    return per_second if frames is None else min(frames, per_second)
+
+
+def _side_times(eff: dict, frames_from: str) -> list[float]:
+    """Seconds of the frames one side saw, or both sides' in time order."""
     if frames_from == "chosen":
         return list(eff["chosen_timestamps"] or [])
     if frames_from == "rejected":
@@ -297,20 +323,21 @@ def _frame_indices(times: np.ndarray, timestamps: list[float]) -> list[int]:
 
 
 def _plan_pair(vid: video.Video, eff: dict, config: ExportConfig) -> list[int]:
-    """Frame indices of the row's images (``config.frames_from``), at most max_frames."""
-    wanted = _frame_times(eff, config.frames_from)
-    if wanted:
-        indices = _frame_indices(vid.times, wanted)
-    else:  # imported from a file without timestamps: the whole video, evenly spaced
-        indices = vid.uniform(config.max_frames or UNTIMED_FRAMES)
-    if config.max_frames and len(indices) > config.max_frames:
-        indices = video.Video.sparse(indices, config.max_frames)  # evenly spaced, as generation
+    """Frame indices (ascending) of the row's images, per ``config.frames_from``."""
+    wanted = [] if config.frames_from == "whole" else _side_times(eff, config.frames_from)
+    if not wanted:  # whole, or a side that recorded no frames (imported): the whole video
+        return vid.uniform(whole_frame_count(vid.info.duration_s, config.frames))
+    indices = _frame_indices(vid.times, wanted)
+    if config.frames and len(indices) > config.frames:
+        indices = video.Video.sparse(indices, config.frames)  # evenly spaced, as generation
     return indices
 
 
-def _trl_rows(store: Store, pairs: list[dict], config: ExportConfig, tmp: Path,
-              progress: Progress | None) -> tuple[list[dict], list[tuple[int, str]]]:
-    """Rows with frames written under ``tmp/images``; one decode pass per video."""
+def _rows(store: Store, pairs: list[dict], config: ExportConfig, tmp: Path,
+          progress: Progress | None) -> tuple[list[dict], list[tuple[int, str]]]:
+    """The rows, and the pairs left out with why. Each video is opened once and its pairs'
+    frames planned; for the TRL layouts the union is decoded once and written under
+    ``tmp/images``, tpo-json records the plan only."""
     by_video: dict[int, list[dict]] = {}
     for pair in pairs:
         by_video.setdefault(pair["video_id"], []).append(pair)
@@ -318,28 +345,33 @@ def _trl_rows(store: Store, pairs: list[dict], config: ExportConfig, tmp: Path,
     for video_id, group in by_video.items():
         info = store.get_video(video_id)
         if progress:
-            progress(done, len(pairs), f"decoding frames of {info['name']}")
+            verb = "planning" if config.format == "tpo-json" else "decoding"
+            progress(done, len(pairs), f"{verb} frames of {info['name']}")
         try:
             with video.open_video(info["path"]) as vid:
                 effs = [effective(p) for p in group]
                 plans = [_plan_pair(vid, e, config) for e in effs]
-                jpegs = _decode_jpegs(vid, sorted({i for plan in plans for i in plan}),
-                                      config.max_side)
+                jpegs = ({} if config.format == "tpo-json" else _decode_jpegs(
+                    vid, sorted({i for plan in plans for i in plan}), config.max_side))
                 times, duration = vid.times, vid.info.duration_s
         except video.VideoError as err:  # moved, deleted or damaged since it was ingested
             skipped += [(p["id"], f"video {info['path']}: {err}") for p in group]
             done += len(group)
             continue
         for pair, eff, plan in zip(group, effs, plans):
+            frame_times = [float(times[i]) for i in plan]
+            if config.format == "tpo-json":
+                rows.append(_tpo_row(pair, eff, info, frame_times, duration))
+                done += 1
+                continue
             names = [f"{IMAGES_DIR}/{pair['id']}/{k:03d}.jpg" for k in range(len(plan))]
             (tmp / IMAGES_DIR / str(pair["id"])).mkdir(parents=True, exist_ok=True)
             for name, index in zip(names, plan):
                 (tmp / name).write_bytes(jpegs[index])
-            frame_times = [float(times[i]) for i in plan]
             rows.append(_trl_row(pair, eff, info, names, frame_times, duration, config))
             done += 1
         if progress:
-            progress(done, len(pairs), f"wrote frames of {info['name']}")
+            progress(done, len(pairs), f"planned and wrote the frames of {info['name']}")
     return rows, skipped
 
 
@@ -389,7 +421,7 @@ def _trl_row(pair: dict, eff: dict, info: dict, names: list[str], frame_times: l
         "question": eff["question"],
         "chosen_timestamps": [float(t) for t in eff["chosen_timestamps"] or []],
         "rejected_timestamps": [float(t) for t in eff["rejected_timestamps"] or []],
-        "frame_timestamps": frame_times,
+        "frame_times": frame_times,
         "question_original": pair["question"],
         "chosen_original": chosen_original,
         "rejected_original": rejected_original,
@@ -404,22 +436,17 @@ def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
-def _tpo_rows(store: Store, pairs: list[dict]) -> list[dict]:
-    videos: dict[int, dict] = {}
-    rows = []
-    for pair in pairs:
-        if pair["video_id"] not in videos:
-            videos[pair["video_id"]] = store.get_video(pair["video_id"])
-        info = videos[pair["video_id"]]
-        eff = effective(pair)
-        rows.append({"id": str(pair["id"]), "video": info["path"], "prompt": eff["question"],
-                     "chosen": eff["chosen"], "rejected": eff["rejected"],
-                     "kind": pair["kind"], "strategy": pair.get("strategy"),
-                     "segment": _segment(pair),
-                     "chosen_timestamps": list(eff["chosen_timestamps"] or []),
-                     "rejected_timestamps": list(eff["rejected_timestamps"] or []),
-                     "video_sha256": info.get("sha256"), "status": pair["status"]})
-    return rows
+def _tpo_row(pair: dict, eff: dict, info: dict, frame_times: list[float],
+             duration_s: float) -> dict:
+    """A TPO / LLaVA-Hound item plus provenance and the frame plan (frame_times, s)."""
+    return {"id": str(pair["id"]), "video": info["path"], "prompt": eff["question"],
+            "chosen": eff["chosen"], "rejected": eff["rejected"],
+            "kind": pair["kind"], "strategy": pair.get("strategy"),
+            "segment": _segment(pair),
+            "chosen_timestamps": list(eff["chosen_timestamps"] or []),
+            "rejected_timestamps": list(eff["rejected_timestamps"] or []),
+            "frame_times": frame_times, "duration_s": float(duration_s),
+            "video_sha256": info.get("sha256"), "status": pair["status"]}
 
 
 def _write_rows(rows: list[dict], config: ExportConfig, tmp: Path) -> Path:
@@ -489,15 +516,24 @@ def _readme(store: Store, config: ExportConfig, rows: list[dict], by_kind: dict[
            "question twice - *chosen* with the relevant frames (the segment, or dense frames of "
            "the whole video), *rejected* without them (the video with the segment cut out, a "
            "sparse subset) - and people reviewed the pairs.\n\n")
+    if config.frames_from == "whole":
+        cap = f"min({config.frames}, video seconds)" if config.frames else "video seconds"
+        frames = (f"{cap} frames sampled uniformly over the whole video (at most 1 per "
+                  "second), the same for the chosen and the rejected answer - the TPO paper's "
+                  "setting: the model must find the relevant moment in the long video")
+    else:
+        side = "both sides" if config.frames_from == "union" else f"the {config.frames_from} side"
+        frames = (f"the frames {side} saw when the answers were generated"
+                  + (f" (at most {config.frames}, evenly spaced)" if config.frames else "")
+                  + " - a departure from the TPO paper, which trains on the whole video")
     if config.format == "tpo-json":
         return head + how + (
             f"`{data_file}` is a JSON list of `id`, `video` (path), `prompt` (the question), "
             "`chosen`, `rejected` (TPO / LLaVA-Hound layout) plus `kind`, `strategy`, "
             "`segment`, `chosen_timestamps`, `rejected_timestamps` (s), `video_sha256`, "
-            "`status`. No frames: a trainer samples them from the videos.\n")
-    frames = (f"the frames the {config.frames_from} side saw"
-              + (f" (at most {config.max_frames}, evenly spaced)" if config.max_frames else "")
-              + f", longer side <= {config.max_side} px")
+            f"`status`. No frames: a trainer decodes them from the videos; `frame_times` (s) "
+            f"and `duration_s` give the frame plan: {frames}.\n")
+    frames += f"; longer side <= {config.max_side} px"
     text = ("the video's length and the frame times, then the question" if config.time_prompt
             else "the question")
     return head + how + (
@@ -505,7 +541,7 @@ def _readme(store: Store, config: ExportConfig, rows: list[dict], by_kind: dict[
         f"image placeholder per frame and then {text}; `chosen` / `rejected` are assistant "
         f"turns; `images` are {frames}. Provenance: `pair_id`, `video`, `video_sha256`, "
         "`kind`, `strategy`, `segment` ([start, end) s), `question`, `chosen_timestamps`, "
-        "`rejected_timestamps`, `frame_timestamps` (s, of `images`), `question_original`, "
+        "`rejected_timestamps`, `frame_times` (s, of `images`), `question_original`, "
         "`chosen_original`, `rejected_original`, `edited`, `swapped`, `generator` (JSON), "
         "`status`.\n\n## Load\n\n```python\nfrom datasets import load_dataset\n\n"
         "ds = load_dataset(\"path/to/this/folder\", split=\"train\")  # images: PIL images\n"

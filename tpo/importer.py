@@ -7,7 +7,11 @@ LLaVA-Hound list of ``{"id", "video", "prompt", "chosen", "rejected"}``), or an 
 holding one of them. Frames are never read: the pairs point at their videos.
 
 Every row is validated first (fields and their types, a known kind, a readable video, times
-inside it) and nothing is imported while any row is bad (unless ``skip_bad``). Pairs are
+inside it) and nothing is imported while any row is bad (unless ``skip_bad``). A row's
+``frame_times`` (the times of its images; ``frame_timestamps`` in exports made before the
+rename) are checked like the other times but not stored: they follow from the video and the
+export's settings, so exporting the imported pairs again with those settings gives the same
+frames. Pairs are
 stored with their generated texts and the reviewer's state (edits, swap, status) re-applied
 as one audited ``import`` review, so ``effective(imported) == the row``. Importing the same
 file again adds nothing.
@@ -107,6 +111,7 @@ class _Row:
     segment: list[float] | None
     chosen_timestamps: list[float]
     rejected_timestamps: list[float]
+    frame_times: list[float]  # s: the row's images (checked, not stored)
     status: str
     swapped: bool
     question_original: str
@@ -336,6 +341,9 @@ def _parse_row(raw: dict, line: int, fmt: str, base: Path) -> tuple[_Row | None,
         segment = [float(t) for t in segment]
     chosen_t = _times(raw.get("chosen_timestamps"), "chosen_timestamps", problems)
     rejected_t = _times(raw.get("rejected_timestamps"), "rejected_timestamps", problems)
+    # Exports before the rename called the images' times frame_timestamps.
+    frames_key = "frame_times" if raw.get("frame_times") is not None else "frame_timestamps"
+    frame_t = _times(raw.get(frames_key), frames_key, problems)
 
     originals = {}
     for name in ("question_original", "chosen_original", "rejected_original"):
@@ -362,7 +370,7 @@ def _parse_row(raw: dict, line: int, fmt: str, base: Path) -> tuple[_Row | None,
         line=line, video_key=(os.path.normpath(path), sha), kind=kind, strategy=strategy,
         question=question.strip(), chosen=texts["chosen"].strip(),
         rejected=texts["rejected"].strip(), segment=segment, chosen_timestamps=chosen_t,
-        rejected_timestamps=rejected_t, status=status, swapped=swapped,
+        rejected_timestamps=rejected_t, frame_times=frame_t, status=status, swapped=swapped,
         question_original=originals["question_original"] or question.strip(),
         chosen_original=originals["chosen_original"] or texts["chosen"].strip(),
         rejected_original=originals["rejected_original"] or texts["rejected"].strip(),
@@ -417,7 +425,8 @@ def _check_times(row: _Row, target: dict | None) -> str | None:
     if not duration:
         return None
     starts = [row.segment[0]] if row.segment else []
-    latest = max([*row.chosen_timestamps, *row.rejected_timestamps, *starts], default=0.0)
+    latest = max([*row.chosen_timestamps, *row.rejected_timestamps, *row.frame_times,
+                  *starts], default=0.0)
     if latest > duration + TIME_SLACK_S:
         return f"times up to {latest:.3f} s lie past the end of the video ({duration:.3f} s)"
     return None

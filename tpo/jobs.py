@@ -70,6 +70,7 @@ FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 # worker imports the target, so a torch-heavy kind costs the app nothing to list.
 KINDS: Mapping[str, str] = MappingProxyType({
     "compare": "tpo.compare:run_job",
+    "demo-model": "tpo.demo_model:run_job",
     "eval": "tpo.evaluate:run_job",
     "export": "tpo.export:run_job",
     "generate": "tpo.generate:run_job",

@@ -164,3 +164,21 @@ def parse_choice(text: str, options: Sequence[str]) -> str | None:
     bare = [m.group(1) for m in _BARE.finditer(text) if not _word_use(text, m)]  # 5
     chosen = _one(bare, valid)
     return chosen or None
+
+
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def match_option(text: str, options: Sequence[str]) -> str | None:
+    """The letter of the option an open (free-text) answer names, or None.
+
+    An answer names an option when its words equal the option's words, case and
+    punctuation ignored: "Red." names "red", "The red circle." names "the red circle",
+    "5, 4, 3." names "5, 4, 3"; "red or blue" and "It is red" name none (an open answer is
+    graded as exactly the answer, never searched for it).
+    """
+    words = _WORDS.findall(text.lower())
+    found = [LETTERS[i] for i, option in enumerate(options)
+             if _WORDS.findall(str(option).lower()) == words]
+    return found[0] if len(found) == 1 else None
+

@@ -63,6 +63,29 @@ class Model(Protocol):
     def chat(self, prompt: str) -> str: ...
 
 
+class TextModel(Protocol):
+    """A question writer or judge (:class:`tpo.textlm.TextLM` provides it); a plain
+    ``prompt -> reply`` function works too (recorded by its ``name`` or function name)."""
+
+    name: str
+
+    def chat(self, prompt: str) -> str: ...
+
+
+Chat = Callable[[str], str]
+SELF_WRITER = "self"  # what pairs record as writer when the video-LM wrote the question
+
+
+def speaker(model: TextModel | Chat | None) -> tuple[Chat | None, str | None]:
+    """(``prompt -> reply`` function, name to record) of a writer or judge; (None, None)
+    for None."""
+    if model is None:
+        return None, None
+    chat = getattr(model, "chat", model)
+    name = getattr(model, "name", None) or getattr(model, "__qualname__", None) or repr(model)
+    return chat, str(name)
+
+
 @dataclass
 class GenerationConfig:
     """How pairs are generated; every field is recorded with each pair."""
@@ -85,7 +108,10 @@ class GenerationConfig:
     overview_chunks: int = field(default=4, metadata={
         "help": "Parts of the video captioned for comprehensive questions."})
     questions: str = field(default="auto", metadata={
-        "help": "'auto' (ground truth when the video has it, else the model), 'model', 'ground_truth'."})
+        "help": "'auto' (ground-truth questions when the video has them, written ones for the "
+                "rest), 'model' (always written), 'ground_truth' (only the video's own "
+                "questions: fewer pairs rather than written ones). Ground-truth answers never "
+                "enter a pair; the judge alone sees them, as its reference."})
     max_side: int = field(default=448, metadata={
         "help": "Frames are downscaled so the longer side is at most this many px."})
     seed: int = field(default=0, metadata={"help": "Seeds segment choice and sparse subsets."})
@@ -124,11 +150,22 @@ class _Draft:
     rejected: Reply = Reply("", False)
 
 
-def run_key(video_sha256: str, model_id: str, adapter: str | None, config: GenerationConfig) -> str:
-    """Fingerprint of (video content, model, settings): equal keys mean the same run."""
-    blob = json.dumps({"video": video_sha256, "model": model_id, "adapter": adapter,
-                       "config": asdict(config), "format": PAIR_FORMAT_VERSION}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+def run_key(video_sha256: str, model_id: str, adapter: str | None, config: GenerationConfig,
+            writer: str | None = SELF_WRITER, judge: str | None = None) -> str:
+    """Fingerprint of (video content, model, settings, question writer, judge): equal keys
+    mean the same run. ``writer``/``judge`` are the names :func:`speaker` gives.
+
+    The writer and judge enter the fingerprint only when they differ from the video-LM
+    writing and no judge, so the keys of such runs stored before they were recorded stay
+    the same (those runs are still recognised as done).
+    """
+    fields = {"video": video_sha256, "model": model_id, "adapter": adapter,
+              "config": asdict(config), "format": PAIR_FORMAT_VERSION}
+    if writer not in (None, SELF_WRITER):
+        fields["writer"] = writer
+    if judge is not None:
+        fields["judge"] = judge
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
 # --- segments ---------------------------------------------------------------------------------
@@ -202,17 +239,24 @@ def _frames(vid: video.Video, indices: list[int], images: dict[int, np.ndarray])
 
 
 def generate_for_video(model: Model, path: str, config: GenerationConfig, *,
-                       ground_truth: dict | None = None, writer: Callable[[str], str] | None = None,
-                       judge: Callable[[str], str] | None = None,
+                       ground_truth: dict | None = None, writer: TextModel | Chat | None = None,
+                       judge: TextModel | Chat | None = None,
                        filter_config: filters.FilterConfig = filters.FilterConfig(),
                        progress: Callable[[str], None] | None = None) -> list[dict]:
     """Generate, answer and post-filter the pairs of one video; returns pair rows.
 
-    ``writer`` (default ``model.chat``) writes questions; ``judge``, when given, runs the
-    paper's three checks. Rows are ready for :meth:`tpo.store.Store.save_generation`:
-    status ``pending`` or ``filtered`` (with ``filter_reason``). Raises ``VideoError``.
+    ``writer`` (default: the video-LM's own ``chat``, recorded as ``"self"``) writes the
+    questions that do not come from ground truth; ``judge``, when given, runs the paper's
+    three checks. Each is a :class:`TextModel` or a ``prompt -> reply`` function; every
+    row's ``generator`` records their names. Rows are ready for
+    :meth:`tpo.store.Store.save_generation`: status ``pending`` or ``filtered`` (with
+    ``filter_reason``). Raises ``VideoError``, and whatever the writer or judge raises
+    (:class:`tpo.textlm.TextModelError`).
     """
-    writer = writer or model.chat
+    write, writer_name = speaker(writer)
+    if write is None:
+        write, writer_name = model.chat, SELF_WRITER
+    judge_chat, judge_name = speaker(judge)
     say = progress or (lambda _stage: None)
     timing: dict[str, float] = {}
     rng = random.Random(config.seed)
@@ -237,7 +281,7 @@ def generate_for_video(model: Model, path: str, config: GenerationConfig, *,
         say(f"captioned {len(captions)} parts")
 
         t0 = time.perf_counter()
-        _write_questions(drafts, captions, writer)
+        _write_questions(drafts, captions, write)
         timing["write_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -250,7 +294,8 @@ def generate_for_video(model: Model, path: str, config: GenerationConfig, *,
         timing["answer_s"] = time.perf_counter() - t0
         say(f"answered {len(items)} prompts")
 
-        rows = [_row(vid, d, config, filter_config, judge, model, duration) for d in drafts]
+        rows = [_row(vid, d, config, filter_config, (judge_chat, judge_name), writer_name,
+                     model, duration) for d in drafts]
     for row in rows:
         row["generator"]["timing"] = timing
     return rows
@@ -281,7 +326,12 @@ def _plan(vid: video.Video, config: GenerationConfig, rng: random.Random,
     dense = vid.uniform(config.dense)
     sparse = video.Video.sparse(dense, config.sparse)
     truth_questions = (ground_truth or {}).get("questions") or []
-    for i in range(config.comprehensive):
+    # questions="ground_truth" means only those: a video with fewer whole-video questions
+    # than asked for gets fewer comprehensive pairs, never a written question.
+    wanted = config.comprehensive
+    if ground_truth and config.questions == "ground_truth":
+        wanted = min(wanted, len(truth_questions))
+    for i in range(wanted):
         draft = _Draft("comprehensive", "dense-sparse", None, dense, sparse)
         if i < len(truth_questions):
             q = truth_questions[i]
@@ -317,8 +367,9 @@ def _write_questions(drafts: list[_Draft], captions: dict[str, str],
 
 
 def _row(vid: video.Video, d: _Draft, config: GenerationConfig,
-         filter_config: filters.FilterConfig, judge: Callable[[str], str] | None,
-         model: Model, duration_s: float) -> dict:
+         filter_config: filters.FilterConfig, judge: tuple[Chat | None, str | None],
+         writer_name: str, model: Model, duration_s: float) -> dict:
+    judge, judge_name = judge
     reason = filters.rule_reason(d.question, d.chosen.text, d.rejected.text,
                                  chosen_truncated=d.chosen.truncated,
                                  rejected_truncated=d.rejected.truncated, config=filter_config)
@@ -335,8 +386,10 @@ def _row(vid: video.Video, d: _Draft, config: GenerationConfig,
         "rejected_timestamps": [float(vid.times[i]) for i in d.rejected_idx],
         "prompt": time_prompt(chosen_times, duration_s, d.question or ""),  # the chosen side's text
         "captions": {**d.captions, "reference": d.reference},
+        # writer: None where the question came from ground truth (no writer was asked)
         "generator": {"model": model.model_id, "question_source": d.source,
-                      "config": asdict(config), "judge": judge is not None},
+                      "config": asdict(config), "judge": judge_name,
+                      "writer": writer_name if d.source == "model" else None},
         "filter_verdict": "dropped" if reason else "kept",
         "filter_reason": reason,
         "status": "filtered" if reason else "pending",

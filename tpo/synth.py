@@ -398,6 +398,29 @@ def _frames(spec: VideoSpec) -> Iterator[np.ndarray]:
         yield frame
 
 
+def render_frames(spec: VideoSpec, times: Iterable[float]) -> list[np.ndarray]:
+    """The frames of ``spec`` on screen at ``times`` (s), as (height, width, 3) uint8 RGB.
+
+    Frame ``i = floor(t * fps)`` (clipped to the video) is the one shown at ``t``: the same
+    pixels :func:`render_video` encodes for it, without encoding or decoding. The demo model
+    trains on frames made this way, thousands of clips a minute.
+    """
+    strip = _background_strip(spec)
+    layers = [(e, _event_mask(e, spec.width, spec.height), np.array(COLORS[e.color], np.uint8))
+              for e in spec.events]
+    frames = []
+    for t in times:
+        i = min(max(int(math.floor(t * spec.fps + 1e-9)), 0), spec.n_frames - 1)
+        shown = i / spec.fps
+        offset = round(shown * _DRIFT_PX_PER_S) % spec.width
+        frame = strip[:, offset:offset + spec.width].copy()
+        for event, mask, color in layers:
+            if event.start_s <= shown < event.end_s:
+                frame[mask] = color
+        frames.append(frame)
+    return frames
+
+
 # --- needle in a haystack and the demo library -------------------------------------------
 
 

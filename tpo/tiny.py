@@ -78,8 +78,9 @@ You are a helpful assistant. User: Assistant: System:
 """
 
 
-def _tokenizer(chat_template: str, special: dict[str, str]) -> PreTrainedTokenizerFast:
-    """Byte-level BPE trained on CORPUS, with `special` ({attribute: token}) as special tokens.
+def _tokenizer(chat_template: str, special: dict[str, str], corpus: str = CORPUS,
+               vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on `corpus`, with `special` ({attribute: token}) as special tokens.
 
     Attributes other than bos/eos/pad/unk (e.g. "image_token") become tokenizer attributes,
     which is where the processors look for their placeholder tokens.
@@ -88,25 +89,28 @@ def _tokenizer(chat_template: str, special: dict[str, str]) -> PreTrainedTokeniz
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=list(dict.fromkeys(special.values())),
+        vocab_size=vocab_size, special_tokens=list(dict.fromkeys(special.values())),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # any text stays encodable
         show_progress=False)
-    bpe.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
+    bpe.train_from_iterator(corpus.splitlines(), trainer=trainer)
     common = {k: v for k, v in special.items() if k in COMMON_SPECIAL}
     named = {k: v for k, v in special.items() if k not in COMMON_SPECIAL}
     return PreTrainedTokenizerFast(tokenizer_object=bpe, chat_template=chat_template,
                                    extra_special_tokens=named, **common)
 
 
+# Special tokens as SmolVLM2's tokenizer: a turn ends with <end_of_utterance>, <|im_end|> pads.
+SMOLVLM_SPECIAL = {
+    "bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
+    "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>",
+    "end_of_utterance_token": "<end_of_utterance>", "image_token": "<image>",
+    "fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
+    "video_token": "<video>",
+}
+
+
 def _smolvlm_processor() -> SmolVLMProcessor:
-    tokenizer = _tokenizer(smolvlm_chat_template, {
-        # as SmolVLM2's tokenizer: a turn ends with <end_of_utterance>, <|im_end|> pads
-        "bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
-        "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>",
-        "end_of_utterance_token": "<end_of_utterance>", "image_token": "<image>",
-        "fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
-        "video_token": "<video>",
-    })
+    tokenizer = _tokenizer(smolvlm_chat_template, SMOLVLM_SPECIAL)
     # No splitting into tiles: each frame is one IMAGE_SIZE x IMAGE_SIZE "global" image.
     sizes = dict(size={"longest_edge": IMAGE_SIZE}, max_image_size={"longest_edge": IMAGE_SIZE})
     return SmolVLMProcessor(

@@ -3,13 +3,16 @@
 The objective (DESIGN.md section 1) is ``L = L_DPO(beta) + alpha * L_SFT(chosen)``. TRL's
 ``DPOTrainer`` computes exactly that with ``loss_type=["sigmoid", "sft"]`` and
 ``loss_weights=[1.0, alpha]``; nothing here computes a loss, and several processes are always
-started by ``accelerate launch`` or ``torchrun``, never by a launcher of our own.
+started by ``accelerate launch`` or ``torchrun``, never by a launcher of our own. For
+ablations, ``dpo_weight`` scales the DPO term (``loss_weights=[dpo_weight, alpha]``): 0 trains
+SFT on the chosen answers alone, and ``alpha=0`` is plain DPO.
 
 * **Data** (:mod:`tpo.train_data`): an export folder of :mod:`tpo.export`
   (``datasets.load_dataset(DIR, split="train")``: conversational ``prompt`` / ``chosen`` /
   ``rejected`` plus the frames as an ``images`` list), or an embedded ``train.parquet``.
-  ``max_frames`` caps the frames of a row at load time (an evenly spaced subset; the time
-  prompt is rewritten to match).
+  ``max_frames`` caps the frames of a row at load time (an evenly spaced subset - of the
+  default export's whole-video frames, again uniform over the whole video; ``frame_times``
+  and the time prompt are rewritten to match).
 * **Model**: any ``AutoModelForImageTextToText`` (:func:`tpo.vlm` loads it, with the same
   clear :class:`~tpo.vlm.ModelLoadError`), its processor prepared by
   :func:`tpo.vlm.configure_for_frames` so DPO sees frames exactly as generation did.
@@ -137,6 +140,9 @@ class TrainConfig:
     alpha: float | None = field(default=None, metadata=_help(
         "Weight of the SFT term on the chosen answer (per-token mean NLL); 0 is plain DPO. "
         "None: the preset's."))
+    dpo_weight: float = field(default=1.0, metadata=_help(
+        "Weight of the DPO term; 0 (with alpha > 0) trains SFT on the chosen answers alone, "
+        "an ablation of TPO."))
     learning_rate: float | None = field(default=None, metadata=_help(
         "Peak learning rate of AdamW. None: the preset's.", flags=("--lr", "--learning-rate")))
     num_train_epochs: float = field(default=1.0, metadata=_help(
@@ -162,8 +168,8 @@ class TrainConfig:
         "Regex (full match) of the module names that get LoRA adapters; the default takes "
         "the language model's attention and MLP projections, never the vision tower."))
     max_frames: int | None = field(default=None, metadata=_help(
-        "Use at most this many frames per pair (evenly spaced; the time prompt follows); "
-        "None: all the export holds."))
+        "Use at most this many frames per pair (evenly spaced, so a whole-video export stays "
+        "uniform over the video; the time prompt follows); None: all the export holds."))
     gradient_checkpointing: bool = field(default=True, metadata=_help(
         "Recompute activations in the backward pass: far less memory, ~30% more time."))
     save_steps: int = field(default=100, metadata=_help(
@@ -205,6 +211,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if self.alpha is not None and not self.alpha >= 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if not self.dpo_weight >= 0:
+            raise ValueError(f"dpo_weight must be >= 0, got {self.dpo_weight}")
+        if self.dpo_weight == 0 and self.alpha == 0:
+            raise ValueError("dpo_weight 0 and alpha 0 leave no loss to train on")
         if not self.num_train_epochs > 0:
             raise ValueError(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
         if self.max_steps != -1 and self.max_steps < 1:
@@ -413,7 +423,7 @@ def _train(config: TrainConfig, settings: dict, out: Path, callbacks: list,
     args = DPOConfig(
         output_dir=str(out),
         # TPO's objective: sigmoid DPO + alpha x SFT (mean NLL of the chosen answer's tokens).
-        loss_type=["sigmoid", "sft"], loss_weights=[1.0, settings["alpha"]],
+        loss_type=["sigmoid", "sft"], loss_weights=[config.dpo_weight, settings["alpha"]],
         beta=settings["beta"], learning_rate=settings["learning_rate"],
         max_length=None,  # the default 1024 silently cuts frame-heavy samples: never truncate
         num_train_epochs=config.num_train_epochs, max_steps=config.max_steps,

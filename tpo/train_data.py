@@ -7,8 +7,9 @@ every step of a training run raises.
 * :func:`load_pairs`: an export folder (``datasets.load_dataset(DIR, split="train")``:
   conversational ``prompt`` / ``chosen`` / ``rejected`` plus the frames as an ``images``
   list) or its embedded ``train.parquet``, with TRL's columns (:data:`TRAIN_COLUMNS`).
-* :func:`cap_frames`: at most ``max_frames`` frames a row, an evenly spaced subset; the
-  prompt's image placeholders and the time prompt the export wrote are rewritten to match.
+* :func:`cap_frames`: at most ``max_frames`` frames a row, an evenly spaced subset (of a
+  whole-video export's uniform frames: again uniform over the whole video); the prompt's
+  image placeholders, ``frame_times`` and the time prompt the export wrote follow.
 
 ``datasets`` and numpy are imported where they are used: the app process imports this
 module (through :mod:`tpo.train`) and must not load them (DESIGN.md section 3).
@@ -80,28 +81,33 @@ def load_pairs(data: str | os.PathLike, *, max_frames: int | None = None,
 
 
 def cap_frames(ds, max_frames: int):
-    """Rows with more than ``max_frames`` images keep an evenly spaced subset of them: the
-    prompt's image placeholders follow, and so does its time prompt when it is the one the
-    export wrote (frame times from ``frame_timestamps``). Images are not decoded."""
+    """Rows with more than ``max_frames`` images keep ``max_frames`` of them, evenly spaced
+    (the centre frame of each of ``max_frames`` equal runs, as :meth:`tpo.video.Video.sparse`
+    picks): a whole-video export's uniform frames stay uniform over the whole video. The
+    prompt's image placeholders follow, so do the ``frame_times`` column (or
+    ``frame_timestamps``, its name in older exports) and the time prompt when it is the one the
+    export wrote. Images are not decoded."""
     import datasets
     import numpy as np
 
     feature = ds.features["images"]
     raw = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    time_columns = [c for c in ("frame_times", "frame_timestamps") if c in ds.column_names]
 
     def cap(row: dict) -> dict:
         n = len(row["images"])
         if n <= max_frames:
             return {}
-        # Indices into the row's frames: first and last kept, the rest evenly between.
-        keep = np.unique(np.linspace(0, n - 1, max_frames).round().astype(int)).tolist()
-        times = row.get("frame_timestamps")
+        # Row frame positions: bin centres of max_frames equal runs of the n frames; for n
+        # uniform frames (spacing d s) the kept ones are uniform too (spacing n/max_frames*d).
+        keep = ((np.arange(max_frames) + 0.5) * (n / max_frames)).astype(int).tolist()
+        times = row[time_columns[0]] if time_columns else None
         kept_times = [times[i] for i in keep] if times and len(times) == n else None
         prompt = [_cap_message(m, keep, n, times, kept_times, row.get("question"))
                   for m in row["prompt"]]
         out = {"images": [row["images"][i] for i in keep], "prompt": prompt}
         if kept_times is not None:
-            out["frame_timestamps"] = kept_times
+            out.update({c: kept_times for c in time_columns})
         return out
 
     capped = raw.map(cap, desc=f"capping to {max_frames} frames")

@@ -36,28 +36,47 @@ __all__ = ["LAUNCHERS", "job_params", "run_job"]
 
 LAUNCHERS = ("python", "accelerate")  # in this process / `accelerate launch` child processes
 LOG_TAIL_LINES = 5  # last lines of a failed launch quoted when no exception line shows
+# tpo.export's FRAME_SOURCES and DEFAULT_FRAMES, repeated here: importing tpo.export would
+# load datasets into the app process (a test checks that they agree).
+FRAME_SOURCES = ("whole", "chosen", "rejected", "union")
+DEFAULT_FRAMES = 64
 
 
 def job_params(config: TrainConfig, *, launcher: str = "python", num_processes: int = 1,
-               accelerate_config: str | None = None, export_from_store: bool = False) -> dict:
-    """The JSON parameters of a ``train`` background job (see :func:`run_job`)."""
+               accelerate_config: str | None = None, export_from_store: bool = False,
+               frames: int = DEFAULT_FRAMES, frames_from: str = "whole") -> dict:
+    """The JSON parameters of a ``train`` background job (see :func:`run_job`).
+
+    ``frames`` / ``frames_from`` shape the export of the store's pairs (see
+    :class:`tpo.export.ExportConfig`): by default the paper's records, ``frames`` frames
+    uniform over the whole video (at most one per second), the same for both answers.
+    """
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
     if num_processes < 1:
         raise ValueError(f"num_processes must be >= 1, got {num_processes}")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames must be a positive number of frames per pair, got {frames!r}")
+    if frames_from not in FRAME_SOURCES:
+        raise ValueError(f"frames_from must be one of {', '.join(FRAME_SOURCES)}, "
+                         f"got {frames_from!r}")
     return {"config": asdict(config), "launcher": launcher, "num_processes": num_processes,
-            "accelerate_config": accelerate_config, "export_from_store": export_from_store}
+            "accelerate_config": accelerate_config, "export_from_store": export_from_store,
+            "export": {"frames": frames, "frames_from": frames_from}}
 
 
 def run_job(ctx) -> dict:
     """The ``train`` job kind (:mod:`tpo.jobs`). Params (:func:`job_params`)::
 
         {"config": asdict(TrainConfig), "launcher": "python" | "accelerate",
-         "accelerate_config": path | None, "num_processes": int, "export_from_store": bool}
+         "accelerate_config": path | None, "num_processes": int, "export_from_store": bool,
+         "export": {"frames": int, "frames_from": str}}
 
     With ``export_from_store`` (or no ``config.data``) the store's accepted pairs are first
-    exported to ``OUTPUT/dataset`` (frames capped at ``max_frames``, default 16), which the
-    run then trains on. One process with launcher python: trains in this process.
+    exported to ``OUTPUT/dataset``, which the run then trains on: by default the paper's
+    records (``export.frames``, default 64, frames uniform over the whole video, at most one
+    per second, the same for chosen and rejected; ``config.max_frames``, when lower, is the
+    number exported). One process with launcher python: trains in this process.
     Otherwise: runs ``accelerate launch ... -m tpo.train ... --job-db DB --job-id ID`` as a
     child (in the job's process group, so a cancel's SIGTERM reaches it) whose rank 0
     reports to the job. At the end the model is registered in the store's ``models`` table.
@@ -70,7 +89,7 @@ def run_job(ctx) -> dict:
     job_params(config, launcher=launcher, num_processes=n)  # validates them
     _wait_for_turn(ctx)
     if params.get("export_from_store") or not config.data:
-        config = _export_for_run(ctx, config)
+        config = _export_for_run(ctx, config, params.get("export") or {})
     check_data(config.data)  # before torch loads: no data fails in a second
     settings = resolve(config)
     ctx.progress(0.0, f"loading {config.model}")
@@ -109,9 +128,10 @@ def _wait_for_turn(ctx, poll_s: float = 2.0) -> None:
         time.sleep(poll_s)
 
 
-def _export_for_run(ctx, config: TrainConfig) -> TrainConfig:
-    """Export the store's accepted pairs into the run's folder; the config that trains on
-    them. Kept with the run, so its dataset is on record next to its adapter."""
+def _export_for_run(ctx, config: TrainConfig, export: dict) -> TrainConfig:
+    """Export the store's accepted pairs into the run's folder (``export``: frames and
+    frames_from, see :func:`job_params`); the config that trains on them. Kept with the run,
+    so its dataset is on record next to its adapter."""
     from tpo.export import ExportConfig, ExportError, export_pairs
 
     out = Path(config.output_dir).expanduser().resolve()
@@ -125,7 +145,10 @@ def _export_for_run(ctx, config: TrainConfig) -> TrainConfig:
         ctx.check_cancelled()
         ctx.progress(0.0, f"exporting pairs {done}/{total}")
 
-    options = {"max_frames": config.max_frames} if config.max_frames else {}
+    frames = export.get("frames") or DEFAULT_FRAMES
+    if config.max_frames:  # no point exporting frames the load would drop again
+        frames = min(frames, config.max_frames)
+    options = {"frames": frames, "frames_from": export.get("frames_from") or "whole"}
     try:
         report = export_pairs(ctx.store, target, ExportConfig(**options), progress=progress)
     except ExportError as err:

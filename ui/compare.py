@@ -142,8 +142,8 @@ def build(store: Store, settings: Settings) -> None:
                                label="Compare a fine-tuned run with its base",
                                elem_id="compare-run")
     with gr.Row():
-        use_tiny = gr.Button("Offline test model as the first", size="sm", scale=0,
-                             elem_id="compare-use-tiny")
+        use_demo = gr.Button("Offline demo model as the first", size="sm", scale=0,
+                             elem_id="compare-use-demo")
         blind = gr.Checkbox(True, label="Blind: the two models answer as A and B in random order; "
                                         "names revealed after your vote (off: A is the first)",
                             elem_id="compare-blind")
@@ -307,7 +307,7 @@ def build(store: Store, settings: Settings) -> None:
     upload.upload(on_upload, [upload, user], video)
     run_pick.focus(lambda: gr.update(choices=model_choices(store)[1:]), None, run_pick)
     run_pick.change(lambda c: pick_run(store, c), run_pick, [model_a, model_b])
-    use_tiny.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
+    use_demo.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model_a)
     started = [comparison, queue, *shown, position, seen, timer]
     ask.click(on_ask, [model_a, model_b, video, question, frames, tokens, blind, user], started)

@@ -308,9 +308,13 @@ def export_panel(store: Store, settings: Settings) -> None:
             out_dir = gr.Textbox(label="Output folder (on the server; empty: a new one under data/exports)",
                                  scale=3, elem_id="export-dir")
             fmt = gr.Dropdown(["jsonl", "parquet", "tpo-json"], value="jsonl", label="Format")
-            frames_from = gr.Dropdown(["chosen", "rejected", "union"], value="chosen",
-                                      label="Frames in `images` from")
-            max_frames = gr.Number(16, precision=0, minimum=1, label="Max frames per sample")
+            frames_from = gr.Dropdown(
+                [("whole video (the paper)", "whole"), ("chosen side's frames", "chosen"),
+                 ("rejected side's frames", "rejected"), ("both sides' frames", "union")],
+                value="whole", label="Frames of a record",
+                info="whole: uniform over the whole video, the same for both answers")
+            frames = gr.Number(64, precision=0, minimum=1, label="Frames per record",
+                               info="whole: at most 1 per second of video")
         start = gr.Button("Export", variant="primary", elem_id="export-start")
         status = gr.HTML(lambda: job_html(latest(), empty="No export yet."), elem_id="export-job")
         with gr.Row():
@@ -323,8 +327,10 @@ def export_panel(store: Store, settings: Settings) -> None:
             raise gr.Error("No accepted pairs yet: accept some in the queue above first.")
         target = Path(folder.strip()) if folder and folder.strip() else (
             settings.data_dir / "exports" / time.strftime("pairs-%Y%m%d-%H%M%S"))
+        if n is None or int(n) < 1:
+            raise gr.Error("Frames per record must be at least 1.")
         params = {"out_dir": str(target.expanduser().resolve()),
-                  "config": {"format": fmt_value, "frames_from": source, "max_frames": int(n)}}
+                  "config": {"format": fmt_value, "frames_from": source, "frames": int(n)}}
         job_id = jobs.submit(store, "export", params, log_dir=settings.log_dir)
         return job_html(jobs.get(store, job_id)), gr.Timer(1.0)
 
@@ -335,7 +341,7 @@ def export_panel(store: Store, settings: Settings) -> None:
         out = Path(row["output"]["out_dir"])
         return shutil.make_archive(str(out), "zip", root_dir=out)
 
-    start.click(on_start, [out_dir, fmt, frames_from, max_frames], [status, timer])
+    start.click(on_start, [out_dir, fmt, frames_from, frames], [status, timer])
     zip_button.click(on_zip, None, download)
     def on_tick():
         row = latest()

@@ -27,6 +27,8 @@ SUITE_HELP = {
     "videomme": "Video-MME: the folder with videomme/test-*.parquet (or its JSON) and data/*.mp4.",
     "mlvu": "MLVU dev: the folder with json/ and video/.",
     "longvideobench": "LongVideoBench: the folder with lvb_val.json and videos/.",
+    "synthetic": "Synthetic videos: a folder of videos rendered by TPO Studio, each with its "
+                 ".json ground truth (e.g. an experiment's heldout/ folder).",
 }
 
 
@@ -83,8 +85,8 @@ def build(store: Store, settings: Settings) -> None:
         with gr.Row():
             models = gr.Textbox(settings.model, lines=2, scale=3, elem_id="eval-models",
                                 label="Models, one per line: hub id, local folder or run #id")
-            use_tiny = gr.Button("Add the offline test model", size="sm", scale=0,
-                                 elem_id="eval-use-tiny")
+            use_demo = gr.Button("Add the offline demo model", size="sm", scale=0,
+                                 elem_id="eval-use-demo")
         with gr.Row():
             suite = gr.Dropdown(list(ev.SUITES), value="needle", label="Suite", scale=1,
                                 elem_id="eval-suite")
@@ -158,7 +160,7 @@ def build(store: Store, settings: Settings) -> None:
     def on_cancel():
         return cancel_latest(store, "eval", "evaluation")
 
-    def on_add_tiny(text, progress=gr.Progress()):
+    def on_add_demo(text, progress=gr.Progress()):
         tiny = use_offline_model(store, settings, progress)
         lines = [line for line in (text or "").splitlines() if line.strip()]
         return "\n".join(lines + [tiny] if tiny not in lines else lines)
@@ -210,6 +212,6 @@ def build(store: Store, settings: Settings) -> None:
     suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
     run.click(on_run, [models, suite, path, frames, limit, lengths, depths], [status, timer])
     cancel.click(on_cancel, None, status)
-    use_tiny.click(on_add_tiny, models, models)
+    use_demo.click(on_add_demo, models, models)
     timer.tick(on_tick, seen, [status, results, tasks, gallery, seen, timer],
                show_progress="hidden")

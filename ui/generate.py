@@ -13,7 +13,8 @@ import gradio as gr
 
 from tpo import jobs
 from tpo.config import Settings
-from tpo.generate import job_params
+from tpo.demo_model import DEFAULT_FOLDER, is_demo_model
+from tpo.generate import DEFAULT_JUDGE, DEFAULT_WRITER, job_params
 from tpo.modelref import find_registered, registered
 from tpo.pairs import QUESTION_SOURCES, STRATEGIES, GenerationConfig
 from tpo.store import Store, StoreError
@@ -38,9 +39,8 @@ def picked_model(store: Store, choice: str | None) -> dict | None:
         return find_registered(store, choice)
     except StoreError:
         return None
-TINY_MODEL_NAME = "tiny-smolvlm"
 BUSY_POLL_S = 1.0  # poll interval while a generation runs
-TINY_BUILD_TIMEOUT_S = 300
+DEMO_INSTALL_TIMEOUT_S = 300
 
 
 def resolve_model(text: str) -> str:
@@ -52,18 +52,30 @@ def resolve_model(text: str) -> str:
     return str(path.resolve()) if path.is_dir() else text
 
 
+def resolve_text_model(text: str | None, empty: str) -> str:
+    """A question writer or judge for the job (:func:`tpo.textlm.load` spec): a local file or
+    folder as an absolute path, anything else (smollm2, self, none, a hub id, a server URL)
+    as typed; ``empty`` when nothing is typed. The job checks it and fails with the reason."""
+    text = (text or "").strip()
+    if not text:
+        return empty
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.exists() else text
+
+
 def use_offline_model(store: Store, settings: Settings, progress: gr.Progress) -> str:
-    """The offline test model's folder, built (as a job) on first use."""
-    path = settings.models_dir / TINY_MODEL_NAME
-    if not (path / "config.json").is_file():
-        progress(0.1, desc="building the offline test model")
-        job_id = jobs.submit(store, "tiny-model", {"out": str(path.resolve())},
+    """The offline demo model's folder, installed (as a job: it needs torch) on first use."""
+    path = settings.models_dir / DEFAULT_FOLDER
+    if not is_demo_model(path):
+        progress(0.1, desc="installing the offline demo model")
+        job_id = jobs.submit(store, "demo-model", {"out": str(path.resolve())},
                              log_dir=settings.log_dir)
-        row = jobs.wait(store, job_id, timeout_s=TINY_BUILD_TIMEOUT_S)
+        row = jobs.wait(store, job_id, timeout_s=DEMO_INSTALL_TIMEOUT_S)
         if row["status"] != "succeeded":
-            raise gr.Error(f"Could not build the test model: {row['error'] or row['status']}")
-    gr.Info("Using the offline test model: a tiny random model that answers nonsense, "
-            "for trying the workflow without downloads.")
+            raise gr.Error(f"Could not install the demo model: {row['error'] or row['status']}")
+    gr.Info("Using the offline demo model: a small SmolVLM trained on synthetic videos like the "
+            "demo library's. It answers their questions (colours, numbers, counts, order) well "
+            "on short clips and worse on long videos - the gap TPO is meant to close.")
     return str(path.resolve())
 
 
@@ -83,7 +95,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         with gr.Row():
             model = gr.Textbox(settings.model, label="Model: Hugging Face id or local folder",
                                scale=4, elem_id="generate-model")
-            use_tiny = gr.Button("Use the offline test model", scale=1, elem_id="generate-use-tiny")
+            use_demo = gr.Button("Use the offline demo model", scale=1, elem_id="generate-use-demo")
             tuned = gr.Dropdown(model_choices(store), value=NO_ADAPTER, scale=2,
                                 label="Fine-tuned model (a LoRA run on top of its base)",
                                 elem_id="generate-tuned")
@@ -101,9 +113,18 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
             max_tokens = gr.Number(128, precision=0, minimum=1, label="Max new tokens")
             drop_truncated = gr.Checkbox(True, label="Filter out answers cut at the token limit")
             force = gr.Checkbox(False, label="Redo videos already generated")
-        judge = gr.Textbox(label="Judge model (optional): checks that the chosen answer is correct "
-                                 "and better and the question clear, as in the paper; empty: rules only",
-                           elem_id="generate-judge")
+        with gr.Row():
+            writer = gr.Textbox(DEFAULT_WRITER, elem_id="generate-writer",
+                                label="Question writer (questions not from ground truth)",
+                                info="smollm2 (offline SmolLM2-135M-Instruct), self (the model "
+                                     "above), a hub id, folder, .gguf file, or an "
+                                     "OpenAI-compatible server URL[#model]")
+            judge = gr.Textbox(placeholder="smollm2", elem_id="generate-judge",
+                               label="Judge model (optional): checks that the chosen answer is "
+                                     "correct and better and the question clear, as in the paper",
+                               info="Same forms as the writer; empty: rules only. smollm2 is "
+                                    "small and often answers out of format (the pair is then "
+                                    "dropped): a bigger model or a server judges better.")
         start = gr.Button("Generate", variant="primary", elem_id="generate-start")
         status = gr.HTML(lambda: job_html(latest_job(store, "generate"), empty="No generation yet."),
                          elem_id="generate-job")
@@ -118,7 +139,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
     timer = gr.Timer(poll_interval(latest_job(store, "generate"), BUSY_POLL_S))
 
     def on_start(model_text, tuned_choice, scope_value, video_id, n_loc, n_comp, strat, n_dense,
-                 n_sparse, source, tokens, drop, redo, judge_text):
+                 n_sparse, source, tokens, drop, redo, writer_text, judge_text):
         if scope_value == "selected video" and video_id is None:
             raise gr.Error("Select a video in the table first, or choose all ready videos.")
         try:
@@ -131,14 +152,15 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         params = job_params(base, config, force=bool(redo), adapter=adapter,
                             video_ids=[video_id] if scope_value == "selected video" else None,
                             drop_truncated=bool(drop), max_new_tokens=int(tokens),
-                            judge=resolve_model(judge_text) if (judge_text or "").strip() else None)
+                            writer=resolve_text_model(writer_text, DEFAULT_WRITER),
+                            judge=resolve_text_model(judge_text, DEFAULT_JUDGE))
         job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
         return job_html(jobs.get(store, job_id)), gr.Timer(BUSY_POLL_S)
 
     def on_cancel():
         return cancel_latest(store, "generate", "generation")
 
-    def on_use_tiny(progress=gr.Progress()):
+    def on_use_demo(progress=gr.Progress()):
         return use_offline_model(store, settings, progress)
 
     def on_tick(last):
@@ -156,9 +178,9 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                 header_markdown(store, settings.user), gr.Timer(poll_interval(row, BUSY_POLL_S)))
 
     start.click(on_start, [model, tuned, scope, selected, localized, comprehensive, strategy, dense,
-                           sparse, questions, max_tokens, drop_truncated, force, judge],
+                           sparse, questions, max_tokens, drop_truncated, force, writer, judge],
                 [status, timer])
     cancel.click(on_cancel, None, status)
-    use_tiny.click(on_use_tiny, None, model)
+    use_demo.click(on_use_demo, None, model)
     tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)
     timer.tick(on_tick, seen, [status, log, seen, table, header, timer], show_progress="hidden")

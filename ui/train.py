@@ -84,7 +84,7 @@ def build(store: Store, settings: Settings) -> None:
     with gr.Row():
         model = gr.Textbox(settings.model, label="Base model: Hugging Face id or local folder",
                            scale=4, elem_id="train-model")
-        use_tiny = gr.Button("Use the offline test model", scale=1, elem_id="train-use-tiny")
+        use_demo = gr.Button("Use the offline demo model", scale=1, elem_id="train-use-demo")
     with gr.Row():
         data_choice = gr.Radio(DATA_CHOICES, value=DATA_CHOICES[0], label="Data", scale=2)
         data_dir = gr.Textbox(label="Export folder (when training from a folder)", scale=2,
@@ -103,7 +103,10 @@ def build(store: Store, settings: Settings) -> None:
         max_steps = gr.Number(defaults.max_steps, precision=0, label="Max steps (-1: epochs decide)")
         lora = gr.Checkbox(defaults.lora, label="LoRA (off: full fine-tune)")
         lora_r = gr.Number(defaults.lora_r, precision=0, label="LoRA rank")
-        max_frames = gr.Number(16, precision=0, minimum=1, label="Max frames per sample")
+        # The paper's records: frames uniform over the whole video (at most 1 per second),
+        # the same for chosen and rejected; an export folder's rows are capped to this many.
+        max_frames = gr.Number(64, precision=0, minimum=1,
+                               label="Frames per sample (whole video, at most 1 per second)")
         output_dir = gr.Textbox(label="Output folder (empty: a new one under data/runs)")
     start = gr.Button("Start training", variant="primary", elem_id="train-start")
     status = gr.HTML(lambda: job_html(latest_job(store, "train"), empty="No training run yet."),
@@ -145,7 +148,8 @@ def build(store: Store, settings: Settings) -> None:
                 lora_r=int(rank), max_frames=int(frames) if frames else None)
         except (TypeError, ValueError) as err:
             raise gr.Error(str(err))
-        params = job_params(config, export_from_store=from_store)
+        params = job_params(config, export_from_store=from_store,
+                            frames=int(frames) if frames else 64)
         job_id = jobs.submit(store, "train", params, log_dir=settings.log_dir)
         return job_html(jobs.get(store, job_id)), gr.Timer(BUSY_POLL_S)
 
@@ -171,7 +175,7 @@ def build(store: Store, settings: Settings) -> None:
     start.click(on_start, [model, data_choice, data_dir, preset, beta, alpha, lr, epochs,
                            max_steps, lora, lora_r, max_frames, output_dir], [status, timer])
     cancel.click(on_cancel, None, status)
-    use_tiny.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
+    use_demo.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model)
     preset.change(lambda name: tuple(PRESETS[name][k] for k in ("beta", "alpha", "learning_rate")),
                   preset, [beta, alpha, lr])

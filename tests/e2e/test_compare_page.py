@@ -1,5 +1,5 @@
-"""The Compare tab in a real browser: two real (tiny, random) models answer one question on
-one video, blind; the vote reveals the names and lands in the store and the leaderboard.
+"""The Compare tab in a real browser: the offline demo model and a tiny random Qwen2-VL
+answer one question on one video, blind; the vote reveals the names and lands in the store and the leaderboard.
 Then a needle-in-a-haystack evaluation runs as a job and its heatmap appears."""
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def open_with_two_models(page: Page, app_url: str, second_model, *, tokens: int)
     second, 4 frames and `tokens` new tokens per answer."""
     page.goto(app_url)
     page.get_by_role("tab", name="Compare").click()
-    page.locator("#compare-use-tiny").click()
+    page.locator("#compare-use-demo").click()
     model_a = page.locator("#compare-model-a textarea, #compare-model-a input").first
-    expect(model_a).to_have_value(re.compile(r"models/tiny-smolvlm$"), timeout=JOB_TIMEOUT_MS)
+    expect(model_a).to_have_value(re.compile(r"models/demo-smolvlm$"), timeout=JOB_TIMEOUT_MS)
     page.locator("#compare-model-b textarea, #compare-model-b input").first.fill(str(second_model))
     page.get_by_label("Max new tokens").fill(str(tokens))
     page.get_by_label("Frames (uniform)").fill("4")
@@ -62,11 +62,12 @@ def test_blind_vote_reveals_the_models(page: Page, app_url: str, app_data, secon
     (row,) = compare.list_comparisons(store, limit=1)
     full = compare.get(store, row["id"])
     assert full["blind"] and full["status"] == "done" and full["answer_a"] and full["answer_b"]
-    assert {full["model_a"], full["model_b"]} == {"tiny-smolvlm", "tiny-qwen2vl"}
+    assert {full["model_a"], full["model_b"]} == {"demo-smolvlm", "tiny-qwen2vl"}
     # Blind: the answers are there, the names are not.
     expect(answer_a).to_contain_text(full["answer_a"][:8])
     for side in (answer_a, answer_b):
         expect(side.locator(".tpo-side-title")).not_to_contain_text("tiny")
+        expect(side.locator(".tpo-side-title")).not_to_contain_text("demo")
     expect(page.locator("#compare-reveal")).to_contain_text("revealed after your vote")
     expect(page.locator("#compare-frames [data-testid=strip-frame]")).to_have_count(4)
 
@@ -79,7 +80,7 @@ def test_blind_vote_reveals_the_models(page: Page, app_url: str, app_data, secon
     assert compare.get(store, row["id"])["votes"][0]["vote"] == "b"
     board = page.locator("#compare-leaderboard")
     expect(board).to_contain_text("tiny-qwen2vl")
-    expect(board).to_contain_text("tiny-smolvlm")
+    expect(board).to_contain_text("demo-smolvlm")
 
     # A second vote by the same person is refused, and says so.
     page.locator("#compare-vote-a").click()
@@ -125,9 +126,9 @@ def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app
     store = Store(app_data / "tpo.db")
     page.goto(app_url)
     page.get_by_role("tab", name="Compare").click()
-    page.locator("#eval-use-tiny").click()
+    page.locator("#eval-use-demo").click()
     models = page.locator("#eval-models textarea").first
-    expect(models).to_have_value(re.compile(r"models/tiny-smolvlm$"), timeout=JOB_TIMEOUT_MS)
+    expect(models).to_have_value(re.compile(r"models/demo-smolvlm$"), timeout=JOB_TIMEOUT_MS)
     models.fill(models.input_value().splitlines()[-1])  # only the offline model
     page.locator("#eval-lengths textarea, #eval-lengths input").first.fill("10, 20")
     page.locator("#eval-depths textarea, #eval-depths input").first.fill("0, 1")
@@ -137,9 +138,9 @@ def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app
     expect(job).to_have_attribute("data-status", "succeeded", timeout=JOB_TIMEOUT_MS)
     (stored,) = er.list_evals(store, job_id=int(job.get_attribute("data-job-id")))
     assert stored["suite"] == "needle" and stored["n_items"] == 4
-    expect(page.locator("#eval-results")).to_contain_text("tiny-smolvlm")
+    expect(page.locator("#eval-results")).to_contain_text("demo-smolvlm")
     expect(page.locator("#eval-heatmaps img").first).to_be_visible()
-    expect(page.locator("#eval-heatmaps")).to_contain_text(f"#{stored['id']} tiny-smolvlm")
+    expect(page.locator("#eval-heatmaps")).to_contain_text(f"#{stored['id']} demo-smolvlm")
     # Selecting the evaluation shows every answer, the letter read from it and the right one.
     page.locator("#eval-results").get_by_test_id("cell-0-1").click()
     expect(page.locator("#eval-answers-note")).to_contain_text(f"Eval #{stored['id']}")

@@ -1,4 +1,4 @@
-"""The Train tab in a real browser: a short LoRA run on the offline model from the
+"""The Train tab in a real browser: a short LoRA run on the offline demo model from the
 accepted pairs, live status, metrics, and the finished run registered as a model."""
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ def test_train_from_accepted_pairs(page: Page, app_url: str, app_data):
     page.goto(app_url)
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-counts")).to_contain_text("accepted pairs")
-    page.locator("#train-use-tiny").click()
+    page.locator("#train-use-demo").click()
     model = page.locator("#train-model textarea, #train-model input").first
-    expect(model).to_have_value(re.compile(r"models/tiny-smolvlm$"), timeout=JOB_TIMEOUT_MS)
+    expect(model).to_have_value(re.compile(r"models/demo-smolvlm$"), timeout=JOB_TIMEOUT_MS)
     page.get_by_label("Max steps (-1: epochs decide)").fill("3")
-    page.get_by_label("Max frames per sample").fill("4")
+    page.get_by_label("Frames per sample (whole video, at most 1 per second)").fill("4")
     page.locator("#train-start").click()
 
     job = page.locator("#train-job .tpo-job")
