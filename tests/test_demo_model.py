@@ -109,3 +109,22 @@ def test_free_form_grading_ignores_case_and_punctuation():
     assert demo_eval.free_correct("5, 4, 3", "5, 4, 3.")
     assert not demo_eval.free_correct("The red circle.", "Red.")
     assert parse_choice("B", ["x", "y", "z", "w"]) == "B"
+
+
+def test_open_answers_grade_the_demo_model_on_the_synthetic_suite(demo_dir, tmp_path):
+    from tpo.evaluate import EvalConfig, answer_items, summarize
+    from tpo.synthetic_suite import load_synthetic_suite
+
+    for i in range(6):  # single-event clips: the colour or number question, and a count
+        spec = demo_data.clip_spec(random.Random(demo_eval.HELD_OUT_SEED + 950 + i), 12.0, 1)
+        synth.render_video(spec, tmp_path / f"clip{i}.mp4")
+    items = load_synthetic_suite(tmp_path).items
+    events = [item for item in items if item.task in ("colour", "number")]
+    with VLM.load(ModelConfig(model=str(demo_dir), max_new_tokens=16, batch_size=8)) as vlm:
+        records = answer_items(vlm, events, EvalConfig(suite=f"synthetic:{tmp_path}",
+                                                       frames=12, answers="open"))
+    assert [r["question"] for r in records] == [item.question for item in events]
+    assert all("A." not in (r["response"] or "") for r in records)  # asked without options
+    assert summarize(records)["accuracy"] >= 0.5, records
+    with pytest.raises(ValueError, match="answers must be one of"):
+        EvalConfig(answers="essay")

@@ -206,10 +206,17 @@ def test_bad_settings_are_refused(overrides, message):
 
 def test_quick_and_all_fill_in_sizes_and_ablations():
     quick = ExperimentConfig(quick=True, ablations=("all",))
-    assert (quick.train_videos, quick.frames, quick.needle_depths) == (6, 16, (0.0, 0.5, 1.0))
+    assert (quick.train_videos, quick.heldout_videos, quick.frames) == (40, 16, 64)
     assert quick.ablations == ("localized", "comprehensive", "dpo", "sft")
     full = ExperimentConfig(train_videos=3)
-    assert (full.train_videos, full.frames, full.heldout_videos) == (3, 64, 16)
+    assert (full.train_videos, full.frames, full.heldout_videos) == (3, 64, 32)
+    # The demo model (no --model): a full fine-tune, open answers; another model: LoRA, letters
+    assert (full.lora, full.learning_rate, full.answers) == (False, 5e-4, "open")
+    other = ExperimentConfig(model="some/model")
+    assert (other.lora, other.learning_rate, other.answers) == (True, 5e-5, "letter")
+    assert ExperimentConfig(model="some/model", lora=False, answers="open").answers == "open"
+    with pytest.raises(ValueError, match="answers must be"):
+        ExperimentConfig(answers="essay")
 
 
 def test_reviewed_without_accepted_pairs_says_what_to_do(tmp_path, tiny_smolvlm_dir):

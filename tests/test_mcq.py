@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tpo.mcq import MCQ_SUFFIX, MCQItem, parse_choice
+from tpo.mcq import MCQ_SUFFIX, MCQItem, match_option, parse_choice
 
 OPTIONS = ["blue square", "green triangle", "red circle", "red"]  # C contains D's text
 
@@ -112,3 +112,12 @@ def test_prompt_answer_round_trip():
     for letter, text in zip(item.letters, item.options):
         assert parse_choice(f"{letter}. {text}", item.options) == letter
         assert parse_choice(text, item.options) == letter
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Red.", "B"), ("red", "B"), ("  RED ", "B"), ("The red circle.", "C"), ("5, 4, 3.", "D"),
+    ("red or blue", None), ("It is red.", None), ("", None), ("B", None), ("purple", None),
+])
+def test_match_option_grades_open_answers_exactly(text, expected):
+    options = ["blue", "red", "the red circle", "5, 4, 3"]
+    assert match_option(text, options) == expected

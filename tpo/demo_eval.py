@@ -55,7 +55,7 @@ def held_out_specs(name: str, n: int, seed: int = 0) -> HeldOut:
             events = synth.random_events(duration, k, seed=rng.randrange(10**6),
                                          min_len_s=4, max_len_s=10)
             width, height = rng.choice(demo_data.FRAME_SIZES)
-            spec = synth.VideoSpec(f"x", duration, 8, width, height, events,
+            spec = synth.VideoSpec("unnamed", duration, 8, width, height, events,
                                    seed=rng.randrange(10**6))
         specs.append(synth.VideoSpec(f"heldout_{name}_{seed}_{i}", spec.duration_s, spec.fps,
                                      spec.width, spec.height, spec.events, seed=spec.seed))

@@ -114,4 +114,9 @@ def test_export_accepted_pairs_and_download(page: Page, app_url: str, app_data):
     out_dir = __import__("json").loads(out)["out_dir"]
     ds = load_dataset(out_dir, split="train")
     accepted = {p["id"] for p in store.list_pairs(status="accepted")}
-    assert set(ds["pair_id"]) == accepted and len(ds[0]["images"]) == 3
+    assert set(ds["pair_id"]) == accepted
+    # The paper's records: frames uniform over the whole video, at most one per second
+    # (the chosen side saw 3 frames, at 2-4 s), the same frames for chosen and rejected.
+    duration = store.get_video(store.get_pair(ds[0]["pair_id"])["video_id"])["duration_s"]
+    assert len(ds[0]["images"]) == len(ds[0]["frame_times"]) == min(64, int(duration))
+    assert ds[0]["frame_times"][0] < 2.0 and ds[0]["frame_times"][-1] > duration - 2.0
