@@ -376,20 +376,32 @@ def _clock_patch(seconds: int, height: int) -> np.ndarray:
     return np.asarray(patch)
 
 
+def _layers(spec: VideoSpec) -> list[tuple[Event, np.ndarray, np.ndarray]]:
+    """(event, (height, width) bool mask, RGB uint8 colour) for each event of ``spec``."""
+    return [(e, _event_mask(e, spec.width, spec.height), np.array(COLORS[e.color], np.uint8))
+            for e in spec.events]
+
+
+def _frame(spec: VideoSpec, strip: np.ndarray, layers: list, i: int) -> np.ndarray:
+    """Frame ``i`` without the clock: the background window at its time plus every event
+    shown then, as (height, width, 3) uint8 RGB."""
+    t = i / spec.fps
+    offset = round(t * _DRIFT_PX_PER_S) % spec.width
+    frame = strip[:, offset:offset + spec.width].copy()
+    for event, mask, color in layers:
+        if event.start_s <= t < event.end_s:
+            frame[mask] = color
+    return frame
+
+
 def _frames(spec: VideoSpec) -> Iterator[np.ndarray]:
     """Yield every frame of ``spec`` as (height, width, 3) uint8 RGB."""
-    strip = _background_strip(spec)
-    layers = [(e, _event_mask(e, spec.width, spec.height), np.array(COLORS[e.color], np.uint8))
-              for e in spec.events]
+    strip, layers = _background_strip(spec), _layers(spec)
     clock_second, clock = -1, None
     for i in range(spec.n_frames):
-        t = i / spec.fps
-        offset = round(t * _DRIFT_PX_PER_S) % spec.width
-        frame = strip[:, offset:offset + spec.width].copy()
-        for event, mask, color in layers:
-            if event.start_s <= t < event.end_s:
-                frame[mask] = color
+        frame = _frame(spec, strip, layers, i)
         if spec.clock:
+            t = i / spec.fps
             if int(t) != clock_second:  # redraw the clock only when its text changes
                 clock_second, clock = int(t), _clock_patch(int(t), spec.height)
             h, w = clock.shape[:2]
@@ -402,23 +414,14 @@ def render_frames(spec: VideoSpec, times: Iterable[float]) -> list[np.ndarray]:
     """The frames of ``spec`` on screen at ``times`` (s), as (height, width, 3) uint8 RGB.
 
     Frame ``i = floor(t * fps)`` (clipped to the video) is the one shown at ``t``: the same
-    pixels :func:`render_video` encodes for it, without encoding or decoding. The demo model
+    pixels :func:`render_video` encodes for it (less the clock of a ``clock=True`` spec),
+    without encoding or decoding. The demo model
     trains on frames made this way, thousands of clips a minute.
     """
-    strip = _background_strip(spec)
-    layers = [(e, _event_mask(e, spec.width, spec.height), np.array(COLORS[e.color], np.uint8))
-              for e in spec.events]
-    frames = []
-    for t in times:
-        i = min(max(int(math.floor(t * spec.fps + 1e-9)), 0), spec.n_frames - 1)
-        shown = i / spec.fps
-        offset = round(shown * _DRIFT_PX_PER_S) % spec.width
-        frame = strip[:, offset:offset + spec.width].copy()
-        for event, mask, color in layers:
-            if event.start_s <= shown < event.end_s:
-                frame[mask] = color
-        frames.append(frame)
-    return frames
+    strip, layers = _background_strip(spec), _layers(spec)
+    return [_frame(spec, strip, layers, min(max(int(math.floor(t * spec.fps + 1e-9)), 0),
+                                            spec.n_frames - 1))
+            for t in times]
 
 
 # --- needle in a haystack and the demo library -------------------------------------------
