@@ -90,6 +90,13 @@ def test_installing_twice_reuses_the_folder(demo_dir):
     assert marker.stat().st_mtime_ns == before
 
 
+def test_another_models_folder_is_never_overwritten(tiny_smolvlm_dir):
+    config = (tiny_smolvlm_dir / "config.json").read_bytes()
+    with pytest.raises(ValueError, match="holds another model"):
+        demo_model.ensure_demo_model(tiny_smolvlm_dir)
+    assert (tiny_smolvlm_dir / "config.json").read_bytes() == config
+
+
 def test_the_demo_model_answers_unseen_single_event_clips(demo_dir, tmp_path):
     # What a localized pair's chosen side sees: a short clip around one event. Seeds from
     # the held-out range, rendered to H.264 and decoded like any library video.

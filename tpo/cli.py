@@ -224,8 +224,11 @@ def demo_model_cmd(out: Path, retrain: bool, seed: int, videos: int | None, as_j
         bar.set_postfix_str(text, refresh=False)
         bar.update(step - bar.n)
 
-    with bar:
-        path = ensure_demo_model(out, train=retrain, seed=seed, progress=progress)
+    try:
+        with bar:
+            path = ensure_demo_model(out, train=retrain, seed=seed, progress=progress)
+    except (ValueError, OSError, RuntimeError) as err:  # another model's folder, a full disk
+        raise click.ClickException(str(err))
     if not videos:
         click.echo(f"demo model in {path}")
         return

@@ -8,8 +8,9 @@ by the project (:mod:`tpo.demo_train`) on short synthetic clips (:mod:`tpo.demo_
 answer the library's ground-truth question types from the frames: colour, number, how
 many, which came first, in what order, multiple choice, and a caption.
 
-Like a real video-LM trained on short clips, it is good on short clips and weaker on long
-videos, where an event is one or two of 64 frames: that is the gap TPO is meant to close.
+Like a real video-LM trained on short clips, it does better on short clips than on long
+videos, where an event is one or two of 64 frames: the gap TPO is meant to close. It is
+small and briefly trained: docs/demo-model.md says what it can and cannot do.
 
 :func:`ensure_demo_model` writes the model folder, which loads with
 ``AutoModelForImageTextToText`` / ``AutoProcessor`` and :class:`tpo.vlm.VLM` like any hub
@@ -17,13 +18,12 @@ checkpoint. By default it installs the weights the package ships
 (``tpo/assets/demo_model.safetensors``, trained with the default seed); with
 ``train=True`` it trains them again from scratch (see :mod:`tpo.demo_train` for time and
 numbers). Sizes: frames are resized to 96x96 px, 6x6 patches of 16 px merged 2x2 into 9
-image tokens (+3 wrapper tokens); text decoder 4 layers of width 128; ~1.6M parameters.
+image tokens (+3 wrapper tokens); text decoder 4 layers of width 128; 1.28M parameters.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -174,6 +174,7 @@ def ensure_demo_model(out_dir: str | Path, *, train: bool = False, seed: int = 0
     out = Path(out_dir).expanduser()
     if is_demo_model(out) and not train:
         return out
+    _check_not_another_model(out)
     if train or not SHIPPED_WEIGHTS.is_file():
         from tpo.demo_train import train_recipe
 
@@ -193,10 +194,13 @@ def ensure_demo_model(out_dir: str | Path, *, train: bool = False, seed: int = 0
     return save_folder(model.float(), processor, out, {"source": "shipped", **info})
 
 
-def remove(out_dir: str | Path) -> None:
-    """Delete a demo model folder (only one that :func:`is_demo_model` recognises)."""
-    if is_demo_model(out_dir):
-        shutil.rmtree(out_dir)
+def _check_not_another_model(out: Path) -> None:
+    """ValueError when ``out`` holds a model that is not a demo model: never overwrite one.
+    An empty folder or a demo model of any version is fine."""
+    if (out / MARKER).is_file() or not (out / "config.json").is_file():
+        return
+    raise ValueError(f"{out} holds another model (or a demo model install that was cut "
+                     "short): remove it, or give the demo model a folder of its own")
 
 
 def run_job(ctx) -> dict:
