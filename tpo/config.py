@@ -44,7 +44,7 @@ class Settings:
     log_dir: Path | None = field(default=None, metadata={"env": "TPO_LOG_DIR",
         "help": "Background jobs' log files (default: DATA_DIR/logs)."})
     models_dir: Path | None = field(default=None, metadata={"env": "TPO_MODELS_DIR",
-        "help": "Locally built models, e.g. the offline test model (default: DATA_DIR/models)."})
+        "help": "Locally built models, e.g. the offline demo model (default: DATA_DIR/models)."})
     model: str = field(default="HuggingFaceTB/SmolVLM2-256M-Video-Instruct", metadata={
         "env": "TPO_MODEL", "help": "Video-LM for generation: a hub id or a local folder."})
     demo_on_start: bool = field(default=True, metadata={"env": "TPO_DEMO",

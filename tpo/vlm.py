@@ -37,8 +37,8 @@ __all__ = ["CAPTION_PROMPT", "ModelConfig", "ModelLoadError", "VLM", "VideoQuest
            "configure_for_frames", "time_prompt"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-LOAD_HINT = ("Point TPO_MODEL or --model at a local model folder, or build the offline test "
-             "model with `tpo tiny-model data/models/tiny-smolvlm`.")
+LOAD_HINT = ("Point TPO_MODEL or --model at a local model folder, or install the offline demo "
+             "model with `tpo demo-model data/models/demo-smolvlm`.")
 ADAPTER_HINT = ("Point --adapter at a folder saved by training (adapter_config.json and the "
                 "adapter weights) for this base model.")
 HUB_PROBE_TIMEOUT_S = 3.0  # huggingface_hub retries a dead network for ~25 s; ask once first

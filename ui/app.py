@@ -14,7 +14,7 @@ from ui.header import header_markdown
 ZERO_GPU_NOTE = (
     "⚠️ **This Space runs on ZeroGPU.** ZeroGPU lends a GPU only inside a single request for "
     "a short time; TPO Studio's generation, training, comparison and evaluation run as "
-    "background jobs, which get no GPU here and run on the CPU (fine with the offline test "
+    "background jobs, which get no GPU here and run on the CPU (fine with the offline demo "
     "model, very slow with a real one). For real models, and for any fine-tune, duplicate "
     "this Space and choose a dedicated GPU under *Settings → Space hardware*.")
 
