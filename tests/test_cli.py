@@ -129,7 +129,7 @@ def test_generate_errors_are_clear(run, tmp_path):
     run("ingest", clip)
     missing = run("generate", "--all", "--model", tmp_path / "nope")
     assert missing.exit_code == 1
-    assert "Cannot load model" in missing.output and "tpo tiny-model" in missing.output
+    assert "Cannot load model" in missing.output and "tpo demo-model" in missing.output
     # Writer and judge are checked before any model loads: one line, no traceback.
     down = closed_port_url()
     for args, message in [

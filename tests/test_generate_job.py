@@ -40,7 +40,7 @@ def test_generate_job_with_missing_model_fails_with_the_reason(library, settings
                          log_dir=settings.log_dir)
     row = jobs.wait(library, job_id, timeout_s=300)
     assert row["status"] == "failed"
-    assert "Cannot load model" in row["error"] and "tpo tiny-model" in row["error"]
+    assert "Cannot load model" in row["error"] and "tpo demo-model" in row["error"]
     assert library.list_pairs() == []
 
 

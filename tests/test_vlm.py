@@ -138,7 +138,7 @@ def _load_error(model: str) -> str:
         VLM.load(ModelConfig(model=model))
     assert time.monotonic() - start < 5  # fails fast, never waits on the network
     message = str(err.value)
-    assert repr(model) in message and "tpo tiny-model" in message
+    assert repr(model) in message and "tpo demo-model" in message
     assert str(pickle.loads(pickle.dumps(err.value))) == message  # crosses job processes
     return message
 
