@@ -33,9 +33,11 @@ def test_library_lists_demo_and_shows_frame_strip(page: Page, app_url: str):
     expect(frames).to_have_count(8, timeout=30_000)
     # Every thumbnail really loaded from the server, and is captioned with its time.
     expect(frames.first.locator("figcaption")).to_have_text(re.compile(r"^\d+:\d\d(\.\d)?$"))
-    loaded = page.eval_on_selector_all(
-        "#tpo-strip img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
-    assert loaded == [True] * 8
+    # (waits for the loads: on a busy machine the images arrive after the strip)
+    page.wait_for_function(
+        "() => { const imgs = [...document.querySelectorAll('#tpo-strip img')];"
+        " return imgs.length === 8 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        timeout=30_000)
     expect(page.locator("#video-details")).to_contain_text(DEMO_NAMES[0])
 
     # The player streams the file; clicking a thumbnail seeks it to that frame's time.
