@@ -1,4 +1,4 @@
-"""The rooms of the code (DESIGN.md §3): the library never imports gradio, and the app
+"""The rooms of the code (docs/architecture.md): the library never imports gradio, and the app
 process never loads torch or transformers (models run in job processes)."""
 
 from __future__ import annotations

@@ -296,7 +296,7 @@ def test_clear_errors_for_missing_data_model_oom_and_full_disk(tiny_smolvlm_dir,
 
 def test_importing_the_module_loads_no_ml_library():
     """The app process imports tpo.train for TrainConfig and tpo.train_job for job_params
-    (DESIGN.md section 3)."""
+    (docs/architecture.md)."""
     code = ("import sys, tpo.train as t, tpo.train_job as j; "
             "j.job_params(t.TrainConfig('m', 'd', 'o')); "
             "print(sorted({'torch', 'transformers', 'trl', 'peft', 'datasets'} & "

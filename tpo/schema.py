@@ -1,7 +1,7 @@
 """The store's schema as an ordered list of migrations (SQLite ``PRAGMA user_version``).
 
 Migration ``i`` (0-based) takes a database at version ``i`` to ``i + 1``. Never edit a
-migration that has shipped: append a new one. Tables follow DESIGN.md §4; JSON-valued
+migration that has shipped: append a new one. Tables follow docs/architecture.md; JSON-valued
 columns are TEXT holding JSON (lists of timestamps, parameters, before/after snapshots).
 """
 

@@ -1,7 +1,7 @@
 """Fine-tune a video-LM on exported preference pairs: TPO = DPO + an SFT term, with TRL.
 
-The objective (DESIGN.md section 1) is ``L = L_DPO(beta) + alpha * L_SFT(chosen)``. TRL's
-``DPOTrainer`` computes exactly that with ``loss_type=["sigmoid", "sft"]`` and
+The objective (the TPO paper's, arXiv 2501.13919) is
+``L = L_DPO(beta) + alpha * L_SFT(chosen)``. TRL's ``DPOTrainer`` computes exactly that with ``loss_type=["sigmoid", "sft"]`` and
 ``loss_weights=[1.0, alpha]``; nothing here computes a loss, and several processes are always
 started by ``accelerate launch`` or ``torchrun``, never by a launcher of our own. For
 ablations, ``dpo_weight`` scales the DPO term (``loss_weights=[dpo_weight, alpha]``): 0 trains
@@ -66,7 +66,7 @@ from tpo.train_data import NO_DATA, TRAIN_COLUMNS, TrainError, cap_frames, check
 
 # torch, transformers, TRL, PEFT and datasets are imported where they are used: the app
 # process imports this module for TrainConfig and PRESETS (tpo.train_job for job_params) and
-# must not load them (DESIGN.md section 3); MetricsCallback is built on first use (see
+# must not load them (docs/architecture.md); MetricsCallback is built on first use (see
 # __getattr__ below), so it is not in __all__: a star import would load transformers.
 
 __all__ = ["LANGUAGE_LORA_TARGET", "MAIN_METRICS", "PRESETS", "TrainConfig", "TrainResult",

@@ -12,7 +12,7 @@ every step of a training run raises.
   image placeholders, ``frame_times`` and the time prompt the export wrote follow.
 
 ``datasets`` and numpy are imported where they are used: the app process imports this
-module (through :mod:`tpo.train`) and must not load them (DESIGN.md section 3).
+module (through :mod:`tpo.train`) and must not load them (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the store, stops on cancel, turns a failed launch into a clear error, and regist
 trained model in the store's ``models`` table.
 
 The app process imports this module for :func:`job_params`: like :mod:`tpo.train`, it loads
-no ML library at import time (DESIGN.md section 3).
+no ML library at import time (docs/architecture.md).
 """
 
 from __future__ import annotations

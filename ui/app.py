@@ -10,7 +10,7 @@ from ui import compare, curate, library, train
 from ui.header import header_markdown
 
 
-# DESIGN.md §5: on ZeroGPU a long fine-tune needs dedicated hardware; say so, do not fail.
+# On ZeroGPU a long fine-tune needs dedicated hardware; say so, do not fail.
 ZERO_GPU_NOTE = (
     "⚠️ **This Space runs on ZeroGPU.** ZeroGPU lends a GPU only inside a single request for "
     "a short time; TPO Studio's generation, training, comparison and evaluation run as "

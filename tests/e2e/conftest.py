@@ -1,7 +1,7 @@
 """Browser-test fixtures: Debian's Chromium for Playwright, and the real app in a subprocess.
 
 Playwright cannot download its own browser here, so it drives ``/usr/bin/chromium``
-(STACK.md). The app is started exactly as a user starts it (``python app.py``), on a free
+(docs/architecture.md). The app is started exactly as a user starts it (``python app.py``), on a free
 port, with its data in a temporary folder and a shortened demo library.
 """
 
