@@ -1,8 +1,8 @@
 """Fine-tune a video-LM on exported preference pairs: TPO = DPO + an SFT term, with TRL.
 
 The objective (the TPO paper's, arXiv 2501.13919) is
-``L = L_DPO(beta) + alpha * L_SFT(chosen)``. TRL's ``DPOTrainer`` computes exactly that with ``loss_type=["sigmoid", "sft"]`` and
-``loss_weights=[1.0, alpha]``; nothing here computes a loss, and several processes are always
+``L = L_DPO(beta) + alpha * L_SFT(chosen)``. TRL's ``DPOTrainer`` computes exactly that
+with ``loss_type=["sigmoid", "sft"]`` and ``loss_weights=[1.0, alpha]``; nothing here computes a loss, and several processes are always
 started by ``accelerate launch`` or ``torchrun``, never by a launcher of our own. For
 ablations, ``dpo_weight`` scales the DPO term (``loss_weights=[dpo_weight, alpha]``): 0 trains
 SFT on the chosen answers alone, and ``alpha=0`` is plain DPO.
