@@ -114,12 +114,11 @@ def caption(spec: VideoSpec) -> str:
     return f"{text[0].upper()}{text[1:]}."
 
 
-def _mcq(question: str, options: list[str], answer: str, rng: random.Random) -> tuple[str, str]:
-    """(prompt, letter) of a multiple-choice version, options in a fresh random order."""
+def mcq_item(question: str, options: list[str], answer: str, rng: random.Random) -> MCQItem:
+    """The multiple-choice version of a question, its options in a fresh random order."""
     options = list(options)
     rng.shuffle(options)
-    item = MCQItem("demo", "x", "", question, tuple(options), LETTERS[options.index(answer)])
-    return item.prompt(), item.answer
+    return MCQItem("demo", "x", "", question, tuple(options), LETTERS[options.index(answer)])
 
 
 def questions(spec: VideoSpec) -> list[tuple[str, str, str, list[str] | None, str]]:
@@ -161,6 +160,6 @@ def sample_example(rng: random.Random, *, n_frames: int | None = None,
         pool = asked
     kind, question, answer, options, correct = rng.choice(pool)
     if task == "mcq":
-        prompt, letter = _mcq(question, options, correct, rng)
-        return Example(frames, times, spec.duration_s, prompt, letter, f"mcq/{kind}")
+        item = mcq_item(question, options, correct, rng)
+        return Example(frames, times, spec.duration_s, item.prompt(), item.answer, f"mcq/{kind}")
     return Example(frames, times, spec.duration_s, question, answer, kind)

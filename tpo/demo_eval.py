@@ -9,7 +9,7 @@ Two held-out sets, rendered to real H.264 files and read back through :mod:`tpo.
   video (at most 1 per second) - an event is then one to three of the 64 frames.
 
 Every ground-truth question of each video is asked twice: free-form (right when the answer
-names the expected colour / number / count / event, see :func:`free_correct`) and as a
+names the expected colour / number / count / event: :func:`tpo.mcq.same_words`) and as a
 lettered multiple-choice question (read by :func:`tpo.mcq.parse_choice`). Seeds come from
 a range the demo model's training never draws from (its clips are made by one
 ``random.Random(seed)`` stream; these specs by ``random.Random(HELD_OUT_SEED + i)``).
@@ -18,14 +18,13 @@ a range the demo model's training never draws from (its clips are made by one
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from tpo import demo_data, synth
-from tpo.mcq import LETTERS, MCQItem, parse_choice
+from tpo.mcq import parse_choice, same_words
 
 HELD_OUT_SEED = 7_000_000
 SETS = {  # name: (length range s, events range, frames)
@@ -57,18 +56,8 @@ def held_out_specs(name: str, n: int, seed: int = 0) -> HeldOut:
             width, height = rng.choice(demo_data.FRAME_SIZES)
             spec = synth.VideoSpec("unnamed", duration, 8, width, height, events,
                                    seed=rng.randrange(10**6))
-        specs.append(synth.VideoSpec(f"heldout_{name}_{seed}_{i}", spec.duration_s, spec.fps,
-                                     spec.width, spec.height, spec.events, seed=spec.seed))
+        specs.append(replace(spec, name=f"heldout_{name}_{seed}_{i}"))
     return HeldOut(name, specs, frames)
-
-
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def free_correct(answer: str, expected: str) -> bool:
-    """A free-form answer is right when its words equal the expected answer's words
-    (case and punctuation ignored): "red" / "Red." for "Red.", "5, 4, 3" for "5, 4, 3."."""
-    return _WORD.findall(answer.lower()) == _WORD.findall(expected.lower())
 
 
 def evaluate_model(model, held_out: HeldOut, folder: str | Path, *,
@@ -89,11 +78,8 @@ def evaluate_model(model, held_out: HeldOut, folder: str | Path, *,
         asks, checks = [], []
         for kind, question, answer, options, correct in demo_data.questions(spec):
             asks.append(VideoQuestion(frames, question, vid.info.duration_s))
-            checks.append((f"free/{kind}", lambda a, x=answer: free_correct(a, x)))
-            options = list(options)
-            rng.shuffle(options)
-            item = MCQItem("demo", "x", "", question, tuple(options),
-                           LETTERS[options.index(correct)])
+            checks.append((f"free/{kind}", lambda a, x=answer: same_words(a, x)))
+            item = demo_data.mcq_item(question, options, correct, rng)
             asks.append(VideoQuestion(frames, item.prompt(), vid.info.duration_s))
             checks.append((f"mcq/{kind}", lambda a, it=item: parse_choice(a, it.options) == it.answer))
         for reply, (key, check) in zip(model.answer(asks), checks):

@@ -169,6 +169,12 @@ def parse_choice(text: str, options: Sequence[str]) -> str | None:
 _WORDS = re.compile(r"[a-z0-9]+")
 
 
+def same_words(a: str, b: str) -> bool:
+    """True when two texts have the same words, case and punctuation ignored: "Red." and
+    "red", "5, 4, 3." and "5, 4, 3"; not "It is red" and "red"."""
+    return _WORDS.findall(a.lower()) == _WORDS.findall(b.lower())
+
+
 def match_option(text: str, options: Sequence[str]) -> str | None:
     """The letter of the option an open (free-text) answer names, or None.
 
@@ -177,8 +183,6 @@ def match_option(text: str, options: Sequence[str]) -> str | None:
     "5, 4, 3." names "5, 4, 3"; "red or blue" and "It is red" name none (an open answer is
     graded as exactly the answer, never searched for it).
     """
-    words = _WORDS.findall(text.lower())
-    found = [LETTERS[i] for i, option in enumerate(options)
-             if _WORDS.findall(str(option).lower()) == words]
+    found = [LETTERS[i] for i, option in enumerate(options) if same_words(text, str(option))]
     return found[0] if len(found) == 1 else None
 
