@@ -310,7 +310,7 @@ def stage_train(run: ExperimentRun, variant: str) -> dict:
     """Fine-tune the base on this experiment's pairs (``tpo``) or an ablation's share or
     objective; registered as a model like ``tpo train`` does."""
     from tpo.train import resolve as resolve_training, train
-    from tpo.train_job import _register_model
+    from tpo.train_job import register_model
 
     rows = training_rows(run, _variant_kinds(variant))
     if len(rows) == 0:
@@ -325,7 +325,7 @@ def stage_train(run: ExperimentRun, variant: str) -> dict:
     with contextlib.redirect_stdout(sys.stderr):
         result = train(config, dataset=rows, callbacks=[_progress_callback(run)])
     settings = {**resolve_training(config), "data": str(_export_dir(run))}
-    model_id = _register_model(run.store, settings, None)
+    model_id = register_model(run.store, settings, None)
     row = next(m for m in run.store.list_models() if m["id"] == model_id)
     ref = registered(row)
     return {"ref": ref.as_dict(), "model_id": model_id, "output_dir": str(out),

@@ -32,7 +32,7 @@ from tpo.train import (ERROR_PREFIX, OOM, RESULT_FILE, TrainConfig, _callbacks, 
                        _refuse_earlier_run, cli_args, logger, resolve, train)
 from tpo.train_data import NO_DATA, TrainError, check_data
 
-__all__ = ["LAUNCHERS", "job_params", "run_job"]
+__all__ = ["LAUNCHERS", "job_params", "register_model", "run_job"]
 
 LAUNCHERS = ("python", "accelerate")  # in this process / `accelerate launch` child processes
 LOG_TAIL_LINES = 5  # last lines of a failed launch quoted when no exception line shows
@@ -104,7 +104,7 @@ def run_job(ctx) -> dict:
     else:
         result = _launch(ctx, config, params.get("accelerate_config"), n)
     ctx.check_cancelled()  # a cancel that came during the final save
-    model_id = _register_model(ctx.store, settings, ctx.job_id)
+    model_id = register_model(ctx.store, settings, ctx.job_id)
     summary = (f"trained {result['global_step']} steps on {result['world_size']} process(es) "
                f"in {result['train_runtime_s']:.1f} s: {settings['output_dir']}")
     ctx.log(summary)
@@ -223,7 +223,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _register_model(store: Store, settings: dict, job_id: int | None) -> int:
+def register_model(store: Store, settings: dict, job_id: int | None) -> int:
     """The trained model's row in ``models`` (one per output folder: a resumed run updates
     its row); returns its id."""
     out = settings["output_dir"]
