@@ -88,9 +88,10 @@ def tuned_model(row: dict | None, base: str) -> tuple[str, str | None]:
 
 
 def build(store: Store, settings: Settings, selected: gr.State, table: gr.Dataframe,
-          header: gr.Markdown, refresh_table) -> None:
-    """Lay out the panel inside the current Blocks and wire it; ``refresh_table()`` gives the
-    library table's current value."""
+          header: gr.Markdown, refresh_table, filters: list[gr.components.Component]) -> None:
+    """Lay out the panel inside the current Blocks and wire it; ``refresh_table(*values)``
+    gives the library table's value for the current values of the ``filters`` components
+    (so a finished job redraws the table the user is looking at, search included)."""
     with gr.Accordion("Generate pairs", open=False, elem_id="generate-panel"):
         with gr.Row():
             model = gr.Textbox(settings.model, label="Model: Hugging Face id or local folder",
@@ -163,7 +164,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
     def on_use_demo(progress=gr.Progress()):
         return use_offline_model(store, settings, progress)
 
-    def on_tick(last):
+    def on_tick(last, *filter_values):
         row = latest_job(store, "generate")
         if row is None:
             return (gr.update(), gr.update(), last, gr.update(),
@@ -173,7 +174,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                  and row["status"] in jobs.FINISHED_STATUSES)
         # The header lists running jobs, so it follows every poll; the table only changes
         # when a job ends (its pair counts).
-        table_value = refresh_table() if ended else gr.update()
+        table_value = refresh_table(*filter_values) if ended else gr.update()
         return (job_html(row), jobs.log_tail(row, 40), list(now_seen), table_value,
                 header_markdown(store, settings.user), gr.Timer(poll_interval(row, BUSY_POLL_S)))
 
@@ -183,4 +184,5 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
     cancel.click(on_cancel, None, status)
     use_demo.click(on_use_demo, None, model)
     tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)
-    timer.tick(on_tick, seen, [status, log, seen, table, header, timer], show_progress="hidden")
+    timer.tick(on_tick, [seen, *filters], [status, log, seen, table, header, timer],
+               show_progress="hidden")

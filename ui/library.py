@@ -109,7 +109,9 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
                                       placeholder="/path/to/videos", elem_id="library-add-path")
                 add_button = gr.Button("Add", elem_id="library-add")
         add_result = gr.Markdown(elem_id="library-add-result")
-    generate.build(store, settings, selected, table, header, lambda: video_table(store))
+    filters = [search, status]
+    generate.build(store, settings, selected, table, header,
+                   lambda s, st: video_table(store, s, st), filters)
 
     def on_select(evt: gr.SelectData, shown: pd.DataFrame):
         video_id = int(selected_row(evt, shown)["ID"])
@@ -140,7 +142,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         reason = f": {row['Filter reason']}" if row["Filter reason"] else ""
         return int(row["ID"]), f"Pair **#{row['ID']}** · {row['Status']}{reason}"
 
-    def on_restore(pair_id, video_id):
+    def on_restore(pair_id, video_id, search_text: str, status_value: str):
         if pair_id is None:
             raise gr.Error("Select a pair in the table first.")
         try:
@@ -148,14 +150,16 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         except StoreError as err:
             raise gr.Error(str(err))
         return (f"Pair **#{pair_id}** restored to pending.", pairs_table(store, video_id),
-                video_table(store), header_markdown(store, settings.user))
+                video_table(store, search_text, status_value), header_markdown(store, settings.user))
 
-    filters = [search, status]
-    for event in (search.submit, status.change, refresh.click):
-        event(lambda s, st: video_table(store, s, st), filters, table)
+    # Filter as the user types (the change event carries the box's value, so a search never
+    # runs on a stale one) and on Enter; "always_last" drops keystrokes a newer one replaced.
+    for event in (search.change, search.submit, status.change, refresh.click):
+        event(lambda s, st: video_table(store, s, st), filters, table, trigger_mode="always_last")
     table.select(on_select, [table], [selected, player, details, strip, video_pairs])
     video_pairs.select(on_pair_select, [video_pairs], [selected_pair, pair_note])
-    restore.click(on_restore, [selected_pair, selected], [pair_note, video_pairs, table, header])
+    restore.click(on_restore, [selected_pair, selected, *filters],
+                  [pair_note, video_pairs, table, header])
     add_outputs = [add_result, table, header, empty_hint]
     add_button.click(on_add_path, [add_path, *filters], add_outputs)
     upload.upload(on_upload, [upload, *filters], add_outputs)

@@ -28,12 +28,19 @@ def test_generate_with_the_demo_model_fills_the_queue_then_restore_a_filtered_pa
     for label, value in [("Localized pairs per video", "2"), ("Comprehensive pairs per video", "2"),
                          ("Dense frames (chosen)", "16"), ("Sparse frames (rejected)", "2")]:
         page.get_by_label(label).fill(value)
+    search = page.locator("#library-search textarea, #library-search input").first
+    search.fill("countdown")  # a filter the job's end must keep
+    expect(table.get_by_test_id("cell-1-1")).to_have_count(0)
     page.locator("#generate-start").click()
 
     job = page.locator("#generate-job .tpo-job")
     expect(job).to_have_attribute("data-status", re.compile("queued|running|succeeded"))
     expect(job).to_have_attribute("data-status", "succeeded", timeout=JOB_TIMEOUT_MS)
     expect(job).to_contain_text("5 videos generated: 20 pairs")
+    # The finished job redrew the table with its new pair counts, still filtered.
+    expect(table.get_by_test_id("cell-0-4")).not_to_have_text("0 / 0 / 0 / 0")
+    expect(table.get_by_test_id("cell-0-1")).to_have_text("countdown.mp4")
+    expect(table.get_by_test_id("cell-1-1")).to_have_count(0)
     store = Store(app_data / "tpo.db")
     counts = store.counts()
     # The demo model answers the demo videos' questions, so pairs reach the review queue
@@ -48,8 +55,9 @@ def test_generate_with_the_demo_model_fills_the_queue_then_restore_a_filtered_pa
     assert filtered, "the demo model gave no pair the post-filter drops"
     pair = filtered[0]
     name = store.get_video(pair["video_id"])["name"]
-    row = [v["name"] for v in store.list_videos()].index(name)
-    table.get_by_test_id(f"cell-{row}-1").click()
+    search.fill(name)
+    expect(table.get_by_test_id("cell-1-1")).to_have_count(0)
+    table.get_by_test_id("cell-0-1").click()
     pairs = page.locator("#video-pairs")
     index = [p["id"] for p in store.list_pairs(video_id=pair["video_id"])].index(pair["id"])
     expect(pairs.get_by_test_id(f"cell-{index}-5")).to_have_text("filtered")
@@ -60,3 +68,5 @@ def test_generate_with_the_demo_model_fills_the_queue_then_restore_a_filtered_pa
     expect(page.locator("#pair-selected")).to_contain_text("restored to pending")
     expect(pairs.get_by_test_id(f"cell-{index}-5")).to_have_text("pending")
     expect(header).to_contain_text(f"{counts['pairs_filtered'] - 1} filtered")  # one fewer
+    expect(table.get_by_test_id("cell-0-1")).to_have_text(name)  # the restore kept the filter
+    expect(table.get_by_test_id("cell-1-1")).to_have_count(0)
