@@ -78,6 +78,7 @@ PRESET = "smolvlm2-256m"
 VIDEO = "countdown"  # tpo.synth demo video: 60 s, 6 timed events -> 6 localized pairs
 FRAMES = 4  # frames per exported pair (per side of the DPO batch: chosen and rejected)
 VARIANTS = ("adapter-off", "ref-copy")
+LABELS = {PRESET: "256m", "smolvlm2-2.2b": "2.2b"}  # short names of the random presets
 # max_steps per model (batch size 1: one pair a step; past the 6 pairs the data repeats). A
 # tiny step takes ~0.1 s, so it gets enough steps for a median; a 256M step ~45-60 s on 2 CPU
 # cores (chosen + rejected: 8 frames of 512 px through the vision tower, for the policy and
@@ -180,9 +181,13 @@ def emit(result: dict) -> None:
 # Subprocess 1: the dataset and the models
 
 
-def prepare(cache: Path, tmp: Path) -> None:
-    """Render/ingest/accept/export the dataset under tmp, build the tiny model there and the
-    256M one under cache (once); prints the paths as a RESULT line."""
+def prepare(cache: Path, tmp: Path, video_name: str = VIDEO, frames: int = FRAMES,
+            models: tuple[str, ...] = ("tiny", PRESET), device: str | None = None) -> None:
+    """Render/ingest/accept/export the dataset under tmp (`frames` whole-video frames a
+    record), build the tiny model there and each random preset of `models` under cache
+    (once; on `device`, in bf16 there); prints the paths as a RESULT line."""
+    import torch
+
     from tpo.export import ExportConfig, export_pairs
     from tpo.library import ingest
     from tpo.review import review
@@ -191,7 +196,7 @@ def prepare(cache: Path, tmp: Path) -> None:
     from tpo.tiny import build_random_model, build_tiny_model
     from tpo.video import open_video
 
-    spec = next(s for s in DEMO_SPECS if s.name == VIDEO)
+    spec = next(s for s in DEMO_SPECS if s.name == video_name)
     video = build_demo_library(cache / "videos", [spec])[0]
     truth = json.loads(video.with_suffix(".json").read_text(encoding="utf-8"))
 
@@ -215,26 +220,30 @@ def prepare(cache: Path, tmp: Path) -> None:
     ids = store.save_generation(video_id, "bench", pairs, params={}, seconds=0)
     for pair_id in ids:
         review(store, pair_id, "accept", user="bench")
-    report = export_pairs(store, tmp / "export", ExportConfig(frames=FRAMES))
+    report = export_pairs(store, tmp / "export", ExportConfig(frames=frames))
     store.close()
     data_s = time.perf_counter() - start
 
-    start = time.perf_counter()
-    tiny = build_tiny_model(tmp / "tiny", "smolvlm")
-    tiny_s = time.perf_counter() - start
-
-    folder = cache / "models" / f"random-{PRESET}"  # the folder bench/generate_bench.py uses
-    big_s = 0.0
-    if not (folder / "model.safetensors").is_file():
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+    built = {}
+    for name in models:
         start = time.perf_counter()
-        build_random_model(partial, PRESET)
-        partial.rename(folder)  # only complete builds are ever reused
-        big_s = time.perf_counter() - start
+        if name == "tiny":
+            built["tiny"] = [str(build_tiny_model(tmp / "tiny", "smolvlm")),
+                             time.perf_counter() - start]
+            continue
+        # the folder bench/generate_bench.py uses for the 256M preset
+        folder = cache / "models" / (f"random-{name}" + ("-bf16" if device else ""))
+        build_s = 0.0
+        if not (folder / "config.json").is_file():
+            partial = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            build_random_model(partial, name, device=device,
+                               dtype=torch.bfloat16 if device else None)
+            partial.rename(folder)  # only complete builds are ever reused
+            build_s = time.perf_counter() - start
+        built[LABELS.get(name, name)] = [str(folder), build_s]
     emit({"video": str(video), "duration_s": truth["duration_s"], "data": str(report.out_dir),
-          "n_pairs": report.n_pairs, "data_s": data_s,
-          "models": {"tiny": [str(tiny), tiny_s], "256m": [str(folder), big_s]}})
+          "n_pairs": report.n_pairs, "data_s": data_s, "frames": frames, "models": built})
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,6 +258,42 @@ def _language_model(model):
     raise RuntimeError(f"no language model found in {type(model).__name__}")
 
 
+def _vision_model(model):
+    """The vision tower (SmolVLM: model.vision_model), whose patches are counted."""
+    for name, module in model.named_modules():
+        if name.endswith(("vision_model", "visual", "vision_tower")):
+            return module
+    raise RuntimeError(f"no vision tower found in {type(model).__name__}")
+
+
+def _dims(model) -> dict:
+    """Parameter counts and sizes that model FLOPs need: the language model without its
+    embedding table (a lookup, no FLOPs) plus the output head; the vision tower; layers and
+    widths for the attention-score FLOPs."""
+    text, vision = _language_model(model), _vision_model(model)
+    embed = text.get_input_embeddings().weight.numel()
+    head = model.get_output_embeddings().weight.numel()
+    tc, vc = text.config, vision.config
+    return {"text_params": sum(p.numel() for p in text.parameters()) - embed + head,
+            "vision_params": sum(p.numel() for p in vision.parameters()),
+            "text_layers": tc.num_hidden_layers, "text_width": tc.hidden_size,
+            "vision_layers": vc.num_hidden_layers, "vision_width": vc.hidden_size}
+
+
+def model_flops(shapes: list[tuple[str, int, int, bool]], dims: dict) -> float:
+    """Model FLOPs of the recorded forwards: 2 * params per token (multiply-add) plus
+    4 * layers * width * length^2 per sequence for attention scores and values (PaLM's
+    count, no causal halving); a forward with grad is counted 3x (the backward is about
+    twice the forward). Gradient-checkpoint recomputation is not counted, as MFU requires."""
+    total = 0.0
+    for what, batch, length, grad in shapes:
+        params, layers, width = (dims[f"{what}_params"], dims[f"{what}_layers"],
+                                 dims[f"{what}_width"])
+        forward = batch * (2 * params * length + 4 * layers * width * length ** 2)
+        total += forward * (3 if grad else 1)
+    return total
+
+
 def worker(job: dict) -> None:
     """Train one configuration with tpo.train.train and print its measurements."""
     import torch
@@ -261,11 +306,27 @@ def worker(job: dict) -> None:
     ref_copy = job["variant"] == "ref-copy"
     counts = {"policy": 0, "ref": 0}
     info: dict = {}
+    # Every language-model and vision-tower forward: (what, batch, length, with grad), for the
+    # model FLOPs behind MFU (flops_per_step below).
+    shapes: list[tuple[str, int, int, bool]] = []
 
     def counter(key):
         def hook(module, args, kwargs):
             counts[key] += 1
+            x = kwargs.get("inputs_embeds")
+            x = kwargs.get("input_ids") if x is None else x
+            x = args[0] if x is None and args else x
+            if x is not None:  # (batch, tokens[, hidden])
+                shapes.append(("text", x.shape[0], x.shape[1], torch.is_grad_enabled()))
         return hook
+
+    def vision_counter(module, args, kwargs):
+        pixels = kwargs.get("pixel_values", args[0] if args else None)  # (frames, 3, H, W)
+        if pixels is not None:
+            side = module.config.patch_size
+            shapes.append(("vision", pixels.shape[0],
+                           (pixels.shape[-2] // side) * (pixels.shape[-1] // side),
+                           torch.is_grad_enabled()))
 
     class BenchDPOTrainer(trl.DPOTrainer):
         """TRL's DPOTrainer, counting language-model forwards; ref-copy: with a ref_model."""
@@ -273,6 +334,8 @@ def worker(job: dict) -> None:
         def __init__(self, model=None, ref_model=None, **kwargs):
             assert ref_model is None, "tpo.train passes no ref_model"
             _language_model(model).register_forward_pre_hook(counter("policy"), with_kwargs=True)
+            _vision_model(model).register_forward_pre_hook(vision_counter, with_kwargs=True)
+            info["dims"] = _dims(model)
             if ref_copy:
                 start = time.perf_counter()
                 ref_model, _ = _load_model(job["model"], model.dtype)  # same folder, same weights
@@ -280,10 +343,17 @@ def worker(job: dict) -> None:
                 info["ref_load_s"] = time.perf_counter() - start
                 _language_model(ref_model).register_forward_pre_hook(counter("ref"),
                                                                      with_kwargs=True)
+                _vision_model(ref_model).register_forward_pre_hook(vision_counter,
+                                                                   with_kwargs=True)
             super().__init__(model=model, ref_model=ref_model, **kwargs)
             ref = self.ref_model
             if ref is not None:
                 ref = self.accelerator.unwrap_model(ref)
+                if not ref_copy:  # a full fine-tune: TRL made its own reference copy
+                    _language_model(ref).register_forward_pre_hook(counter("ref"),
+                                                                   with_kwargs=True)
+                    _vision_model(ref).register_forward_pre_hook(vision_counter,
+                                                                 with_kwargs=True)
             info.update(
                 policy_type=type(self.model).__name__,
                 ref_type=type(ref).__name__ if ref is not None else None,
@@ -319,7 +389,8 @@ def worker(job: dict) -> None:
     sampler = MemorySampler()
     config = TrainConfig(model=job["model"], data=job["data"], output_dir=job["out"],
                          learning_rate=1e-3, warmup_ratio=0.0, max_steps=job["steps"],
-                         cache_dir=job["cache_dir"])
+                         cache_dir=job["cache_dir"], lora=job.get("lora", True),
+                         max_frames=job.get("max_frames"))
     started = time.perf_counter()
     result = train(config, callbacks=[clock])
     ended = time.perf_counter()
@@ -344,6 +415,8 @@ def worker(job: dict) -> None:
           "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20
           if torch.cuda.is_available() else None,
           "policy_fwd": counts["policy"], "ref_fwd": counts["ref"],
+          "flops": model_flops(shapes, info["dims"]),
+          "seq_tokens": max((n for what, _, n, _ in shapes if what == "text"), default=0),
           "losses": [r["loss"] for r in rows],
           "device": "cuda" if torch.cuda.is_available() else "cpu",
           "threads": torch.get_num_threads(),
@@ -380,11 +453,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps")
     parser.add_argument("--cache", type=Path, default=Path("data/bench"))
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)  # subprocess 1
+    # what --prepare builds (bench/gpu_bench.py asks for other sizes)
+    parser.add_argument("--video", default=VIDEO, help=argparse.SUPPRESS)
+    parser.add_argument("--frames", type=int, default=FRAMES, help=argparse.SUPPRESS)
+    parser.add_argument("--models", default=f"tiny,{PRESET}", help=argparse.SUPPRESS)
+    parser.add_argument("--build-device", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # subprocess 2: a JSON job
     args = parser.parse_args()
     cache = args.cache.expanduser().resolve()
     if args.prepare is not None:
-        return prepare(cache, args.prepare)
+        return prepare(cache, args.prepare, args.video, args.frames,
+                       tuple(args.models.split(",")), args.build_device)
     if args.worker is not None:
         return worker(json.loads(args.worker))
 
