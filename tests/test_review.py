@@ -103,7 +103,7 @@ def test_restore_only_filtered(store):
 def test_bulk_accept_is_one_transaction_and_skips_done(store):
     ids = make_pairs(store, 3)
     review(store, ids[0], "accept", user="ana")
-    assert bulk_review(store, ids, "accept", user="bo") == ids[1:]
+    assert bulk_review(store, ids, "accept", user="bo").changed == ids[1:]
     assert {store.get_pair(i)["status"] for i in ids} == {"accepted"}
     assert [r["action"] for r in store.reviews(ids[1])] == ["bulk-accept"]
     with pytest.raises(ValueError):

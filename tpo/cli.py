@@ -7,6 +7,7 @@ and a non-zero exit status. ``--json`` output is meant for scripts and is stable
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from tpo.config import Settings
 from tpo.experiment import config_fields as experiment_fields  # torch-free
 from tpo.library import IngestReport, build_demo, ingest
 from tpo.review import effective, review
-from tpo.store import Store, StoreError
+from tpo.store import DatabaseError, Store, StoreError, database_error
 from tpo.thumbs import format_time
 
 
@@ -35,12 +36,32 @@ class Context:
         if self._store is None:
             try:
                 self._store = Store(self.settings.db_path)
+            except DatabaseError as err:  # its message names the file and what to do
+                raise click.ClickException(str(err))
             except (StoreError, OSError) as err:
                 raise click.ClickException(f"cannot open database {self.settings.db_path}: {err}")
         return self._store
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``tpo`` group: a database fault in any command (full disk, lock, damaged file)
+    ends it with the store's one-line message, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except StoreError as err:
+            raise click.ClickException(str(err)) from None
+        except sqlite3.Error as err:  # a statement run outside the store's connection
+            obj = ctx.find_object(Context)
+            path = obj.settings.db_path if obj else "?"
+            new = database_error(err, path)
+            if new is err:
+                raise
+            raise click.ClickException(str(new)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tpo")
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SQLite database [env TPO_DB; default data/tpo.db].")

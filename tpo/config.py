@@ -66,6 +66,12 @@ class Settings:
     auth: str = field(default="", metadata={"env": "TPO_AUTH",
         "help": "Log-ins for the app, 'user:password' pairs separated by commas; every "
                 "review is then recorded under the logged-in name."})
+    admins: str = field(default="", metadata={"env": "TPO_ADMINS",
+        "help": "With log-ins (TPO_AUTH or Hugging Face sign-in): the user names, separated by "
+                "commas, who may add videos by a path on the server."})
+    library_roots: str = field(default="", metadata={"env": "TPO_LIBRARY_ROOTS",
+        "help": "With log-ins: the server folders videos may be added from by path, separated "
+                "by the OS path separator (':' on Linux); none: adding by path is refused."})
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -89,6 +95,21 @@ class Settings:
                 raise ValueError(f"TPO_AUTH entries must be user:password, got {item.split(':')[0]!r}:…")
             pairs.append((user.strip(), password))
         return pairs
+
+    @property
+    def multi_user(self) -> bool:
+        """People log in (TPO_AUTH or Hugging Face sign-in): the app is shared, so adding
+        videos by server path is limited (:mod:`tpo.access`)."""
+        return bool(self.logins()) or self.hf_oauth
+
+    def admin_names(self) -> set[str]:
+        """``admins`` as a set of user names."""
+        return {name.strip() for name in self.admins.split(",") if name.strip()}
+
+    def library_root_paths(self) -> list[Path]:
+        """``library_roots`` as resolved folders (symlinks and ``..`` followed)."""
+        return [Path(p.strip()).expanduser().resolve()
+                for p in self.library_roots.split(os.pathsep) if p.strip()]
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the setting (and its env var) that is out of range."""

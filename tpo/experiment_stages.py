@@ -190,7 +190,7 @@ def stage_accept(run: ExperimentRun) -> dict:
         accepted = []
     else:
         pending = [p["id"] for p in pairs if p["status"] == "pending"]
-        accepted = bulk_review(run.store, pending, "accept", user=REVIEW_USER)
+        accepted = bulk_review(run.store, pending, "accept", user=REVIEW_USER).changed
         pairs = experiment_pairs(run)
         used = [p for p in pairs if p["status"] == "accepted"]
         if not used:

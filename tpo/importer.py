@@ -16,6 +16,11 @@ stored with their generated texts and the reviewer's state (edits, swap, status)
 as one audited ``import`` review, so ``effective(imported) == the row``. Importing the same
 file again adds nothing.
 
+A file is untrusted input: a question or answer longer than :data:`MAX_TEXT_CHARS` characters
+(20,000; generated texts are a few hundred) is a bad row, and so is a row nested deeper than
+:data:`MAX_NESTING` levels; JSON nested too deep for the parser is reported as such, never as a
+crash.
+
 The layout's names (:data:`tpo.export.DATA_FILES`, :data:`tpo.export.PAIR_KINDS`, ...) are
 defined by :mod:`tpo.export`, the writer; this module only reads them.
 """
@@ -41,6 +46,15 @@ __all__ = ["ImportReport", "ImportValidationError", "import_file"]
 # Kind given to rows of a TPO / LLaVA-Hound file, which carry none: a question about the video
 # without a segment is what a comprehensive pair is.
 DEFAULT_IMPORT_KIND = "comprehensive"
+
+# Limits on what one row may hold. Generated texts are a few hundred characters (128 new
+# tokens by default); a reviewer's edit is a paragraph. 20,000 leaves room for any real pair
+# and keeps a hostile file from putting megabytes into every page that shows the pair.
+MAX_TEXT_CHARS = 20_000
+# An export row is a flat object with lists of numbers and a small generator record.
+MAX_NESTING = 32
+
+_TOO_DEEP = "file nesting too deep (JSON nested deeper than a pair file ever is)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +243,9 @@ def _read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | str]]:
                 except ValueError as err:  # UnicodeDecodeError is a ValueError too
                     yield n, f"not valid JSON ({err})"
                     continue
+                except RecursionError:
+                    yield n, _TOO_DEEP
+                    continue
                 yield n, value if isinstance(value, dict) else "not a JSON object"
         return
     if fmt == "tpo-json":
@@ -236,6 +253,8 @@ def _read_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | str]]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as err:
             raise ImportValidationError(path, [(0, f"not valid JSON ({err})")]) from err
+        except RecursionError:
+            raise ImportValidationError(path, [(0, _TOO_DEEP)]) from None
         if not isinstance(data, list):
             raise ImportValidationError(path, [(0, "a tpo-json file is a JSON list of pairs")])
         for n, value in enumerate(data, start=1):
@@ -290,6 +309,8 @@ def _times(value: Any, name: str, problems: list[str]) -> list[float]:
 
 def _parse_row(raw: dict, line: int, fmt: str, base: Path) -> tuple[_Row | None, list[str]]:
     """The row normalised, and what is wrong with it (nothing: a valid row)."""
+    if _deeper_than(raw, MAX_NESTING):
+        return None, [f"row nested deeper than {MAX_NESTING} levels (MAX_NESTING)"]
     problems = []
     required = ("video", "prompt", "chosen", "rejected") + (() if fmt == "tpo-json" else ("kind",))
     missing = [k for k in required if raw.get(k) is None]
@@ -328,6 +349,8 @@ def _parse_row(raw: dict, line: int, fmt: str, base: Path) -> tuple[_Row | None,
             problems.append(f"{source} must be text or a conversation with {name} text")
         elif not text.strip():
             problems.append(f"{name} is empty")
+        elif len(text) > MAX_TEXT_CHARS:
+            problems.append(_too_long(name, text))
 
     segment = raw.get("segment")
     if segment is None:
@@ -350,6 +373,8 @@ def _parse_row(raw: dict, line: int, fmt: str, base: Path) -> tuple[_Row | None,
         value = raw.get(name)
         if value is not None and not isinstance(value, str):
             problems.append(f"{name} must be a string")
+        elif value is not None and len(value) > MAX_TEXT_CHARS:
+            problems.append(_too_long(name, value))
         originals[name] = value if isinstance(value, str) and value.strip() else None
     swapped = raw.get("swapped") or False
     if not isinstance(swapped, bool):
@@ -358,8 +383,10 @@ def _parse_row(raw: dict, line: int, fmt: str, base: Path) -> tuple[_Row | None,
     if isinstance(generator, str):
         try:
             generator = json.loads(generator)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass  # keep the text as it is
+        if _deeper_than(generator, MAX_NESTING):
+            problems.append(f"generator nested deeper than {MAX_NESTING} levels (MAX_NESTING)")
     if problems:
         return None, problems
 
@@ -376,6 +403,27 @@ def _parse_row(raw: dict, line: int, fmt: str, base: Path) -> tuple[_Row | None,
         rejected_original=originals["rejected_original"] or texts["rejected"].strip(),
         generator=generator, row_id=raw.get("id", raw.get("pair_id")),
     ), []
+
+
+def _too_long(name: str, text: str) -> str:
+    return (f"{name} is {len(text):,} characters, longer than the limit of "
+            f"{MAX_TEXT_CHARS:,} (MAX_TEXT_CHARS)")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when lists/dicts in ``value`` nest more than ``limit`` levels (iteratively: a
+    deep value must not exhaust the stack here either)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack += [(c, depth + 1) for c in children if isinstance(c, (dict, list))]
+    return False
 
 
 def _resolve_videos(store: Store, rows: list[_Row]) -> tuple[dict, dict]:

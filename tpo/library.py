@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from tpo import synth, video
-from tpo.store import Store
+from tpo.store import Store, StoreError
 
 # Folders are searched for these; a file named explicitly is always tried, whatever its suffix.
 VIDEO_EXTENSIONS = frozenset(
@@ -89,10 +89,13 @@ def ingest(store: Store, paths: Iterable[str | Path], *, user: str = "",
 
 
 def ingest_file(store: Store, path: Path, *, user: str = "", report: IngestReport,
-                sha256: str | None = None) -> None:
+                sha256: str | None = None, record_unreadable: bool = True) -> None:
     """Probe one file and record it in ``store``; the outcome is appended to ``report``.
 
-    ``sha256`` may be passed when the caller has already hashed the file.
+    ``sha256`` may be passed when the caller has already hashed the file. With
+    ``record_unreadable=False`` a file that is no readable video is only reported as failed,
+    not recorded as an error row (an upload that is refused is deleted, so a row would
+    point at nothing).
     """
     path = path.resolve()
     try:
@@ -111,6 +114,8 @@ def ingest_file(store: Store, path: Path, *, user: str = "", report: IngestRepor
     except video.VideoError as err:
         row.update(status="error", error=err.reason)
         report.failed.append((str(path), err.reason))
+        if not record_unreadable:
+            return
     else:
         row.update(status="ready", error=None, **_info_columns(info))
     same_path = store.find_video(path=str(path))
@@ -127,7 +132,13 @@ def ingest_file(store: Store, path: Path, *, user: str = "", report: IngestRepor
 def add_uploads(store: Store, files: Iterable[str | Path], upload_dir: Path, *, user: str = "",
                 progress: Progress | None = None) -> IngestReport:
     """Copy uploaded files (e.g. from a browser upload's temp folder) into ``upload_dir``
-    and ingest them. Content already in the library is not copied again."""
+    and ingest them. Content already in the library is not copied again.
+
+    Only videos the library keeps stay in ``upload_dir``: a copy that fails (a full disk)
+    is removed with its partial bytes, and so is an upload that is refused (not a readable
+    video, the same bytes added meanwhile, a database error); each is reported under
+    ``failed`` or ``skipped`` by the uploaded file's name, and the rest go on.
+    """
     upload_dir = Path(upload_dir)
     upload_dir.mkdir(parents=True, exist_ok=True)
     report = IngestReport()
@@ -135,16 +146,55 @@ def add_uploads(store: Store, files: Iterable[str | Path], upload_dir: Path, *, 
     for i, src in enumerate(files):
         if progress:
             progress(i, len(files), str(src))
-        sha = file_sha256(src)
+        try:
+            sha = file_sha256(src)
+        except OSError as err:
+            report.failed.append((src.name, f"cannot read the upload: {err.strerror or err}"))
+            continue
         known = store.find_video(sha256=sha)
         if known is not None:
             report.skipped.append((src.name, f"same content as video #{known['id']} ({known['name']})"))
             continue
-        ingest_file(store, Path(shutil.copy2(src, _free_name(upload_dir / src.name))),
-                    user=user, report=report, sha256=sha)
+        _add_upload(store, src, sha, _free_name(upload_dir / src.name), user=user, report=report)
     if progress:
         progress(len(files), len(files), "")
     return report
+
+
+def _add_upload(store: Store, src: Path, sha: str, dest: Path, *, user: str,
+                report: IngestReport) -> None:
+    """Copy one upload to ``dest`` and ingest it; ``dest`` is gone unless the library
+    keeps it."""
+    try:
+        shutil.copy2(src, dest)
+    except OSError as err:
+        _remove(dest)
+        report.failed.append((src.name, f"could not be saved to {dest.parent} "
+                                        f"({err.strerror or err}); nothing was added"))
+        return
+    one = IngestReport()
+    try:
+        ingest_file(store, dest, user=user, report=one, sha256=sha, record_unreadable=False)
+    except StoreError as err:
+        one.failed.append((str(dest), str(err)))
+    except BaseException:
+        _remove(dest)
+        raise
+    if not (one.added or one.updated):
+        _remove(dest)
+    report.added += one.added
+    report.updated += one.updated
+    report.skipped += [(src.name, why) for _, why in one.skipped]
+    report.failed += [(src.name, why) for _, why in one.failed]
+
+
+def _remove(path: Path) -> None:
+    """Delete a file this module wrote, if it is there; a failure to delete is no news
+    worth hiding the first error for."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _free_name(path: Path) -> Path:

@@ -15,14 +15,15 @@ review rows alone can rebuild every pair's current state (:func:`replay`).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
 
 from tpo.store import REVIEWABLE, ConflictError, Store, StoreError
 
 ACTIONS = ("accept", "reject", "swap", "edit", "note", "restore", "reset")
 
-__all__ = ["ACTIONS", "ConflictError", "REVIEWABLE", "effective", "review", "replay",
-           "bulk_review"]
+__all__ = ["ACTIONS", "BulkResult", "ConflictError", "REVIEWABLE", "effective", "review",
+           "replay", "bulk_review"]
 
 
 def effective(pair: dict) -> dict:
@@ -115,24 +116,61 @@ def review(store: Store, pair_id: int, action: str, *, user: str,
                                  expected_version=pair["version"], note=note)
 
 
-def bulk_review(store: Store, pair_ids: list[int], action: str, *, user: str) -> list[int]:
-    """Accept or reject many pairs in one transaction; returns the ids changed.
+@dataclass
+class BulkResult:
+    """What a bulk action did: ``changed`` ids, ``unchanged`` ids (already in the target
+    status), and ``skipped``: the pairs changed by someone since the reviewer saw them, each
+    ``{"id", "seen_version", "version", "status", "user", "at"}`` (as the pair is now;
+    ``status`` None for a pair deleted since)."""
 
-    Pairs already in the target status are left alone (no version bump, no review row).
+    changed: list[int] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    def skipped_text(self) -> str:
+        """One line naming each skipped pair and who left it how, e.g. "#2 (rejected by bo)"."""
+        return ", ".join(
+            f"#{s['id']} (deleted)" if s["status"] is None else
+            f"#{s['id']} ({s['status']}" + (f" by {s['user']}" if s["user"] else "") + ")"
+            for s in self.skipped)
+
+
+def bulk_review(store: Store, pairs: Mapping[int, int] | Iterable[int], action: str, *,
+                user: str) -> BulkResult:
+    """Accept or reject many pairs in one transaction.
+
+    ``pairs`` maps each pair id to the version the reviewer saw; a pair whose version has
+    moved on since was changed by someone else and is skipped (listed in the result), never
+    overwritten. A plain list of ids means "as they are now" (for scripts that have just read
+    them). Pairs already in the target status are left alone (no version bump, no review row).
     """
     if action not in ("accept", "reject"):
         raise ValueError("bulk actions are accept and reject")
+    if not user or not user.strip():
+        raise ValueError("every review needs a user name")
+    seen = dict(pairs) if isinstance(pairs, Mapping) else dict.fromkeys(pairs)
     target = {"accept": "accepted", "reject": "rejected"}[action]
-    changed = []
+    result = BulkResult()
     with store.transaction():
-        for pair_id in pair_ids:
-            pair = store.get_pair(pair_id)
-            if pair["status"] == target:
+        for pair_id, seen_version in seen.items():
+            try:
+                pair = store.get_pair(pair_id)
+            except StoreError:  # deleted since the queue was loaded
+                result.skipped.append({"id": pair_id, "seen_version": seen_version,
+                                       "version": None, "status": None, "user": None, "at": None})
                 continue
-            store.update_pair(pair_id, {"status": target}, user=user, action=f"bulk-{action}",
-                              expected_version=pair["version"])
-            changed.append(pair_id)
-    return changed
+            if seen_version is not None and pair["version"] != seen_version:
+                result.skipped.append({"id": pair_id, "seen_version": seen_version,
+                                       "version": pair["version"], "status": pair["status"],
+                                       "user": pair.get("last_user"), "at": pair.get("updated_at")})
+                continue
+            if pair["status"] == target:
+                result.unchanged.append(pair_id)
+                continue
+            store.update_pair(pair_id, {"status": target}, user=user.strip(),
+                              action=f"bulk-{action}", expected_version=pair["version"])
+            result.changed.append(pair_id)
+    return result
 
 
 def replay(store: Store, pair_id: int) -> dict:

@@ -4,11 +4,20 @@ Built on sqlite-utils. The database runs in WAL mode so the app, the CLI and bac
 jobs can read while one of them writes. Each thread gets its own connection (Gradio runs
 handlers on worker threads; a sqlite3 connection must not be shared between them).
 Every user action is one transaction: ``with store.transaction(): ...``.
+
+Database faults become :class:`DatabaseError` subclasses with a one-line message naming the
+file, what happened and what to do: a full disk, a lock another process holds for longer
+than the busy timeout, a damaged or non-SQLite file, a file that cannot be opened. Every
+statement runs through :class:`_Connection`, so a fault in the middle of work reads the same
+as one at open. A damaged file is refused at open (its header and size are checked before
+SQLite touches it, and ``PRAGMA quick_check`` runs before a migration writes to it), and once
+a statement finds damage the store writes nothing more.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -43,8 +52,180 @@ class ConflictError(StoreError):
             f"you had version {expected_version}); your change was not saved - reload it")
 
 
+class DatabaseError(StoreError):
+    """The database file itself failed (full, locked, damaged, unreachable); see
+    :func:`database_error`. Each subclass is also the ``sqlite3`` exception class SQLite
+    raised, so code that catches ``sqlite3.Error`` (e.g. a job's cosmetic progress write)
+    still does."""
+
+
+class DatabaseFullError(DatabaseError, sqlite3.OperationalError):
+    """SQLITE_FULL: the disk (or the database's page limit) is full."""
+
+
+class DatabaseLockedError(DatabaseError, sqlite3.OperationalError):
+    """SQLITE_BUSY: another process held the write lock for longer than the busy timeout."""
+
+
+class DatabaseCorruptError(DatabaseError, sqlite3.DatabaseError):
+    """SQLITE_CORRUPT / SQLITE_NOTADB, or a header or size that shows the file is damaged."""
+
+
+class DatabaseUnavailableError(DatabaseError, sqlite3.OperationalError):
+    """The file cannot be opened or written: missing folder, read-only, I/O error."""
+
+
+# Wait this long for another process's write lock before saying so. SQLite's busy handler
+# retries during the wait; transactions here are short, so a longer wait means a stuck or
+# long-running other program, and the person should hear about it rather than stare at a
+# frozen command (the old 30 s wait ended in a traceback anyway).
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def database_error(err: BaseException, path: str | os.PathLike,
+                   busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> BaseException:
+    """The clear :class:`DatabaseError` for a ``sqlite3.Error`` on ``path``, or ``err``
+    itself when it is no fault of the file (a constraint, an SQL mistake, ...)."""
+    if isinstance(err, StoreError) or not isinstance(err, sqlite3.Error):
+        return err
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(err)
+    lowered = text.lower()
+    if primary == sqlite3.SQLITE_FULL or "disk is full" in lowered:
+        new: DatabaseError = DatabaseFullError(
+            f"database {path} could not be written: the disk is full ({text}); free some "
+            f"space and try again")
+    elif primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and "locked" in lowered:
+        new = DatabaseLockedError(
+            f"database {path} is locked by another process (waited {busy_timeout_s:g} s); "
+            f"close the other program or try again")
+    elif (primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+          or "malformed" in lowered or "not a database" in lowered):
+        new = DatabaseCorruptError(_corrupt_message(path, text))
+    elif primary == sqlite3.SQLITE_CANTOPEN or "unable to open" in lowered:
+        new = DatabaseUnavailableError(
+            f"cannot open database {path} ({text}): check that the path is a file in a "
+            f"folder you may write to, or choose another database file")
+    elif primary == sqlite3.SQLITE_READONLY or "readonly" in lowered:
+        new = DatabaseUnavailableError(
+            f"database {path} is read-only ({text}): make the file and its folder "
+            f"writable, or choose another database file")
+    elif primary == sqlite3.SQLITE_IOERR or "disk i/o error" in lowered:
+        new = DatabaseUnavailableError(
+            f"database {path} could not be read or written ({text}): check the disk and "
+            f"try again")
+    else:
+        return err
+    new.sqlite_errorcode, new.sqlite_errorname = code, getattr(err, "sqlite_errorname", None)
+    return new
+
+
+def _corrupt_message(path: str | os.PathLike, what: str) -> str:
+    return (f"database {path} is damaged ({what}); nothing more was written to it - restore "
+            f"it from a backup, or move it aside to start a new database")
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose faults are :class:`DatabaseError`: rows are fetched lazily, so a
+    damaged page can surface while iterating, not only in ``execute``."""
+
+    def _fault(self, err: sqlite3.Error) -> BaseException:
+        return self.connection._fault(err)
+
+    def execute(self, *args):
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as err:
+            raise self._fault(err) from err
+
+    def executemany(self, *args):
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as err:
+            raise self._fault(err) from err
+
+    def executescript(self, *args):
+        try:
+            return super().executescript(*args)
+        except sqlite3.Error as err:
+            raise self._fault(err) from err
+
+    def fetchone(self):
+        try:
+            return super().fetchone()
+        except sqlite3.Error as err:
+            raise self._fault(err) from err
+
+    def fetchmany(self, *args, **kwargs):
+        try:
+            return super().fetchmany(*args, **kwargs)
+        except sqlite3.Error as err:
+            raise self._fault(err) from err
+
+    def fetchall(self):
+        try:
+            return super().fetchall()
+        except sqlite3.Error as err:
+            raise self._fault(err) from err
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except sqlite3.Error as err:
+            raise self._fault(err) from err
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that turns file faults into :class:`DatabaseError` (see
+    :func:`database_error`) and tells its store when the file is damaged."""
+
+    store: "Store | None" = None
+
+    def _fault(self, err: sqlite3.Error) -> BaseException:
+        store = self.store
+        if store is None:
+            return err
+        new = database_error(err, store.path, store.busy_timeout_s)
+        if isinstance(new, DatabaseCorruptError):
+            store._damage = str(new)
+        return new
+
+    # sqlite3.Connection.execute makes a plain cursor in C, bypassing cursor(): route
+    # every statement through _Cursor by hand.
+    def cursor(self, factory=None):
+        return super().cursor(factory or _Cursor)
+
+    def execute(self, *args):
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor().executemany(*args)
+
+    def executescript(self, *args):
+        return self.cursor().executescript(*args)
+
+    def commit(self):
+        try:
+            super().commit()
+        except sqlite3.Error as err:
+            raise self._fault(err) from err
+
+
 # The columns a review may change; review rows snapshot them (plus version) before and after.
 REVIEWABLE = ("status", "swapped", "edited_question", "edited_chosen", "edited_rejected", "note")
+
+
+# Searches match text literally: % and _ typed by a person are characters, not wildcards.
+LIKE_ESCAPE = "ESCAPE '\\'"
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern (used with :data:`LIKE_ESCAPE`) matching values that contain ``text``."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def now() -> str:
@@ -53,13 +234,30 @@ def now() -> str:
 
 
 class Store:
-    """A TPO Studio database file. Creates and migrates it on open."""
+    """A TPO Studio database file. Creates and migrates it on open.
 
-    def __init__(self, path: str | Path):
+    ``busy_timeout_s``: how long a statement waits for another process's write lock before
+    :class:`DatabaseLockedError` (default :data:`DEFAULT_BUSY_TIMEOUT_S`). Raises
+    :class:`DatabaseError` when the file cannot be used (see the module docstring).
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_s = DEFAULT_BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+        self._damage: str | None = None  # set once a statement found the file damaged
         self._local = threading.local()
-        self._migrate()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DatabaseUnavailableError(
+                f"cannot open database {self.path}: its folder {self.path.parent} cannot be "
+                f"created ({err.strerror or err}); choose another database file") from None
+        self._check_file()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     # -- connections and transactions -------------------------------------------------
 
@@ -68,12 +266,48 @@ class Store:
         """This thread's connection, opened on first use."""
         db = getattr(self._local, "db", None)
         if db is None:
-            # timeout: wait up to 30 s for another writer (a job, the CLI) instead of failing.
-            conn = sqlite3.connect(str(self.path), timeout=30)
-            conn.execute("PRAGMA foreign_keys = ON")
-            db = sqlite_utils.Database(conn)
+            db = sqlite_utils.Database(self._connect())
             self._local.db = db
         return db
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection; waits ``busy_timeout_s`` for another writer (a job, the CLI)."""
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s,
+                                   factory=_Connection)
+        except sqlite3.Error as err:
+            raise database_error(err, self.path, self.busy_timeout_s) from err
+        conn.store = self
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_file(self) -> None:
+        """Refuse a file that is not an SQLite database, or is shorter than its header
+        says (truncated), before SQLite opens it - so nothing is ever written to it."""
+        try:
+            if not self.path.is_file() or (size := self.path.stat().st_size) == 0:
+                return  # a new database (SQLite makes one in an empty file), or not a file
+            with open(self.path, "rb") as f:  # SQLite reports what cannot be opened
+                header = f.read(100)
+        except OSError:
+            return
+        if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+            raise DatabaseCorruptError(_corrupt_message(self.path, "not an SQLite database"))
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = int.from_bytes(header[28:32], "big")
+        # The page count is valid when the change counter matches "version-valid-for".
+        # With a non-empty WAL beside it, pages a checkpoint was still writing live in the
+        # WAL, so a short file is no proof of damage there.
+        wal = Path(f"{self.path}-wal")
+        if (header[24:28] == header[92:96] and pages and size < pages * page_size
+                and not (wal.is_file() and wal.stat().st_size > 0)):
+            raise DatabaseCorruptError(_corrupt_message(
+                self.path, f"truncated: {size} bytes, its header says {pages * page_size}"))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -86,6 +320,8 @@ class Store:
         the busy timeout; an immediate one waits for the lock instead. The app, the CLI and
         job workers write concurrently.
         """
+        if self._damage:  # never write further into a damaged file
+            raise DatabaseCorruptError(self._damage)
         db = self.db
         if db.conn.in_transaction:
             with db.atomic():  # a savepoint inside the caller's transaction
@@ -95,9 +331,20 @@ class Store:
         try:
             yield db
         except BaseException:
-            db.conn.rollback()
+            try:
+                db.conn.rollback()
+            except sqlite3.Error:
+                pass  # a full or damaged file may refuse even this: the first error tells
             raise
-        db.execute("COMMIT")
+        try:
+            db.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                try:
+                    db.conn.rollback()
+                except sqlite3.Error:
+                    pass
+            raise
 
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
@@ -108,13 +355,22 @@ class Store:
 
     def _migrate(self) -> None:
         db = self.db
-        db.enable_wal()
+        # Reading the schema first: a damaged schema page fails here, before any write.
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this TPO Studio "
                 f"understands ({SCHEMA_VERSION}); upgrade TPO Studio to open it"
             )
+        if version < SCHEMA_VERSION and version > 0:
+            # A migration rewrites tables: check the whole file first (quick_check reads
+            # every page once; it runs only when a migration is due).
+            problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                self._damage = _corrupt_message(self.path, problem)
+                raise DatabaseCorruptError(self._damage)
+        db.enable_wal()
         for i in range(version, SCHEMA_VERSION):
             with self.transaction():
                 # Another process may have migrated while we waited for the write lock.
@@ -159,8 +415,8 @@ class Store:
         """
         where, params = ["1 = 1"], []
         if search:
-            where.append("(v.name LIKE ? OR v.path LIKE ?)")
-            params += [f"%{search}%"] * 2
+            where.append(f"(v.name LIKE ? {LIKE_ESCAPE} OR v.path LIKE ? {LIKE_ESCAPE})")
+            params += [contains_pattern(search)] * 2
         if status:
             where.append("v.status = ?")
             params.append(status)
@@ -242,13 +498,13 @@ class Store:
                 where.append(f"{column} = ?")
                 params.append(value)
         if reason:
-            where.append("filter_reason LIKE ?")
-            params.append(f"%{reason}%")
+            where.append(f"filter_reason LIKE ? {LIKE_ESCAPE}")
+            params.append(contains_pattern(reason))
         if search:
             columns = ("question", "chosen", "rejected", "edited_question", "edited_chosen",
                        "edited_rejected")
-            where.append("(" + " OR ".join(f"{c} LIKE ?" for c in columns) + ")")
-            params += [f"%{search}%"] * len(columns)
+            where.append("(" + " OR ".join(f"{c} LIKE ? {LIKE_ESCAPE}" for c in columns) + ")")
+            params += [contains_pattern(search)] * len(columns)
         orders = {"id": "id", "newest": "id DESC",
                   "pending-first": "CASE status WHEN 'pending' THEN 0 WHEN 'filtered' THEN 1 "
                                    "WHEN 'accepted' THEN 2 ELSE 3 END, id"}

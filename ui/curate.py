@@ -4,7 +4,9 @@ A queue of pairs (filters, search, sort) and the current pair: its question, a t
 the segment and the frames each side saw, the player, both answers side by side with their
 frame strips, and the actions (accept, reject, swap, edit, note, next, previous, bulk).
 Every action goes through :func:`tpo.review.review` with the version the reviewer saw, so a
-concurrent change by someone else is refused and shown rather than overwritten.
+concurrent change by someone else is refused and shown rather than overwritten; bulk actions
+carry the versions of the queue as loaded and skip (and list) pairs changed since.
+Texts from files, models and people are escaped before they go into HTML or Markdown.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tpo.store import PAIR_STATUSES, ConflictError, Store, StoreError
 from tpo.thumbs import format_time, frames_at
 from ui import html
 from ui.header import header_markdown
+from ui.html import escape_html, escape_md
 from ui.identity import current_user
 from ui.jobs import job_html, poll_interval
 from ui.timeline import timeline_svg
@@ -58,7 +61,7 @@ def counters_html(store: Store) -> str:
     total = c["all"]
     line = " · ".join(f'<b data-count="{s}">{total[s]}</b> {s}' for s in PAIR_STATUSES)
     kinds = " &nbsp; ".join(
-        f"{kind}: " + " / ".join(str(c[kind][s]) for s in PAIR_STATUSES)
+        f"{escape(kind)}: " + " / ".join(str(c[kind][s]) for s in PAIR_STATUSES)
         for kind in sorted(k for k in c if k != "all"))
     return (f'<div class="tpo-counters" id="curate-counters">{line}'
             f'<div style="opacity:.75;font-size:12px">{kinds}'
@@ -93,7 +96,7 @@ def _saw(pair: dict, side: str, times: list[float]) -> str:
             where = f"the video without {seg}"
     else:
         where = "the whole video"
-    return f"{side.upper()} · saw {where} ({len(times)} frames)"
+    return f"{side.upper()} · saw {escape_md(where)} ({len(times)} frames)"
 
 
 class View:
@@ -111,10 +114,11 @@ class View:
         segment = ((pair["segment_start"], pair["segment_end"])
                    if pair["segment_start"] is not None else None)
         events = (row.get("ground_truth") or {}).get("events")
-        meta = (f"**Pair #{pair['id']}** · {position} · {pair['kind']} · {pair['strategy']} · "
-                f"video #{row['id']} {row['name']} · **{pair['status']}** · version {pair['version']}"
-                + (f" · last change by {pair['last_user']}" if pair.get("last_user") else "")
-                + (f"\n\nFilter: *{pair['filter_reason']}*" if pair["filter_reason"] else ""))
+        meta = (f"**Pair #{pair['id']}** · {position} · {escape_md(pair['kind'])} · "
+                f"{escape_md(pair['strategy'])} · video #{row['id']} {escape_md(row['name'])} · "
+                f"**{escape_md(pair['status'])}** · version {pair['version']}"
+                + (f" · last change by {escape_md(pair['last_user'])}" if pair.get("last_user") else "")
+                + (f"\n\nFilter: *{escape_md(pair['filter_reason'])}*" if pair["filter_reason"] else ""))
         original = _originals(pair)
         playable = row["status"] == "ready"
         return (
@@ -140,7 +144,7 @@ def _originals(pair: dict) -> str:
     lines = []
     for label, column in (("question", "question"), ("chosen", "chosen"), ("rejected", "rejected")):
         if pair.get(f"edited_{column}"):
-            lines.append(f"- generated {label}: {pair[column]}")
+            lines.append(f"- generated {label}: {escape_md(pair[column])}")
     if pair.get("swapped"):
         lines.append("- chosen and rejected were swapped by a reviewer")
     if not lines:
@@ -156,6 +160,9 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
     pair_id = gr.State(None)
     version = gr.State(None)
     pending_bulk = gr.State(None)  # "accept"/"reject" awaiting confirmation
+    # {pair id: version} as the queue was loaded (then as this reviewer changed them): what a
+    # bulk action may change; pairs someone else changed since are skipped.
+    seen = gr.State({})
 
     with gr.Row():
         user = gr.Textbox(settings.user, label="Your name (recorded on every action)", scale=1,
@@ -226,17 +233,18 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
             return View.empty(str(err))
 
     def on_load(*values):
-        ids = [p["id"] for p in store.list_pairs(**Filters(*values).query())]
+        pairs = store.list_pairs(**Filters(*values).query())
+        ids = [p["id"] for p in pairs]
         videos = [ANY] + [f"#{v['id']} {v['name']}" for v in store.list_videos() if v["status"] == "ready"]
         return (ids, 0, *render(ids, 0), "", counters_html(store), gr.update(choices=videos),
-                header_markdown(store, settings.user))
+                header_markdown(store, settings.user), {p["id"]: p["version"] for p in pairs})
 
     def on_move(ids, pos, step):
         pos = max(0, min(pos + step, len(ids) - 1)) if ids else 0
         return (pos, *render(ids, pos), "")
 
-    def on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text, request,
-                  profile):
+    def on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text, versions,
+                  request, profile):
         if current is None:
             raise gr.Error("No pair loaded: press Load queue.")
         kwargs = {}
@@ -247,14 +255,17 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
                                   expected_version=seen_version, note=note_text or None, **kwargs)
         except ConflictError as err:
             # Show the newer version in place of the reviewer's stale view.
-            return (pos, *render(ids, pos), f"⚠️ **Not saved.** {err}", counters_html(store),
-                    header_markdown(store, settings.user))
+            return (pos, *render(ids, pos), f"⚠️ **Not saved.** {escape_md(err)}",
+                    counters_html(store), header_markdown(store, settings.user), versions)
         except (StoreError, ValueError) as err:
-            raise gr.Error(str(err))
+            raise gr.Error(escape_html(err))
         done = f"Pair #{current}: {action} → {pair['status']} (version {pair['version']})."
         if action in ("accept", "reject") and pos < len(ids) - 1:
             pos += 1  # on to the next pair, as a reviewer going through a queue expects
-        return (pos, *render(ids, pos), done, counters_html(store), header_markdown(store, settings.user))
+        # The reviewer's own change is not "changed since": a later bulk action may follow it.
+        versions = {**(versions or {}), current: pair["version"]}
+        return (pos, *render(ids, pos), done, counters_html(store),
+                header_markdown(store, settings.user), versions)
 
     def on_bulk_ask(action, ids):
         if not ids:
@@ -262,39 +273,60 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
         verb = "Accept" if action == "accept" else "Reject"
         return action, gr.update(visible=True), f"**{verb} all {len(ids)} pairs in this queue?**"
 
-    def on_bulk_confirm(action, ids, pos, typed, request: gr.Request,
+    def on_bulk_confirm(action, ids, pos, typed, versions, request: gr.Request,
                         profile: gr.OAuthProfile | None):
         if not action:
             return (gr.update(visible=False), None, pos, *render(ids, pos), "", counters_html(store),
-                    header_markdown(store, settings.user))
-        changed = reviews.bulk_review(store, ids, action, user=who(typed, request, profile))
-        text = f"{action.capitalize()}ed {len(changed)} pairs ({len(ids) - len(changed)} already were)."
+                    header_markdown(store, settings.user), versions)
+        text, versions = bulk_confirm(store, action, ids, versions, who(typed, request, profile))
         return (gr.update(visible=False), None, pos, *render(ids, pos), text, counters_html(store),
-                header_markdown(store, settings.user))
+                header_markdown(store, settings.user), versions)
 
     after = [position, *shown]
-    load.click(on_load, filters, [queue, *after, message, counters, f_video, header])
+    load.click(on_load, filters, [queue, *after, message, counters, f_video, header, seen])
     for box in (f_search, f_reason):
-        box.submit(on_load, filters, [queue, *after, message, counters, f_video, header])
+        box.submit(on_load, filters, [queue, *after, message, counters, f_video, header, seen])
     prev.click(lambda ids, pos: on_move(ids, pos, -1), [queue, position], [*after, message])
     nxt.click(lambda ids, pos: on_move(ids, pos, +1), [queue, position], [*after, message])
-    action_inputs = [queue, position, pair_id, version, user, edit_question, chosen, rejected, note]
-    action_outputs = [*after, message, counters, header]
+    action_inputs = [queue, position, pair_id, version, user, edit_question, chosen, rejected, note,
+                     seen]
+    action_outputs = [*after, message, counters, header, seen]
     def handler(action: str):
         # Typed parameters, so Gradio fills in the request (log-in) and the HF profile.
-        def act(ids, pos, current, seen_version, typed, q, c, r, note_text, request: gr.Request,
-                profile: gr.OAuthProfile | None):
+        def act(ids, pos, current, seen_version, typed, q, c, r, note_text, versions,
+                request: gr.Request, profile: gr.OAuthProfile | None):
             return on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text,
-                             request, profile)
+                             versions, request, profile)
         return act
 
     for button, action in ((accept, "accept"), (reject, "reject"), (swap, "swap"), (save, "edit")):
         button.click(handler(action), action_inputs, action_outputs)
     bulk_accept.click(lambda ids: on_bulk_ask("accept", ids), queue, [pending_bulk, confirm_row, confirm_text])
     bulk_reject.click(lambda ids: on_bulk_ask("reject", ids), queue, [pending_bulk, confirm_row, confirm_text])
-    confirm.click(on_bulk_confirm, [pending_bulk, queue, position, user],
-                  [confirm_row, pending_bulk, *after, message, counters, header])
+    confirm.click(on_bulk_confirm, [pending_bulk, queue, position, user, seen],
+                  [confirm_row, pending_bulk, *after, message, counters, header, seen])
     cancel.click(lambda: (gr.update(visible=False), None), None, [confirm_row, pending_bulk])
+
+
+def bulk_confirm(store: Store, action: str, ids: list[int], versions: dict[int, int] | None,
+                 user: str) -> tuple[str, dict[int, int]]:
+    """Accept or reject the queue's pairs as ``user``, each only if still at the version the
+    reviewer loaded (``versions``); returns the Markdown message and the updated versions."""
+    versions = dict(versions or {})
+    # A pair missing from the versions was never shown: version 0 never matches, so skipped.
+    try:
+        result = reviews.bulk_review(store, {i: versions.get(i, 0) for i in ids}, action,
+                                     user=user)
+    except (StoreError, ValueError) as err:
+        raise gr.Error(escape_html(err))
+    for pair_id in result.changed:
+        versions[pair_id] += 1  # bulk_review bumped exactly the version this reviewer had
+    verb = "Accepted" if action == "accept" else "Rejected"
+    text = f"{verb} {len(result.changed)} pairs ({len(result.unchanged)} already were)."
+    if result.skipped:
+        text += (f"\n\n⚠️ **Skipped {len(result.skipped)} pairs changed since you loaded the "
+                 f"queue:** {escape_md(result.skipped_text())}. Load the queue again to review them.")
+    return text, versions
 
 
 def export_panel(store: Store, settings: Settings) -> None:

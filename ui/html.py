@@ -1,4 +1,6 @@
-"""Small HTML fragments the tabs render with ``gr.HTML`` (player, frame strip).
+"""Small HTML fragments the tabs render with ``gr.HTML`` (player, frame strip), and the
+escaping every tab applies to text from users, files or models before it goes into HTML
+(:func:`escape_html`) or Markdown (:func:`escape_md`).
 
 Interactive behaviour (click a thumbnail to seek the player) lives in :data:`HEAD_JS`,
 because ``gr.HTML`` runs no ``<script>``; it is passed to the page's ``<head>`` once.
@@ -6,10 +8,33 @@ because ``gr.HTML`` runs no ``<script>``; it is passed to the page's ``<head>`` 
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
 
 from tpo.thumbs import format_time
+
+# Characters Markdown gives a meaning to; a backslash makes each one literal.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def escape_html(text: object) -> str:
+    """``text`` as HTML text: a file named ``<img onerror=…>.mp4`` shows as its name.
+    Also for ``gr.Error`` messages, which Gradio renders as HTML."""
+    return escape(str(text))
+
+
+def escape_md(text: object) -> str:
+    """``text`` as literal inline Markdown: no HTML, no links, no emphasis, one line.
+
+    Markdown punctuation is backslash-escaped and ``<``, ``>``, ``&`` and quotes become HTML
+    entities (Markdown keeps entities, so the name reads as it is). Line breaks become
+    spaces, so a name cannot start a heading or a list. Not for code spans: wrap it in
+    ``<code>…</code>`` instead of backticks.
+    """
+    one_line = " ".join(str(text).splitlines())
+    return escape(_MD_SPECIAL.sub(r"\\\1", one_line))
+
 
 PLAYER_ID = "tpo-player"
 

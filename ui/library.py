@@ -1,5 +1,10 @@
 """The Library tab: the video table, search and status filter, a player with the sampled
-frame strip, and adding videos by upload or by server path."""
+frame strip, and adding videos by upload or by server path.
+
+Uploads are open to everyone; in a shared app (log-ins) adding by server path is for admins
+and only below the library roots (:mod:`tpo.access`). Every action is recorded under the
+logged-in user (:func:`ui.identity.current_user`).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,15 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from tpo import library, video
+from tpo import access, library, video
 from tpo.review import review
 from tpo.config import Settings
 from tpo.store import Store, StoreError
 from tpo.thumbs import format_time, frame_strip
 from ui import generate, html
 from ui.header import header_markdown
+from ui.html import escape_html, escape_md
+from ui.identity import current_user
 
 COLUMNS = ["ID", "Name", "Duration", "Status", "Pairs pend/acc/rej/filt", "Error"]
 STATUS_CHOICES = ["all", "ready", "error"]
@@ -56,20 +63,23 @@ def empty_note(store: Store) -> str:
 def video_details(row: dict) -> str:
     """Markdown facts about one library video."""
     size_mb = (row.get("size_bytes") or 0) / 1e6
-    lines = [f"#### {row['name']}", f"`{row['path']}`", ""]
+    # Name, path, error, codec, user and event labels come from files and people: escaped.
+    lines = [f"#### {escape_md(row['name'])}", f"<code>{escape_md(row['path'])}</code>", ""]
     if row["status"] != "ready":
-        return "\n".join(lines + [f"**Unreadable:** {row['error']}"])
+        return "\n".join(lines + [f"**Unreadable:** {escape_md(row['error'])}"])
     lines += [
         f"- duration **{format_time(row['duration_s'])}** ({row['duration_s']:.2f} s), "
         f"{row['fps']:.2f} fps, {row['n_frames']} frames",
-        f"- {row['width']}×{row['height']} px, {row['codec']}"
+        f"- {row['width']}×{row['height']} px, {escape_md(row['codec'])}"
         + (f", rotated {row['rotation']}°" if row.get("rotation") else "")
-        + f", {size_mb:.1f} MB (read with {row['backend']})",
-        f"- added {row['added_at']}" + (f" by {row['added_by']}" if row.get("added_by") else ""),
+        + f", {size_mb:.1f} MB (read with {escape_md(row['backend'])})",
+        f"- added {escape_md(row['added_at'])}"
+        + (f" by {escape_md(row['added_by'])}" if row.get("added_by") else ""),
     ]
     gt = row.get("ground_truth")
     if gt:
-        events = ", ".join(f"{e['label']} at {format_time(e['start_s'])}" for e in gt["events"])
+        events = ", ".join(f"{escape_md(e['label'])} at {format_time(e['start_s'])}"
+                           for e in gt["events"])
         lines.append(f"- synthetic, known events: {events}")
     return "\n".join(lines)
 
@@ -104,7 +114,8 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         with gr.Row():
             upload = gr.File(label="Upload video files", file_count="multiple", type="filepath",
                              elem_id="library-upload")
-            with gr.Column():
+            # In a shared app hidden until the page load shows it to an admin (below).
+            with gr.Column(visible=not settings.multi_user) as add_path_box:
                 add_path = gr.Textbox(label="…or a file or folder on the server",
                                       placeholder="/path/to/videos", elem_id="library-add-path")
                 add_button = gr.Button("Add", elem_id="library-add")
@@ -117,19 +128,22 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         video_id = int(selected_row(evt, shown)["ID"])
         return (video_id, *show_video(store, settings, video_id))
 
-    def on_add_path(text: str, search_text: str, status_value: str, progress=gr.Progress()):
-        paths = [p.strip() for p in text.splitlines() if p.strip()]
-        if not paths:
-            raise gr.Error("Type a file or folder path on the server first.")
-        report = library.ingest(store, paths, user=settings.user,
-                                progress=_gradio_progress(progress, "ingesting"))
+    def who(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
+        return current_user(settings, None, request, profile)
+
+    # Typed parameters (gr.Request, gr.OAuthProfile): Gradio fills in the log-in.
+    def on_add_path(text: str, search_text: str, status_value: str, request: gr.Request,
+                    profile: gr.OAuthProfile | None, progress=gr.Progress()):
+        report = add_server_paths(store, settings, who(request, profile), text,
+                                  progress=_gradio_progress(progress, "ingesting"))
         return _after_ingest(report, search_text, status_value)
 
     def on_upload(files: list[str] | None, search_text: str, status_value: str,
-                  progress=gr.Progress()):
+                  request: gr.Request, profile: gr.OAuthProfile | None, progress=gr.Progress()):
         if not files:
             return gr.update(), gr.update(), gr.update(), gr.update()
-        report = library.add_uploads(store, files, settings.upload_dir, user=settings.user,
+        report = library.add_uploads(store, files, settings.upload_dir,
+                                     user=who(request, profile),
                                      progress=_gradio_progress(progress, "adding"))
         return _after_ingest(report, search_text, status_value)
 
@@ -139,16 +153,17 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
 
     def on_pair_select(evt: gr.SelectData, shown: pd.DataFrame):
         row = selected_row(evt, shown)
-        reason = f": {row['Filter reason']}" if row["Filter reason"] else ""
-        return int(row["ID"]), f"Pair **#{row['ID']}** · {row['Status']}{reason}"
+        reason = f": {escape_md(row['Filter reason'])}" if row["Filter reason"] else ""
+        return int(row["ID"]), f"Pair **#{int(row['ID'])}** · {escape_md(row['Status'])}{reason}"
 
-    def on_restore(pair_id, video_id, search_text: str, status_value: str):
+    def on_restore(pair_id, video_id, search_text: str, status_value: str, request: gr.Request,
+                   profile: gr.OAuthProfile | None):
         if pair_id is None:
             raise gr.Error("Select a pair in the table first.")
         try:
-            review(store, pair_id, "restore", user=settings.user)
+            review(store, pair_id, "restore", user=who(request, profile))
         except StoreError as err:
-            raise gr.Error(str(err))
+            raise gr.Error(escape_html(err))
         return (f"Pair **#{pair_id}** restored to pending.", pairs_table(store, video_id),
                 video_table(store, search_text, status_value), header_markdown(store, settings.user))
 
@@ -163,7 +178,35 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
     add_outputs = [add_result, table, header, empty_hint]
     add_button.click(on_add_path, [add_path, *filters], add_outputs)
     upload.upload(on_upload, [upload, *filters], add_outputs)
+    if settings.multi_user:
+        # Per browser: only an admin sees the server-path box (the handler checks anyway).
+        def show_add_path(request: gr.Request, profile: gr.OAuthProfile | None):
+            return gr.update(visible=_may_add_by_path(settings, request, profile))
+
+        gr.on(None, show_add_path, None, add_path_box, show_progress="hidden")
     return LibraryTab(table=table, selected=selected)
+
+
+def _may_add_by_path(settings: Settings, request: gr.Request | None,
+                     profile: gr.OAuthProfile | None) -> bool:
+    try:
+        return access.can_add_by_path(settings, current_user(settings, None, request, profile))
+    except gr.Error:  # not signed in yet
+        return False
+
+
+def add_server_paths(store: Store, settings: Settings, user: str, text: str,
+                     progress=None) -> library.IngestReport:
+    """Ingest the files and folders typed one per line, as ``user``; refuses (``gr.Error``)
+    what :func:`tpo.access.check_server_paths` does not allow, before reading anything."""
+    paths = [p.strip() for p in (text or "").splitlines() if p.strip()]
+    if not paths:
+        raise gr.Error("Type a file or folder path on the server first.")
+    try:
+        allowed = access.check_server_paths(settings, user, paths)
+    except access.AccessError as err:
+        raise gr.Error(escape_html(err))
+    return library.ingest(store, allowed, user=user, progress=progress)
 
 
 def pairs_table(store: Store, video_id: int) -> pd.DataFrame:
@@ -181,13 +224,14 @@ def show_video(store: Store, settings: Settings, video_id: int) -> tuple[str, st
     try:
         row = store.get_video(video_id)
     except StoreError as err:
-        raise gr.Error(str(err))
+        raise gr.Error(escape_html(err))
     pairs = pairs_table(store, video_id)
     if row["status"] != "ready":
         return html.note("This file cannot be played."), video_details(row), "", pairs
     if not Path(row["path"]).is_file():
         return (html.note("The file is no longer on disk."),
-                video_details(row) + f"\n\n**Missing file:** `{row['path']}`", "", pairs)
+                video_details(row) + f"\n\n**Missing file:** <code>{escape_md(row['path'])}</code>",
+                "", pairs)
     try:
         entries = frame_strip(row["path"], row["sha256"], settings.thumb_dir,
                               n=settings.strip_frames, max_side=settings.thumb_size)
@@ -199,9 +243,11 @@ def show_video(store: Store, settings: Settings, video_id: int) -> tuple[str, st
 
 
 def _report_markdown(report: library.IngestReport) -> str:
-    lines = [f"**{report.summary()}**"]
-    lines += [f"- failed: `{Path(p).name}`: {why}" for p, why in report.failed]
-    lines += [f"- skipped: `{Path(p).name}`: {why}" for p, why in report.skipped]
+    lines = [f"**{escape_md(report.summary())}**"]
+    lines += [f"- failed: <code>{escape_md(Path(p).name)}</code>: {escape_md(why)}"
+              for p, why in report.failed]
+    lines += [f"- skipped: <code>{escape_md(Path(p).name)}</code>: {escape_md(why)}"
+              for p, why in report.skipped]
     return "\n".join(lines)
 
 

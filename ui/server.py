@@ -3,13 +3,17 @@
 Videos are streamed from where they lie by ``/media/video/<id>`` (Starlette's
 ``FileResponse`` answers HTTP range requests, so the browser can seek in a two-hour file
 without Gradio copying it into its cache); thumbnails come from ``/media/thumbs/``.
+Everything passes :class:`ui.auth.AccessGuard` first: Gradio's file route serves only its own
+cache, an anonymous visitor's page carries no library data, and log-ins are throttled.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
 import uvicorn
@@ -24,24 +28,21 @@ from tpo.library import build_demo
 from tpo.store import Store, StoreError
 from ui import html
 from ui.app import build_app
+from ui.auth import AccessGuard, LoginThrottle, current_user
 
 
-def create_server(store: Store, settings: Settings) -> FastAPI:
+def create_server(store: Store, settings: Settings,
+                  clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """The ASGI app: media routes first, then the Gradio UI mounted at the root.
 
-    With log-ins (``TPO_AUTH``) the media routes answer only a browser logged in to the UI.
+    With log-ins (``TPO_AUTH``) the media routes answer only a browser logged in to the UI,
+    and failed log-ins back off on ``clock`` (seconds; tests pass their own).
     """
     server = FastAPI(title="TPO Studio", docs_url=None, redoc_url=None)
     logins = settings.logins()
 
     def logged_in(request: Request) -> None:
-        if not logins:
-            return
-        # The same check as Gradio's own /user route: its login cookie names a live token.
-        ui = next(r.app for r in server.routes if isinstance(getattr(r, "app", None), GradioApp))
-        token = (request.cookies.get(f"access-token-{ui.cookie_id}")
-                 or request.cookies.get(f"access-token-unsecure-{ui.cookie_id}"))
-        if ui.tokens.get(token) is None:
+        if logins and current_user(gradio_app(server), request.scope) is None:
             raise HTTPException(401, "log in to TPO Studio first")
 
     @server.get("/media/video/{video_id}", dependencies=[Depends(logged_in)])
@@ -62,9 +63,21 @@ def create_server(store: Store, settings: Settings) -> FastAPI:
         return await thumbs.get_response(path, request.scope)
 
     demo = build_app(store, settings)
-    return gr.mount_gradio_app(server, demo, path="", css=html.CSS, head=html.HEAD_JS,
-                               allowed_paths=[str(settings.data_dir.resolve())],
-                               auth=logins or None)
+    # allowed_paths only lets handlers hand these folders' files to Gradio, which copies
+    # each one returned into its cache for that browser; AccessGuard keeps Gradio's file
+    # route to that cache, so nothing here (nor the database beside it) is served by path.
+    returned = [settings.data_dir / "exports", settings.data_dir / "evals"]
+    gr.mount_gradio_app(server, demo, path="", css=html.CSS, head=html.HEAD_JS,
+                        allowed_paths=[str(p.resolve()) for p in returned],
+                        auth=logins or None)
+    server.add_middleware(AccessGuard, ui=gradio_app(server),
+                          throttle=LoginThrottle(clock) if logins else None)
+    return server
+
+
+def gradio_app(server: FastAPI) -> GradioApp:
+    """The Gradio app mounted in ``server`` (its log-in tokens and cache folder)."""
+    return next(r.app for r in server.routes if isinstance(getattr(r, "app", None), GradioApp))
 
 
 def ensure_demo(store: Store, settings: Settings) -> None:

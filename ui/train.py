@@ -1,5 +1,7 @@
 """The Train tab: start a DPO+SFT fine-tune on the curated pairs as a background job and
-watch it live (step, ETA, loss and reward plots, log), cancel it, find the result.
+watch it live (step, ETA, loss and reward plots, log), cancel it, find the result. A run
+saves a checkpoint every N steps (set in the form), so a failed or cancelled run can be
+resumed from its output folder ("Resume from the last checkpoint", or "Resume the last run").
 
 The form only collects settings; :mod:`tpo.train` (in the job's process) does the work, so
 this module never loads torch.
@@ -7,6 +9,7 @@ this module never loads torch.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from tpo.store import Store
 from tpo.train import PRESETS, TrainConfig  # torch loads only in the job
 from tpo.train_job import job_params
 from ui.generate import resolve_model, use_offline_model
+from ui.html import escape_html, escape_md
 from ui.jobs import cancel_latest, job_html, latest_job, poll_interval
 
 # Plots of the live view: (title, metric names drawn in it); one line each.
@@ -69,13 +73,70 @@ def summary_markdown(row: dict | None) -> str:
     if row is None or row["status"] != "succeeded":
         return ""
     out = row.get("output") or {}
-    lines = [f"**Finished**: `{out.get('output_dir', '?')}` · {out.get('global_step', '?')} steps"
-             f" · {out.get('world_size', 1)} process(es)"]
+    lines = [f"**Finished**: <code>{escape_md(out.get('output_dir', '?'))}</code> · "
+             f"{escape_md(out.get('global_step', '?'))} steps"
+             f" · {escape_md(out.get('world_size', 1))} process(es)"
+             + (f" · resumed from <code>{escape_md(Path(out['resumed_from']).name)}</code>"
+                if out.get("resumed_from") else "")]
     if out.get("model_id"):
-        lines.append(f"Registered as model #{out['model_id']}: selectable wherever a model is asked for.")
+        lines.append(f"Registered as model #{int(out['model_id'])}: selectable wherever a model "
+                     "is asked for.")
     if out.get("command"):
-        lines.append(f"Same run from a terminal:\n```\n{out['command']}\n```")
+        # A fence longer than any run of backticks in the command, so it cannot be closed early.
+        longest = max((len(run) for run in re.findall("`+", out["command"])), default=0)
+        fence = "`" * max(3, longest + 1)
+        lines.append(f"Same run from a terminal:\n{fence}\n{out['command']}\n{fence}")
     return "\n\n".join(lines)
+
+
+def train_params(store: Store, settings: Settings, *, model_text: str, choice: str,
+                 folder: str | None, preset_name: str, beta: float, alpha: float, rate: float,
+                 n_epochs: float, steps: int, use_lora: bool, rank: int, frames: int | None,
+                 out: str | None, save_every: int | None, resume: bool) -> dict:
+    """The job parameters the Start button submits (``gr.Error`` for a form that cannot run).
+
+    ``save_every``: a checkpoint every this many steps; ``resume``: continue from the last
+    checkpoint in the output folder (which must then be named).
+    """
+    from_store = choice == DATA_CHOICES[0]
+    if from_store and not store.pair_counts()["all"]["accepted"]:
+        raise gr.Error("No accepted pairs: accept some in Curate first.")
+    if not from_store and not (folder and Path(folder).expanduser().is_dir()):
+        raise gr.Error("Name an export folder that exists on the server.")
+    if resume and not (out and out.strip()):
+        raise gr.Error("To resume, name the output folder of the run to continue "
+                       "(or press Resume the last run).")
+    if save_every is None or int(save_every) < 1:
+        raise gr.Error("Save a checkpoint every N steps: N must be at least 1.")
+    run_dir = Path(out.strip()) if out and out.strip() else (
+        settings.data_dir / "runs" / time.strftime("run-%Y%m%d-%H%M%S"))
+    try:
+        config = TrainConfig(
+            model=resolve_model(model_text), output_dir=str(run_dir.expanduser().resolve()),
+            data=None if from_store else str(Path(folder).expanduser().resolve()),
+            preset=preset_name, beta=beta, alpha=alpha, learning_rate=rate,
+            num_train_epochs=float(n_epochs), max_steps=int(steps), lora=bool(use_lora),
+            lora_r=int(rank), max_frames=int(frames) if frames else None,
+            save_steps=int(save_every), resume=bool(resume))
+    except (TypeError, ValueError) as err:
+        raise gr.Error(escape_html(err))
+    return job_params(config, export_from_store=from_store, frames=int(frames) if frames else 64)
+
+
+def resume_params(row: dict | None) -> dict:
+    """The parameters that continue a failed or cancelled run (``row``: its job) from the
+    last checkpoint in its output folder, with everything else as it was."""
+    if row is None:
+        raise gr.Error("No training run yet: start one first.")
+    if row["status"] in jobs.ACTIVE_STATUSES:
+        raise gr.Error(f"Training run #{int(row['id'])} is still {escape_html(row['status'])}.")
+    if row["status"] == "succeeded":
+        raise gr.Error(f"Training run #{int(row['id'])} finished: there is nothing to resume. "
+                       "To train further, name its output folder, raise Max steps and tick "
+                       "Resume from the last checkpoint.")
+    params = dict(row["params"])
+    params["config"] = {**params["config"], "resume": True, "overwrite": False}
+    return params
 
 
 def build(store: Store, settings: Settings) -> None:
@@ -108,7 +169,15 @@ def build(store: Store, settings: Settings) -> None:
         max_frames = gr.Number(64, precision=0, minimum=1,
                                label="Frames per sample (whole video, at most 1 per second)")
         output_dir = gr.Textbox(label="Output folder (empty: a new one under data/runs)")
-    start = gr.Button("Start training", variant="primary", elem_id="train-start")
+    with gr.Row():
+        save_steps = gr.Number(defaults.save_steps, precision=0, minimum=1,
+                               label="Save a checkpoint every N steps", elem_id="train-save-steps")
+        resume = gr.Checkbox(False, label="Resume from the last checkpoint in the output folder",
+                             elem_id="train-resume")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        resume_last = gr.Button("Resume the last run (failed or cancelled)",
+                                elem_id="train-resume-last")
     status = gr.HTML(lambda: job_html(latest_job(store, "train"), empty="No training run yet."),
                      elem_id="train-job")
     cancel = gr.Button("Cancel training", size="sm", elem_id="train-cancel")
@@ -131,25 +200,18 @@ def build(store: Store, settings: Settings) -> None:
     timer = gr.Timer(poll_interval(latest_job(store, "train"), BUSY_POLL_S))
 
     def on_start(model_text, choice, folder, preset_name, b, a, rate, n_epochs, steps, use_lora,
-                 rank, frames, out):
-        from_store = choice == DATA_CHOICES[0]
-        if from_store and not store.pair_counts()["all"]["accepted"]:
-            raise gr.Error("No accepted pairs: accept some in Curate first.")
-        if not from_store and not (folder and Path(folder).expanduser().is_dir()):
-            raise gr.Error("Name an export folder that exists on the server.")
-        run_dir = Path(out.strip()) if out and out.strip() else (
-            settings.data_dir / "runs" / time.strftime("run-%Y%m%d-%H%M%S"))
-        try:
-            config = TrainConfig(
-                model=resolve_model(model_text), output_dir=str(run_dir.expanduser().resolve()),
-                data=None if from_store else str(Path(folder).expanduser().resolve()),
-                preset=preset_name, beta=b, alpha=a, learning_rate=rate,
-                num_train_epochs=float(n_epochs), max_steps=int(steps), lora=bool(use_lora),
-                lora_r=int(rank), max_frames=int(frames) if frames else None)
-        except (TypeError, ValueError) as err:
-            raise gr.Error(str(err))
-        params = job_params(config, export_from_store=from_store,
-                            frames=int(frames) if frames else 64)
+                 rank, frames, out, save_every, resume_run):
+        params = train_params(
+            store, settings, model_text=model_text, choice=choice, folder=folder,
+            preset_name=preset_name, beta=b, alpha=a, rate=rate, n_epochs=n_epochs, steps=steps,
+            use_lora=use_lora, rank=rank, frames=frames, out=out, save_every=save_every,
+            resume=resume_run)
+        return submit(params)
+
+    def on_resume_last():
+        return submit(resume_params(latest_job(store, "train")))
+
+    def submit(params: dict):
         job_id = jobs.submit(store, "train", params, log_dir=settings.log_dir)
         return job_html(jobs.get(store, job_id)), gr.Timer(BUSY_POLL_S)
 
@@ -173,7 +235,9 @@ def build(store: Store, settings: Settings) -> None:
                 now_seen, interval)
 
     start.click(on_start, [model, data_choice, data_dir, preset, beta, alpha, lr, epochs,
-                           max_steps, lora, lora_r, max_frames, output_dir], [status, timer])
+                           max_steps, lora, lora_r, max_frames, output_dir, save_steps, resume],
+                [status, timer])
+    resume_last.click(on_resume_last, None, [status, timer])
     cancel.click(on_cancel, None, status)
     use_demo.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model)

@@ -1,0 +1,62 @@
+"""Who may add videos by a path on the server, and from where.
+
+In a shared app (log-ins: ``TPO_AUTH`` or Hugging Face sign-in) a path typed into the page
+names a file on the server, and an ingested file is then streamed to every logged-in browser
+by ``/media/video/<id>``. So there, adding by path is only for the users named in
+``TPO_ADMINS`` and only below the folders named in ``TPO_LIBRARY_ROOTS``; uploads stay open to
+everyone. A single local user (no log-ins) may add any path, as on their own machine.
+
+The checks live here, not in the UI, so the CLI or any other front end can apply them too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from tpo.config import Settings
+from tpo.library import find_video_files
+
+
+class AccessError(PermissionError):
+    """An action this user may not do; the message says why and how to allow it."""
+
+
+def can_add_by_path(settings: Settings, user: str) -> bool:
+    """Whether ``user`` may add videos by server path at all (roots are checked apart)."""
+    return not settings.multi_user or user in settings.admin_names()
+
+
+def check_server_paths(settings: Settings, user: str, paths: Iterable[str | Path]) -> list[Path]:
+    """The video files that ``paths`` (files or folders) name, resolved, for :func:`tpo.library.ingest`.
+
+    In a shared app raises :class:`AccessError` unless ``user`` is an admin and every path,
+    and every file found in a folder, resolves (symlinks and ``..`` followed) below a library
+    root. Paths that do not exist are passed on, so ingest reports them as missing.
+    """
+    paths = [Path(p).expanduser() for p in paths]
+    if not settings.multi_user:
+        return paths
+    if user not in settings.admin_names():
+        raise AccessError(f"{user} may not add videos by a server path: upload the files "
+                          "instead, or ask whoever runs the app to add you to TPO_ADMINS")
+    roots = settings.library_root_paths()
+    if not roots:
+        raise AccessError("adding videos by a server path is off in this shared app: set "
+                          "TPO_LIBRARY_ROOTS to the folders it may read (or upload the files)")
+    for path in paths:
+        _check_under(path, roots)
+    # A folder inside a root may still hold a link to a file outside it; ingest stores the
+    # resolved path, so that is the one to check.
+    files, missing = find_video_files(paths)
+    for file in files:
+        _check_under(file, roots)
+    return [f.resolve() for f in files] + [Path(p) for p, _why in missing]
+
+
+def _check_under(path: Path, roots: list[Path]) -> None:
+    resolved = path.resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        # The same words whether or not the path exists: nothing is learnt about the server.
+        raise AccessError(f"{path} is outside the library folders this app may read "
+                          f"({', '.join(str(r) for r in roots)})")
