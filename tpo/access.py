@@ -1,10 +1,16 @@
-"""Who may add videos by a path on the server, and from where.
+"""Who may add videos by a path on the server, and from where; where a shared app may
+write (or read) the folders typed into the page.
 
 In a shared app (log-ins: ``TPO_AUTH`` or Hugging Face sign-in) a path typed into the page
 names a file on the server, and an ingested file is then streamed to every logged-in browser
 by ``/media/video/<id>``. So there, adding by path is only for the users named in
 ``TPO_ADMINS`` and only below the folders named in ``TPO_LIBRARY_ROOTS``; uploads stay open to
 everyone. A single local user (no log-ins) may add any path, as on their own machine.
+
+Folders typed for an export, a training run's output or a training export (read) are, in a
+shared app, kept below the app's own folder for them (``data/exports``, ``data/runs``), or,
+for admins, also below a library root: otherwise any logged-in user could write into, or
+train on, any folder of the server.
 
 The checks live here, not in the UI, so the CLI or any other front end can apply them too.
 """
@@ -28,7 +34,8 @@ def can_add_by_path(settings: Settings, user: str) -> bool:
 
 
 def check_server_paths(settings: Settings, user: str, paths: Iterable[str | Path]) -> list[Path]:
-    """The video files that ``paths`` (files or folders) name, resolved, for :func:`tpo.library.ingest`.
+    """The video files that ``paths`` (files or folders) name, resolved, for
+    :func:`tpo.library.ingest`.
 
     In a shared app raises :class:`AccessError` unless ``user`` is an admin and every path,
     and every file found in a folder, resolves (symlinks and ``..`` followed) below a library
@@ -60,3 +67,23 @@ def _check_under(path: Path, roots: list[Path]) -> None:
         # The same words whether or not the path exists: nothing is learnt about the server.
         raise AccessError(f"{path} is outside the library folders this app may read "
                           f"({', '.join(str(r) for r in roots)})")
+
+
+def check_folder(settings: Settings, user: str, folder: str | Path, home: Path, what: str) -> Path:
+    """``folder`` resolved, when ``user`` may use it for ``what`` ("the export folder", …).
+
+    A single local user may name any folder. In a shared app it must lie below ``home`` (the
+    app's folder for such things, e.g. ``data/exports``); admins may also use folders below
+    a library root. Raises :class:`AccessError` otherwise.
+    """
+    resolved = Path(folder).expanduser().resolve()
+    if not settings.multi_user:
+        return resolved
+    allowed = [home.expanduser().resolve()]
+    if user in settings.admin_names():
+        allowed += settings.library_root_paths()
+    if not any(resolved.is_relative_to(root) for root in allowed):
+        raise AccessError(f"{what} must be below {allowed[0]} in this shared app"
+                          + (" or a library root" if len(allowed) > 1 else "")
+                          + f"; {folder} is not (leave it empty for a new one there)")
+    return resolved

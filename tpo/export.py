@@ -557,7 +557,8 @@ def _readme(store: Store, config: ExportConfig, rows: list[dict], by_kind: dict[
 
 
 def run_job(ctx) -> dict:
-    """The ``export`` job kind (:mod:`tpo.jobs`): params ``{"out_dir": ..., "config": {...}}``."""
+    """The ``export`` job kind (:mod:`tpo.jobs`): params ``{"out_dir": ..., "config": {...}}``
+    (and ``"user"``: who asked, the only one the app lets download it when log-ins are on)."""
     config = ExportConfig(**ctx.params.get("config", {}))
 
     def progress(done: int, total: int, text: str) -> None:

@@ -7,7 +7,7 @@ import gradio as gr
 from tpo.config import Settings
 from tpo.store import Store
 from ui import compare, curate, library, train
-from ui.header import header_markdown
+from ui.header import header_markdown, whoami
 
 
 # On ZeroGPU a long fine-tune needs dedicated hardware; say so, do not fail.
@@ -22,7 +22,15 @@ ZERO_GPU_NOTE = (
 def build_app(store: Store, settings: Settings) -> gr.Blocks:
     """The whole interface over one store; nothing here holds state between requests."""
     with gr.Blocks(title="TPO Studio") as demo:
-        header = gr.Markdown(lambda: header_markdown(store, settings.user), elem_id="tpo-header")
+        header = gr.Markdown(lambda: header_markdown(store, settings), elem_id="tpo-header")
+        if settings.multi_user:  # each browser its own name, known only from its request
+            me = gr.Markdown(elem_id="tpo-whoami")
+
+            def on_load(request: gr.Request, profile: gr.OAuthProfile | None = None) -> str:
+                # (the annotations make Gradio pass this browser's request and sign-in)
+                return whoami(settings, request, profile)
+
+            demo.load(on_load, None, me)
         if settings.zero_gpu:
             gr.Markdown(ZERO_GPU_NOTE, elem_id="zero-gpu-note")
         with gr.Tabs():

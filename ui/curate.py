@@ -20,7 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from tpo import jobs
+from tpo import access, jobs
 from tpo import review as reviews
 from tpo import video
 from tpo.config import Settings
@@ -117,8 +117,10 @@ class View:
         meta = (f"**Pair #{pair['id']}** · {position} · {escape_md(pair['kind'])} · "
                 f"{escape_md(pair['strategy'])} · video #{row['id']} {escape_md(row['name'])} · "
                 f"**{escape_md(pair['status'])}** · version {pair['version']}"
-                + (f" · last change by {escape_md(pair['last_user'])}" if pair.get("last_user") else "")
-                + (f"\n\nFilter: *{escape_md(pair['filter_reason'])}*" if pair["filter_reason"] else ""))
+                + (f" · last change by {escape_md(pair['last_user'])}"
+                   if pair.get("last_user") else "")
+                + (f"\n\nFilter: *{escape_md(pair['filter_reason'])}*"
+                   if pair["filter_reason"] else ""))
         original = _originals(pair)
         playable = row["status"] == "ready"
         return (
@@ -237,7 +239,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
         ids = [p["id"] for p in pairs]
         videos = [ANY] + [f"#{v['id']} {v['name']}" for v in store.list_videos() if v["status"] == "ready"]
         return (ids, 0, *render(ids, 0), "", counters_html(store), gr.update(choices=videos),
-                header_markdown(store, settings.user), {p["id"]: p["version"] for p in pairs})
+                header_markdown(store, settings), {p["id"]: p["version"] for p in pairs})
 
     def on_move(ids, pos, step):
         pos = max(0, min(pos + step, len(ids) - 1)) if ids else 0
@@ -256,7 +258,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
         except ConflictError as err:
             # Show the newer version in place of the reviewer's stale view.
             return (pos, *render(ids, pos), f"⚠️ **Not saved.** {escape_md(err)}",
-                    counters_html(store), header_markdown(store, settings.user), versions)
+                    counters_html(store), header_markdown(store, settings), versions)
         except (StoreError, ValueError) as err:
             raise gr.Error(escape_html(err))
         done = f"Pair #{current}: {action} → {pair['status']} (version {pair['version']})."
@@ -265,7 +267,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
         # The reviewer's own change is not "changed since": a later bulk action may follow it.
         versions = {**(versions or {}), current: pair["version"]}
         return (pos, *render(ids, pos), done, counters_html(store),
-                header_markdown(store, settings.user), versions)
+                header_markdown(store, settings), versions)
 
     def on_bulk_ask(action, ids):
         if not ids:
@@ -277,10 +279,10 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
                         profile: gr.OAuthProfile | None):
         if not action:
             return (gr.update(visible=False), None, pos, *render(ids, pos), "", counters_html(store),
-                    header_markdown(store, settings.user), versions)
+                    header_markdown(store, settings), versions)
         text, versions = bulk_confirm(store, action, ids, versions, who(typed, request, profile))
         return (gr.update(visible=False), None, pos, *render(ids, pos), text, counters_html(store),
-                header_markdown(store, settings.user), versions)
+                header_markdown(store, settings), versions)
 
     after = [position, *shown]
     load.click(on_load, filters, [queue, *after, message, counters, f_video, header, seen])
@@ -325,8 +327,39 @@ def bulk_confirm(store: Store, action: str, ids: list[int], versions: dict[int, 
     text = f"{verb} {len(result.changed)} pairs ({len(result.unchanged)} already were)."
     if result.skipped:
         text += (f"\n\n⚠️ **Skipped {len(result.skipped)} pairs changed since you loaded the "
-                 f"queue:** {escape_md(result.skipped_text())}. Load the queue again to review them.")
+                 f"queue:** {escape_md(result.skipped_text())}. Load the queue again to review "
+                 "them.")
     return text, versions
+
+
+def export_params(store: Store, settings: Settings, user: str, folder: str | None, fmt: str,
+                  frames_from: str, frames: int | None) -> dict:
+    """The export job's parameters for the form (``gr.Error`` for one that cannot run). In a
+    shared app the folder must be one ``user`` may write (:func:`tpo.access.check_folder`);
+    the job records who asked, so only they download it (:func:`last_export`)."""
+    if not store.pair_counts()["all"]["accepted"]:
+        raise gr.Error("No accepted pairs yet: accept some in the queue above first.")
+    if frames is None or int(frames) < 1:
+        raise gr.Error("Frames per record must be at least 1.")
+    home = settings.data_dir / "exports"
+    target = Path(folder.strip()) if folder and folder.strip() else (
+        home / time.strftime("pairs-%Y%m%d-%H%M%S"))
+    try:
+        target = access.check_folder(settings, user, target, home, "the export folder")
+    except access.AccessError as err:
+        raise gr.Error(escape_html(err))
+    return {"out_dir": str(target), "user": user,
+            "config": {"format": fmt, "frames_from": frames_from, "frames": int(frames)}}
+
+
+def last_export(store: Store, settings: Settings, user: str) -> dict:
+    """The newest finished export this user may download: in a shared app their own (an
+    export holds every accepted pair's texts and frames), else anyone's."""
+    for row in jobs.list_jobs(store, kind="export", status="succeeded"):
+        if not settings.multi_user or row["params"].get("user") == user:
+            return row
+    raise gr.Error("No finished export of yours yet." if settings.multi_user
+                   else "No finished export yet.")
 
 
 def export_panel(store: Store, settings: Settings) -> None:
@@ -354,22 +387,15 @@ def export_panel(store: Store, settings: Settings) -> None:
             download = gr.File(label="Download", interactive=False, elem_id="export-file")
     timer = gr.Timer(poll_interval(latest(), 1.0))  # 1 s while an export runs, else idle
 
-    def on_start(folder, fmt_value, source, n):
-        if not store.pair_counts()["all"]["accepted"]:
-            raise gr.Error("No accepted pairs yet: accept some in the queue above first.")
-        target = Path(folder.strip()) if folder and folder.strip() else (
-            settings.data_dir / "exports" / time.strftime("pairs-%Y%m%d-%H%M%S"))
-        if n is None or int(n) < 1:
-            raise gr.Error("Frames per record must be at least 1.")
-        params = {"out_dir": str(target.expanduser().resolve()),
-                  "config": {"format": fmt_value, "frames_from": source, "frames": int(n)}}
+    def on_start(folder, fmt_value, source, n, request: gr.Request,
+                 profile: gr.OAuthProfile | None = None):
+        user = current_user(settings, None, request, profile)
+        params = export_params(store, settings, user, folder, fmt_value, source, n)
         job_id = jobs.submit(store, "export", params, log_dir=settings.log_dir)
         return job_html(jobs.get(store, job_id)), gr.Timer(1.0)
 
-    def on_zip():
-        row = latest()
-        if row is None or row["status"] != "succeeded":
-            raise gr.Error("No finished export yet.")
+    def on_zip(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        row = last_export(store, settings, current_user(settings, None, request, profile))
         out = Path(row["output"]["out_dir"])
         return shutil.make_archive(str(out), "zip", root_dir=out)
 

@@ -168,7 +168,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         row = latest_job(store, "generate")
         if row is None:
             return (gr.update(), gr.update(), last, gr.update(),
-                    header_markdown(store, settings.user), gr.Timer(IDLE_POLL_S))
+                    header_markdown(store, settings), gr.Timer(IDLE_POLL_S))
         now_seen = (row["id"], row["status"])
         ended = (last is not None and now_seen != tuple(last)
                  and row["status"] in jobs.FINISHED_STATUSES)
@@ -176,7 +176,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         # when a job ends (its pair counts).
         table_value = refresh_table(*filter_values) if ended else gr.update()
         return (job_html(row), jobs.log_tail(row, 40), list(now_seen), table_value,
-                header_markdown(store, settings.user), gr.Timer(poll_interval(row, BUSY_POLL_S)))
+                header_markdown(store, settings), gr.Timer(poll_interval(row, BUSY_POLL_S)))
 
     start.click(on_start, [model, tuned, scope, selected, localized, comprehensive, strategy, dense,
                            sparse, questions, max_tokens, drop_truncated, force, writer, judge],

@@ -149,7 +149,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
 
     def _after_ingest(report: library.IngestReport, search_text: str, status_value: str):
         return (_report_markdown(report), video_table(store, search_text, status_value),
-                header_markdown(store, settings.user), empty_note(store))
+                header_markdown(store, settings), empty_note(store))
 
     def on_pair_select(evt: gr.SelectData, shown: pd.DataFrame):
         row = selected_row(evt, shown)
@@ -165,7 +165,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         except StoreError as err:
             raise gr.Error(escape_html(err))
         return (f"Pair **#{pair_id}** restored to pending.", pairs_table(store, video_id),
-                video_table(store, search_text, status_value), header_markdown(store, settings.user))
+                video_table(store, search_text, status_value), header_markdown(store, settings))
 
     # Filter as the user types (the change event carries the box's value, so a search never
     # runs on a stale one) and on Enter; "always_last" drops keystrokes a newer one replaced.

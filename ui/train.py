@@ -16,13 +16,14 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from tpo import jobs
+from tpo import access, jobs
 from tpo.config import Settings
 from tpo.store import Store
 from tpo.train import PRESETS, TrainConfig  # torch loads only in the job
 from tpo.train_job import job_params
 from ui.generate import resolve_model, use_offline_model
 from ui.html import escape_html, escape_md
+from ui.identity import current_user
 from ui.jobs import cancel_latest, job_html, latest_job, poll_interval
 
 # Plots of the live view: (title, metric names drawn in it); one line each.
@@ -92,16 +93,20 @@ def summary_markdown(row: dict | None) -> str:
 def train_params(store: Store, settings: Settings, *, model_text: str, choice: str,
                  folder: str | None, preset_name: str, beta: float, alpha: float, rate: float,
                  n_epochs: float, steps: int, use_lora: bool, rank: int, frames: int | None,
-                 out: str | None, save_every: int | None, resume: bool) -> dict:
+                 out: str | None, save_every: int | None, resume: bool,
+                 user: str | None = None) -> dict:
     """The job parameters the Start button submits (``gr.Error`` for a form that cannot run).
 
     ``save_every``: a checkpoint every this many steps; ``resume``: continue from the last
-    checkpoint in the output folder (which must then be named).
+    checkpoint in the output folder (which must then be named). ``user`` (default: the
+    settings' user): in a shared app, the folders typed must be ones they may use
+    (:func:`tpo.access.check_folder`).
     """
+    user = user or settings.user
     from_store = choice == DATA_CHOICES[0]
     if from_store and not store.pair_counts()["all"]["accepted"]:
         raise gr.Error("No accepted pairs: accept some in Curate first.")
-    if not from_store and not (folder and Path(folder).expanduser().is_dir()):
+    if not from_store and not (folder and folder.strip()):
         raise gr.Error("Name an export folder that exists on the server.")
     if resume and not (out and out.strip()):
         raise gr.Error("To resume, name the output folder of the run to continue "
@@ -110,6 +115,16 @@ def train_params(store: Store, settings: Settings, *, model_text: str, choice: s
         raise gr.Error("Save a checkpoint every N steps: N must be at least 1.")
     run_dir = Path(out.strip()) if out and out.strip() else (
         settings.data_dir / "runs" / time.strftime("run-%Y%m%d-%H%M%S"))
+    try:
+        run_dir = access.check_folder(settings, user, run_dir, settings.data_dir / "runs",
+                                      "the output folder")
+        if not from_store:
+            folder = str(access.check_folder(settings, user, folder, settings.data_dir / "exports",
+                                             "the export folder to train on"))
+    except access.AccessError as err:
+        raise gr.Error(escape_html(err))
+    if not from_store and not Path(folder).is_dir():  # asked only once it may be read
+        raise gr.Error("Name an export folder that exists on the server.")
     try:
         config = TrainConfig(
             model=resolve_model(model_text), output_dir=str(run_dir.expanduser().resolve()),
@@ -200,12 +215,13 @@ def build(store: Store, settings: Settings) -> None:
     timer = gr.Timer(poll_interval(latest_job(store, "train"), BUSY_POLL_S))
 
     def on_start(model_text, choice, folder, preset_name, b, a, rate, n_epochs, steps, use_lora,
-                 rank, frames, out, save_every, resume_run):
+                 rank, frames, out, save_every, resume_run, request: gr.Request,
+                 profile: gr.OAuthProfile | None = None):
         params = train_params(
             store, settings, model_text=model_text, choice=choice, folder=folder,
             preset_name=preset_name, beta=b, alpha=a, rate=rate, n_epochs=n_epochs, steps=steps,
             use_lora=use_lora, rank=rank, frames=frames, out=out, save_every=save_every,
-            resume=resume_run)
+            resume=resume_run, user=current_user(settings, None, request, profile))
         return submit(params)
 
     def on_resume_last():

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,14 +61,13 @@ def app_data(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("app-data")
 
 
-@pytest.fixture(scope="session")
-def app_url(app_data):
-    """Start ``python app.py`` with a fresh data folder; yield its URL; stop it."""
-    data = app_data
+@contextmanager
+def running_app(data: Path, **env_overrides: str):
+    """``python app.py`` on a free port with its data in `data`; yields its URL, then stops it."""
     port = free_port()
     env = {**os.environ, "TPO_DATA_DIR": str(data), "TPO_DEMO_SCALE": "0.1", "TPO_USER": "e2e",
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+           "GRADIO_ANALYTICS_ENABLED": "False", **env_overrides}
     log = open(data / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
@@ -84,10 +84,19 @@ def app_url(app_data):
                 proc.kill()
                 raise RuntimeError(f"app did not start:\n{(data / 'app.log').read_text()}")
             time.sleep(0.5)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_data):
+    """Start ``python app.py`` with a fresh data folder; yield its URL; stop it."""
+    with running_app(app_data) as url:
+        yield url

@@ -34,7 +34,7 @@ from tpo.review import bulk_review, review
 from tpo.store import ConflictError
 from ui import curate, library, train
 from ui.app import build_app
-from ui.header import header_markdown
+from ui.header import header_markdown, whoami
 from ui.html import escape_md
 
 EVIL = "<img src=x onerror=alert(4)>"
@@ -93,7 +93,8 @@ def test_bulk_accept_skips_and_names_pairs_changed_since_loading(store):
     review(store, ids[1], "reject", user="bo")  # then bo rejects pair 2
     result = bulk_review(store, seen, "accept", user="ana")
     assert result.changed == [ids[0], ids[2]]
-    assert [(s["id"], s["status"], s["user"]) for s in result.skipped] == [(ids[1], "rejected", "bo")]
+    assert ([(s["id"], s["status"], s["user"]) for s in result.skipped]
+            == [(ids[1], "rejected", "bo")])
     assert result.skipped_text() == f"#{ids[1]} (rejected by bo)"
     assert store.get_pair(ids[1])["status"] == "rejected"
     assert [r["user"] for r in store.reviews(ids[1])] == ["bo"]  # no row by ana
@@ -269,7 +270,17 @@ def test_a_video_named_like_an_html_tag_renders_as_text(store, settings, tmp_pat
     _no_tag(library.show_video(store, settings, 1)[1])
     report = ingest(store, [tmp_path / f"{EVIL}.mp4"])  # a failure names the file
     _no_tag(library._report_markdown(report))
-    _no_tag(header_markdown(store, EVIL))
+    _no_tag(header_markdown(store, settings.with_(user=EVIL)))
+    _no_tag(whoami(settings.with_(auth="x:y"), login(EVIL)))
+
+
+def test_with_log_ins_the_header_names_no_os_user_and_each_browser_sees_its_own(store,
+                                                                               settings):
+    shared = settings.with_(auth="ana:pw,bo:pw", user="osuser")
+    assert "osuser" not in header_markdown(store, shared)
+    assert "osuser" in header_markdown(store, settings.with_(user="osuser"))  # single user
+    assert "ana" in whoami(shared, login("ana")) and "bo" in whoami(shared, login("bo"))
+    assert whoami(settings, login("ana")) == ""
 
 
 def test_curate_meta_texts_and_errors_are_escaped(store, settings):
@@ -377,3 +388,51 @@ def test_a_train_job_submitted_with_resume_continues_from_the_last_checkpoint(
     assert row["output"]["global_step"] == 3
     assert row["output"]["resumed_from"] == str((out / "checkpoint-2").resolve())
     assert [m["step"] for m in jobs.metrics(store, resumed, "loss")] == [3]
+
+
+# --------------------------------------------------------------------------------------------
+# 1 and 4 (beside): folders typed into the page, and who downloads an export
+
+
+def test_shared_app_keeps_typed_folders_inside_the_apps_own(store, shared, tmp_path):
+    settings, root = shared
+    make_pairs(store, 1)
+    review(store, 1, "accept", user="ana")
+    elsewhere = tmp_path / "elsewhere"
+    for user in ("bo", "ana"):  # not even an admin writes outside data/ and the roots
+        with pytest.raises(gr.Error, match="must be below"):
+            curate.export_params(store, settings, user, str(elsewhere), "jsonl", "whole", 8)
+        with pytest.raises(gr.Error, match="must be below"):
+            train.train_params(store, settings, **_form(settings, out=str(elsewhere)), user=user)
+        with pytest.raises(gr.Error, match="must be below"):  # reading a folder to train on
+            train.train_params(store, settings, user=user, **_form(
+                settings, choice=train.DATA_CHOICES[1], folder=str(elsewhere / ".." / "x")))
+    inside = settings.data_dir / "exports" / "mine"
+    params = curate.export_params(store, settings, "bo", str(inside), "jsonl", "whole", 8)
+    assert (params["out_dir"], params["user"]) == (str(inside.resolve()), "bo")
+    # An admin may also write below a library root; bo may not.
+    assert curate.export_params(store, settings, "ana", str(root / "out"), "jsonl", "whole", 8)
+    with pytest.raises(gr.Error, match="must be below"):
+        curate.export_params(store, settings, "bo", str(root / "out"), "jsonl", "whole", 8)
+    # A single local user names any folder, as on their own machine.
+    local = settings.with_(auth="", admins="", library_roots="")
+    assert curate.export_params(store, local, "me", str(elsewhere), "jsonl", "whole", 8)
+
+
+def test_only_who_asked_for_an_export_downloads_it(store, shared, tmp_path):
+    settings, _root = shared
+    video_id = ingest(store, [make_video(tmp_path / "clip.mp4", duration_s=2, fps=4)]).added[0]
+    store.save_generation(video_id, "k", [{
+        "kind": "localized", "strategy": "irrelevant", "question": "Q?", "chosen": "c",
+        "rejected": "r", "segment_start": 0.0, "segment_end": 1.0, "chosen_timestamps": [0.5],
+        "rejected_timestamps": [1.5], "status": "pending", "filter_verdict": "kept",
+        "filter_reason": None}], params={}, seconds=0)
+    review(store, 1, "accept", user="ana")
+    params = curate.export_params(store, settings, "ana", "", "jsonl", "whole", 4)
+    job = jobs.submit(store, "export", params, log_dir=settings.log_dir)
+    assert jobs.wait(store, job, 120)["status"] == "succeeded"
+    assert curate.last_export(store, settings, "ana")["id"] == job
+    with pytest.raises(gr.Error, match="No finished export of yours"):
+        curate.last_export(store, settings, "bo")
+    local = settings.with_(auth="", admins="", library_roots="")
+    assert curate.last_export(store, local, "anyone")["id"] == job

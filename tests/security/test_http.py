@@ -56,7 +56,8 @@ def library(store, settings, tmp_path):
     export.mkdir(parents=True)
     (export / "train.jsonl").write_text('{"prompt": "secret export"}\n')
     with store.transaction() as db:
-        db["jobs"].insert({"kind": "export", "params": "{}", "status": "succeeded",
+        db["jobs"].insert({"kind": "export", "params": json.dumps({"user": "ana"}),
+                           "status": "succeeded",
                            "progress": 1.0, "created_at": "2024-01-01T00:00:00",
                            "updated_at": "2024-01-01T00:00:00",
                            "output": json.dumps({"out_dir": str(export)})})
@@ -122,6 +123,11 @@ def test_the_export_zip_reaches_the_browser_that_asked_through_gradios_cache(
         assert c.get(f"/gradio_api/file={settings.data_dir}/exports/pairs-1.zip").status_code == 404
     with TestClient(create_server(store, settings.with_(auth=AUTH))) as anonymous:
         assert anonymous.get(f"/gradio_api/file={returned['path']}").status_code == 401
+    with TestClient(create_server(store, settings.with_(auth=AUTH))) as other:
+        assert log_in(other, "bo", "b0pass") == 200  # ana's export is not bo's to download
+        event = other.post("/gradio_api/call/on_zip", json={"data": []}).json()["event_id"]
+        stream = other.get(f"/gradio_api/call/on_zip/{event}").text
+        assert "event: error" in stream and "No finished export of yours" in stream
 
 
 def test_the_media_routes_still_serve_videos_and_thumbnails(store, settings, library):
