@@ -22,6 +22,8 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -141,16 +143,71 @@ def test_unable_to_open_the_database_file_is_one_line(tpo, tmp_path):
     assert str(folder) in line and "unable to open database file" in line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
-def test_read_only_folder_is_one_line(tpo, tmp_path):
-    folder = tmp_path / "ro"
+@contextmanager
+def read_only_folder(folder: Path, prepare=None):
+    """``folder`` made read-only after ``prepare(folder)`` ran in it. Root ignores permission
+    bits, so as root the folder is a tmpfs mounted read-only (a real read-only file system);
+    where root may not mount (some containers), an immutable folder (``chattr +i``)."""
     folder.mkdir()
-    folder.chmod(0o555)
+    if os.geteuid() != 0:
+        if prepare:
+            prepare(folder)
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o755)
+        return
+    run = partial(subprocess.run, capture_output=True)
+    if run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)]).returncode == 0:
+        try:
+            if prepare:
+                prepare(folder)
+            assert run(["mount", "-o", "remount,ro", str(folder)]).returncode == 0
+            yield folder
+        finally:
+            run(["umount", "-l", str(folder)])
+        return
+    if prepare:
+        prepare(folder)
+    if run(["chattr", "+i", str(folder)]).returncode != 0:
+        pytest.skip("as root, neither a read-only mount nor chattr +i is allowed here")
     try:
-        line = one_error_line(tpo("videos", db=folder / "tpo.db"))
+        yield folder
     finally:
-        folder.chmod(0o755)
+        run(["chattr", "-i", str(folder)])
+
+
+def test_a_new_database_in_a_read_only_folder_is_one_line(tpo, tmp_path):
+    with read_only_folder(tmp_path / "ro") as folder:
+        line = one_error_line(tpo("videos", db=folder / "tpo.db"))
+        assert not (folder / "tpo.db").exists()
     assert str(folder / "tpo.db") in line
+
+
+def test_a_database_on_a_read_only_file_system_is_one_line_and_unchanged(tpo, tmp_path):
+    def fill(folder: Path) -> None:
+        store = Store(folder / "tpo.db")
+        make_pairs(store, ["Q1?"])
+        store.close()  # (an open file keeps the mount busy: it could not turn read-only)
+
+    with read_only_folder(tmp_path / "ro", fill) as folder:
+        before = sha256(folder / "tpo.db")
+        line = one_error_line(tpo("review", 1, "--accept", db=folder / "tpo.db"))
+        assert str(folder / "tpo.db") in line
+        assert sha256(folder / "tpo.db") == before
+
+
+def test_the_app_in_a_read_only_data_folder_says_so_in_one_line(tmp_path):
+    with read_only_folder(tmp_path / "ro") as folder:
+        env = {**os.environ, "TPO_DATA_DIR": str(folder), "TPO_DEMO": "0",
+               "GRADIO_SERVER_PORT": "1"}
+        env.pop("TPO_DB", None)
+        done = subprocess.run([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("TPO Studio cannot start: ") and str(folder) in last
 
 
 def test_a_lock_held_by_another_process_is_one_line_after_the_busy_timeout(tpo, tmp_path,
