@@ -69,7 +69,10 @@ def create_server(store: Store, settings: Settings,
     returned = [settings.data_dir / "exports", settings.data_dir / "evals"]
     gr.mount_gradio_app(server, demo, path="", css=html.CSS, head=html.HEAD_JS,
                         allowed_paths=[str(p.resolve()) for p in returned],
-                        auth=logins or None)
+                        auth=logins or None,
+                        # an exception's message (a full disk, a locked database: one line
+                        # naming the file) reaches the page; its traceback stays in the log
+                        show_error=True)
     server.add_middleware(AccessGuard, ui=gradio_app(server),
                           throttle=LoginThrottle(clock) if logins else None)
     return server

@@ -448,3 +448,36 @@ def test_a_copy_that_fails_half_way_leaves_no_partial_file(store, settings, tmp_
     assert str(settings.upload_dir) in message
     assert list(settings.upload_dir.iterdir()) == []
     assert store.list_videos() == []
+
+
+def test_a_database_fault_in_any_app_handler_is_a_clear_message(store, settings, tmp_path,
+                                                                 monkeypatch):
+    """Through the real app over HTTP: a handler that does not catch database errors itself
+    (adding a file by path) meets a full disk; the browser gets the one-line message (the
+    server mounts Gradio with show_error, so an exception's message, never its traceback,
+    reaches the page)."""
+    from fastapi.testclient import TestClient
+
+    from ui.server import create_server
+
+    deep = tmp_path.joinpath(*["d" * 190] * 18)  # a 3.4 kB path: its row needs a new page
+    deep.mkdir(parents=True)
+    clip = make_video(deep / "clip.mp4", duration_s=1, fps=4)
+    connect = Store._connect
+
+    def full_disk(self):
+        conn = connect(self)
+        conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+        return conn
+
+    with TestClient(create_server(store, settings)) as c:
+        store.close()  # this thread's connection: the next one opens on the "full disk"
+        monkeypatch.setattr(Store, "_connect", full_disk)
+        event = c.post("/gradio_api/call/on_add_path",
+                       json={"data": [str(clip), "", "all"]}).json()["event_id"]
+        stream = c.get(f"/gradio_api/call/on_add_path/{event}").text
+    assert "event: error" in stream, stream
+    message = json.loads(stream.split("data:", 1)[1])["error"]
+    assert str(settings.db_path) in message and "disk is full" in message, message
+    monkeypatch.undo()
+    assert store.counts()["videos"] == 0  # nothing half-added
