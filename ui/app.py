@@ -35,11 +35,12 @@ def build_app(store: Store, settings: Settings) -> gr.Blocks:
             gr.Markdown(ZERO_GPU_NOTE, elem_id="zero-gpu-note")
         with gr.Tabs():
             with gr.Tab("Library", id="library"):
-                library.build(store, settings, header)
+                videos = library.build(store, settings, header)
             with gr.Tab("Curate", id="curate", elem_id="tab-curate"):
                 curate.build(store, settings, header)
             with gr.Tab("Train", id="train", elem_id="tab-train"):
                 train.build(store, settings)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 compare.build(store, settings)
+        demo.load(videos.show, videos.filters, videos.table, concurrency_id=library.TABLE_QUEUE)
     return demo

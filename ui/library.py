@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
 import pandas as pd
@@ -26,6 +27,9 @@ from ui.identity import current_user
 
 COLUMNS = ["ID", "Name", "Duration", "Status", "Pairs pend/acc/rej/filt", "Error"]
 STATUS_CHOICES = ["all", "ready", "error"]
+# The page's load and every search, status change and refresh share one queue (one at a
+# time, in the order sent), so an earlier request never overwrites a later one's table.
+TABLE_QUEUE = "library-table"
 PAIR_COLUMNS = ["ID", "Kind", "Strategy", "Segment", "Question", "Status", "Filter reason"]
 
 
@@ -35,6 +39,8 @@ class LibraryTab:
 
     table: gr.Dataframe
     selected: gr.State  # id of the selected video, or None
+    filters: list  # the search box and the status dropdown, the inputs of `show`
+    show: Callable[[str, str], pd.DataFrame]  # the table for (search, status)
 
 
 def video_table(store: Store, search: str = "", status: str = "all") -> pd.DataFrame:
@@ -93,7 +99,10 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         status = gr.Dropdown(STATUS_CHOICES, value="all", show_label=False, scale=1,
                              elem_id="library-status")
         refresh = gr.Button("Refresh", scale=0)
-    table = gr.Dataframe(value=lambda: video_table(store), interactive=False, wrap=True,
+    # Filled by the page's load event (ui/app.py wires LibraryTab.show), not at build time:
+    # a build-time value would be shown first and then overwritten by that load event, which
+    # on a busy server could arrive after the user's first search.
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
                          max_height=360, elem_id="library-table", label="Videos")
     empty_hint = gr.HTML(lambda: empty_note(store))
     with gr.Row():
@@ -169,8 +178,11 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
 
     # Filter as the user types (the change event carries the box's value, so a search never
     # runs on a stale one) and on Enter; "always_last" drops keystrokes a newer one replaced.
+    def show(search_text: str, status_value: str) -> pd.DataFrame:
+        return video_table(store, search_text, status_value)
+
     for event in (search.change, search.submit, status.change, refresh.click):
-        event(lambda s, st: video_table(store, s, st), filters, table, trigger_mode="always_last")
+        event(show, filters, table, trigger_mode="always_last", concurrency_id=TABLE_QUEUE)
     table.select(on_select, [table], [selected, player, details, strip, video_pairs])
     video_pairs.select(on_pair_select, [video_pairs], [selected_pair, pair_note])
     restore.click(on_restore, [selected_pair, selected, *filters],
@@ -184,7 +196,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
             return gr.update(visible=_may_add_by_path(settings, request, profile))
 
         gr.on(None, show_add_path, None, add_path_box, show_progress="hidden")
-    return LibraryTab(table=table, selected=selected)
+    return LibraryTab(table=table, selected=selected, filters=filters, show=show)
 
 
 def _may_add_by_path(settings: Settings, request: gr.Request | None,
