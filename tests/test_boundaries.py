@@ -42,3 +42,22 @@ def test_the_app_process_does_not_load_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_every_error_meant_for_a_person_shares_one_base():
+    """Each ``*Error`` class the library defines is a TPOError, so the shells catch one type
+    (and a bug, a plain exception, is never shown as a user message)."""
+    import importlib
+    import inspect
+
+    from tpo.errors import TPOError
+
+    found = {}
+    for path in sorted((REPO / "tpo").glob("*.py")):
+        module = importlib.import_module(f"tpo.{path.stem}")
+        for name, obj in vars(module).items():
+            if (inspect.isclass(obj) and issubclass(obj, Exception) and name.endswith("Error")
+                    and obj.__module__ == module.__name__):
+                found[f"{module.__name__}.{name}"] = obj
+    assert len(found) >= 10, found  # the check really looked
+    assert [name for name, cls in found.items() if not issubclass(cls, TPOError)] == []

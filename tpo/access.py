@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Iterable
 
 from tpo.config import Settings
+from tpo.errors import TPOError
 from tpo.library import find_video_files
 
 
-class AccessError(PermissionError):
+class AccessError(TPOError, PermissionError):
     """An action this user may not do; the message says why and how to allow it."""
 
 

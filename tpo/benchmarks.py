@@ -54,12 +54,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from tpo.errors import TPOError
 from tpo.mcq import LETTERS, MCQItem
 
 SUITES = ("videomme", "mlvu", "longvideobench")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(TPOError, ValueError):
     """A benchmark spec or file that cannot be read; the message names the file and why."""
 
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from tpo import __version__, video
 from tpo.config import Settings
+from tpo.errors import TPOError
 from tpo.experiment import config_fields as experiment_fields  # torch-free
 from tpo.library import IngestReport, build_demo, ingest
 from tpo.review import effective, review
@@ -44,13 +45,14 @@ class Context:
 
 
 class _Group(click.Group):
-    """The ``tpo`` group: a database fault in any command (full disk, lock, damaged file)
-    ends it with the store's one-line message, never a traceback."""
+    """The ``tpo`` group: any error meant for the person (:class:`tpo.errors.TPOError`: a
+    database fault, a missing model, an unreadable video, ...) that a command did not turn
+    into its own message ends it with that one line, never a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except StoreError as err:
+        except TPOError as err:
             raise click.ClickException(str(err)) from None
         except sqlite3.Error as err:  # a statement run outside the store's connection
             obj = ctx.find_object(Context)

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Callable
 
 from tpo import synth
+from tpo.errors import TPOError
 from tpo.store import Store, StoreError, now
 
 __all__ = ["ABLATIONS", "ExperimentConfig", "ExperimentError", "ExperimentInterrupted",
@@ -279,7 +280,7 @@ class ExperimentConfig:
                           batch_size=self.eval_batch_size)
 
 
-class ExperimentError(Exception):
+class ExperimentError(TPOError):
     """An experiment that cannot go on, with what to do (one line)."""
 
 

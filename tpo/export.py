@@ -72,6 +72,7 @@ from datasets import Features, Image, List, Value
 from PIL import Image as PILImage
 
 from tpo import video
+from tpo.errors import TPOError
 from tpo.review import effective
 from tpo.store import PAIR_STATUSES, Store, now
 from tpo.prompts import time_prompt
@@ -155,7 +156,7 @@ class ExportConfig:
             raise ValueError("embed_images only applies to the parquet format")
 
 
-class ExportError(Exception):
+class ExportError(TPOError):
     """An export that cannot be written (nothing to export, output folder not ours, ...)."""
 
 

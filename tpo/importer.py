@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tpo import library, video
+from tpo.errors import TPOError
 from tpo.export import DATA_FILES, PAIR_KINDS, PARQUET_BATCH, TIME_SLACK_S
 from tpo.store import PAIR_STATUSES, Store
 
@@ -61,7 +62,7 @@ _TOO_DEEP = "file nesting too deep (JSON nested deeper than a pair file ever is)
 # Results
 
 
-class ImportValidationError(Exception):
+class ImportValidationError(TPOError):
     """Rows of an import file that cannot be imported; nothing was imported.
 
     ``errors`` lists ``(line, message)``: the JSONL line, the JSON list position + 1 or the

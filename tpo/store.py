@@ -27,13 +27,14 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
+from tpo.errors import TPOError
 from tpo.schema import MIGRATIONS, SCHEMA_VERSION
 
 PAIR_STATUSES = ("pending", "accepted", "rejected", "filtered")
 VIDEO_STATUSES = ("ready", "error")
 
 
-class StoreError(Exception):
+class StoreError(TPOError):
     """A store operation that cannot be done (missing row, newer schema, ...)."""
 
 

@@ -33,6 +33,9 @@ from pathlib import Path
 
 import httpx
 
+from tpo.errors import TPOError
+
+
 SELF = "self"   # writer spec: the video-LM writes its own questions
 NONE = "none"   # judge spec: no judge, the rule filters only
 SMOLLM2_ALIASES = ("smollm2", "default")
@@ -50,7 +53,7 @@ _URL = re.compile(r"https?://", re.I)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")  # U+FFFD: bytes that were not UTF-8
 
 
-class TextModelError(Exception):
+class TextModelError(TPOError):
     """A text model or server cannot be used: says which (and in what role) and why."""
 
     def __init__(self, model: str, reason: str, role: str = "text model"):

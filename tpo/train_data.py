@@ -21,6 +21,9 @@ import os
 import re
 from pathlib import Path
 
+from tpo.errors import TPOError
+
+
 __all__ = ["NO_DATA", "TRAIN_COLUMNS", "TrainError", "cap_frames", "check_data", "load_pairs"]
 
 TRAIN_COLUMNS = ("prompt", "chosen", "rejected", "images")
@@ -29,7 +32,7 @@ NO_DATA = "no accepted pairs: accept some in Curate and export"
 _TIME_PROMPT = re.compile(r"The video lasts for ([0-9.]+) seconds, and (\d+) frames")
 
 
-class TrainError(Exception):
+class TrainError(TPOError):
     """A run that cannot start or finish, with what to do about it (no data, OOM, disk)."""
 
 

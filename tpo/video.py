@@ -38,6 +38,9 @@ import av
 import numpy as np
 from PIL import Image
 
+from tpo.errors import TPOError
+
+
 try:  # decord is the primary reader; without it every file goes through PyAV
     import decord
     from decord._ffi.base import DECORDError  # not a RuntimeError subclass
@@ -69,7 +72,7 @@ _CONTAINER_MAGIC = (
 )
 
 
-class VideoError(Exception):
+class VideoError(TPOError):
     """The one error type for any file that is not a readable video.
 
     ``str(err) == f"{path}: {reason}"``; ``reason`` is short and human readable, e.g.

@@ -30,6 +30,7 @@ from transformers import (AutoConfig, AutoModelForImageTextToText, AutoProcessor
                           TextIteratorStreamer)
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
+from tpo.errors import TPOError
 from tpo.prompts import CAPTION_PROMPT, Reply, VideoQuestion, time_prompt
 from tpo.video import Frames
 
@@ -87,7 +88,7 @@ class ModelConfig:
             raise ValueError(f"max_side must be a positive number of px, got {self.max_side}")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(TPOError):
     """A model (or its adapter) cannot be loaded: says which, why, and how to fix it."""
 
     def __init__(self, model: str, reason: str, hint: str = LOAD_HINT, adapter: str | None = None):
