@@ -301,7 +301,7 @@ def worker(job: dict) -> None:
     from transformers import TrainerCallback
 
     from tpo.train import TrainConfig, train
-    from tpo.vlm import _load_model
+    from tpo.vlm import load_model
 
     ref_copy = job["variant"] == "ref-copy"
     counts = {"policy": 0, "ref": 0}
@@ -338,7 +338,7 @@ def worker(job: dict) -> None:
             info["dims"] = _dims(model)
             if ref_copy:
                 start = time.perf_counter()
-                ref_model, _ = _load_model(job["model"], model.dtype)  # same folder, same weights
+                ref_model, _ = load_model(job["model"], model.dtype)  # same folder, same weights
                 ref_model.requires_grad_(False).eval()
                 info["ref_load_s"] = time.perf_counter() - start
                 _language_model(ref_model).register_forward_pre_hook(counter("ref"),

@@ -394,12 +394,12 @@ def test_comparison_json_columns_round_trip(store, video_id):
 def test_a_version_2_database_is_migrated_keeping_its_comparisons(tmp_path):
     import sqlite_utils
 
-    from tpo.schema import MIGRATIONS, SCHEMA_VERSION
+    from tpo.store.schema import SCHEMA_VERSION, STEPS
     from tpo.store import Store
 
     path = tmp_path / "old.db"
     old = sqlite_utils.Database(path)
-    for migration in MIGRATIONS[:2]:
+    for migration in STEPS[:2]:  # the database as the old code made it
         migration(old)
     old.execute("PRAGMA user_version = 2")
     video_id = old["videos"].insert({"path": "/v/a.mp4", "name": "a.mp4", "sha256": "a" * 64,

@@ -133,5 +133,5 @@ def test_open_answers_grade_the_demo_model_on_the_synthetic_suite(demo_dir, tmp_
     assert [r["question"] for r in records] == [item.question for item in events]
     assert all("A." not in (r["response"] or "") for r in records)  # asked without options
     assert summarize(records)["accuracy"] >= 0.5, records
-    with pytest.raises(ValueError, match="answers must be one of"):
+    with pytest.raises(ValueError, match="answers: input should be 'letter' or 'open'"):
         EvalConfig(answers="essay")

@@ -404,7 +404,7 @@ def test_frames_0_feeds_every_haystack_frame_on_the_needle_suite(store, tmp_path
     assert er.frames_label(0) == "every frame" and er.frames_label(8) == "8 frames"
     with pytest.raises(ValueError, match="needle suite only"):
         EvalConfig(suite="videomme:/x", frames=0)
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match="frames must be at least 0"):
         EvalConfig(frames=-1)
 
 

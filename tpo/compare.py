@@ -80,23 +80,18 @@ def create(store: Store, video_id: int, question: str, model_a: ModelRef, model_
            "frames": json.dumps({"n": config.frames, "max_new_tokens": config.max_new_tokens,
                                  "timestamps": []}),
            "blind": int(blind), "status": "answering", "user": user, "created_at": now()}
-    with store.transaction() as db:
-        return db["comparisons"].insert(row).last_pk
+    return store.add_comparison(row)
 
 
 def get(store: Store, comparison_id: int) -> dict:
     """The comparison with its JSON decoded (``frames`` → ``timestamps``, ``n``), its votes."""
-    rows = list(store.db.query("SELECT * FROM comparisons WHERE id = ?", [comparison_id]))
-    if not rows:
-        raise StoreError(f"no comparison {comparison_id}")
-    row = rows[0]
+    row = store.get_comparison(comparison_id)
     frames = json.loads(row["frames"] or "{}")
     row.update(timestamps=frames.get("timestamps", []), n_frames=frames.get("n"),
                max_new_tokens=frames.get("max_new_tokens"),
                spec_a=json.loads(row["spec_a"] or "{}"), spec_b=json.loads(row["spec_b"] or "{}"),
                blind=bool(row["blind"]))
-    row["votes"] = list(store.db.query(
-        "SELECT user, vote, at FROM votes WHERE comparison_id = ? ORDER BY id", [comparison_id]))
+    row["votes"] = store.comparison_votes(comparison_id)
     if row["status"] == "answering" and row["job_id"]:
         # A job killed from outside (out of memory, an app restart) never wrote its outcome
         # here; jobs.get notices a dead worker, and its error then stands for the comparison.
@@ -109,11 +104,7 @@ def get(store: Store, comparison_id: int) -> dict:
 
 def list_comparisons(store: Store, limit: int = 50) -> list[dict]:
     """Newest first, with their vote counts."""
-    return list(store.db.query(
-        "SELECT c.id, c.video_id, c.question, c.model_a, c.model_b, c.status, c.blind, c.user, "
-        "c.created_at, count(v.id) AS n_votes FROM comparisons c "
-        "LEFT JOIN votes v ON v.comparison_id = c.id GROUP BY c.id ORDER BY c.id DESC LIMIT ?",
-        [limit]))
+    return store.list_comparisons(limit)
 
 
 def questions_for_video(store: Store, video_id: int) -> list[str]:
@@ -140,18 +131,14 @@ def vote(store: Store, comparison_id: int, user: str, choice: str) -> dict:
     if current["status"] == "failed":
         raise VoteError(f"comparison {comparison_id} failed, there is nothing to vote on: "
                         f"{current['error']}")
-    with store.transaction() as db:
-        row = db.execute("SELECT status FROM comparisons WHERE id = ?", [comparison_id]).fetchone()
-        if row is None:
-            raise StoreError(f"no comparison {comparison_id}")
-        if row[0] != "done":
+    with store.transaction():  # the checks and the vote, under one write lock
+        status = store.get_comparison(comparison_id)["status"]
+        if status != "done":
             raise VoteError("both answers must be complete before a vote "
-                            f"(this comparison is {row[0]})")
-        if db.execute("SELECT 1 FROM votes WHERE comparison_id = ? AND user = ?",
-                      [comparison_id, user]).fetchone():
+                            f"(this comparison is {status})")
+        if store.has_voted(comparison_id, user):
             raise VoteError(f"{user} has already voted on comparison {comparison_id}")
-        db["votes"].insert({"comparison_id": comparison_id, "user": user, "vote": choice,
-                            "at": now()})
+        store.add_vote(comparison_id, user, choice)
     return get(store, comparison_id)
 
 
@@ -175,8 +162,7 @@ def leaderboard(store: Store) -> list[dict]:
     """
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
         lambda: {"wins": 0, "losses": 0, "ties": 0, "both_bad": 0})
-    for r in store.db.query("SELECT c.model_a, c.model_b, v.vote FROM votes v "
-                            "JOIN comparisons c ON c.id = v.comparison_id"):
+    for r in store.votes_with_models():
         first, second = sorted((r["model_a"], r["model_b"]))
         c = counts[(first, second)]
         if r["vote"] in ("tie", "both_bad"):
@@ -202,9 +188,9 @@ def submit(store: Store, comparison_ids: int | Sequence[int], *, log_dir) -> int
     """Start the ``compare`` job that answers these comparisons; returns the job id."""
     ids = [comparison_ids] if isinstance(comparison_ids, int) else list(comparison_ids)
     job_id = jobs.submit(store, "compare", {"comparison_ids": ids}, log_dir=log_dir)
-    with store.transaction() as db:
+    with store.transaction():
         for comparison_id in ids:
-            db["comparisons"].update(comparison_id, {"job_id": job_id})
+            store.update_comparison(comparison_id, {"job_id": job_id})
     return job_id
 
 
@@ -223,11 +209,7 @@ def run_job(ctx) -> dict:
     try:
         return _answer_all(ctx, store, rows)
     except BaseException as err:  # cancelled or failed: the rows say so, not "answering"
-        with store.transaction() as db:
-            for comparison_id in ids:
-                db.execute("UPDATE comparisons SET status = 'failed', error = ? "
-                           "WHERE id = ? AND status = 'answering'",
-                           [f"{type(err).__name__}: {err}", comparison_id])
+        store.fail_answering(ids, f"{type(err).__name__}: {err}")
         raise
 
 
@@ -247,8 +229,7 @@ def _answer_all(ctx, store: Store, rows: list[dict]) -> dict:
         frames, duration = sampled[key]
         meta = {"n": row["n_frames"], "max_new_tokens": row["max_new_tokens"],
                 "timestamps": [round(float(t), 3) for t in frames.timestamps]}
-        with store.transaction() as db:
-            db["comparisons"].update(row["id"], {"frames": json.dumps(meta)})
+        store.update_comparison(row["id"], {"frames": json.dumps(meta)})
         items[row["id"]] = VideoQuestion(frames, row["question"], duration)
 
     specs: list[dict] = []  # distinct models, in order of first appearance
@@ -279,8 +260,7 @@ def _answer_all(ctx, store: Store, rows: list[dict]) -> dict:
                 _write_answer(store, row["id"], side, text)
                 answered[row["id"]].add(side)
                 if answered[row["id"]] == {"a", "b"}:
-                    with store.transaction() as db:
-                        db["comparisons"].update(row["id"], {"status": "done"})
+                    store.update_comparison(row["id"], {"status": "done"})
                 done += 1
     ctx.progress(1.0, "all answers ready: vote" if len(rows) > 1 else "both answers ready: vote")
     return {"comparison_ids": [row["id"] for row in rows],
@@ -289,5 +269,4 @@ def _answer_all(ctx, store: Store, rows: list[dict]) -> dict:
 
 
 def _write_answer(store: Store, comparison_id: int, side: str, text: str) -> None:
-    with store.transaction() as db:
-        db["comparisons"].update(comparison_id, {f"answer_{side}": text})
+    store.update_comparison(comparison_id, {f"answer_{side}": text})

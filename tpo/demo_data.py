@@ -29,7 +29,7 @@ import numpy as np
 
 from tpo.mcq import LETTERS, MCQItem
 from tpo.prompts import CAPTION_PROMPT
-from tpo.synth import VideoSpec, _random_event, ground_truth, render_frames
+from tpo.synth import VideoSpec, random_event, ground_truth, render_frames
 
 #: Frames per training clip and how often each count is drawn (short contexts dominate).
 FRAME_COUNTS = (4, 8, 16, 32, 64)
@@ -71,7 +71,7 @@ def clip_spec(rng: random.Random, duration_s: float | None = None,
         start = round(i * slot + rng.uniform(0, slot - length), 1)
         end = round(min(start + length, (i + 1) * slot), 1)
         for _ in range(100):  # distinct questions, as the synthetic library has
-            event = _random_event(rng, start, max(end, start + 0.2))
+            event = random_event(rng, start, max(end, start + 0.2))
             if event.question not in questions:
                 break
         questions.add(event.question)

@@ -9,50 +9,31 @@ exact test on the questions only one of them got right.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Callable, Sequence
 
 import pandas as pd
 
-from tpo.store import Store, StoreError
+from tpo.store import Store
 
 
 def get_eval(store: Store, eval_id: int) -> dict:
-    rows = list(store.db.query("SELECT * FROM evals WHERE id = ?", [eval_id]))
-    if not rows:
-        raise StoreError(f"no evaluation {eval_id}")
-    return _decode(rows[0])
+    return store.get_evaluation(eval_id)
 
 
 def list_evals(store: Store, *, suite: str | None = None, job_id: int | None = None,
                limit: int = 100) -> list[dict]:
     """Stored evaluations, newest first."""
-    where, args = [], []
-    if suite:
-        where.append("suite = ?")
-        args.append(suite)
-    if job_id is not None:
-        where.append("job_id = ?")
-        args.append(job_id)
-    sql = "SELECT * FROM evals" + (" WHERE " + " AND ".join(where) if where else "")
-    return [_decode(r) for r in store.db.query(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])]
+    return store.list_evaluations(suite=suite, job_id=job_id, limit=limit)
 
 
 def newest_eval_id(store: Store) -> int | None:
     """The id of the last evaluation stored (by any job or CLI run), None before the first."""
-    return store.db.execute("SELECT max(id) FROM evals").fetchone()[0]
+    return store.newest_evaluation_id()
 
 
 def eval_items(store: Store, eval_id: int) -> list[dict]:
-    rows = store.db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
-    return [{**r, "options": json.loads(r["options"]), "meta": json.loads(r["meta"] or "{}"),
-             "correct": bool(r["correct"])} for r in rows]
-
-
-def _decode(row: dict) -> dict:
-    return {**row, "summary": json.loads(row["summary"] or "{}"),
-            "spec": json.loads(row["spec"] or "{}"), "config": json.loads(row["config"] or "{}")}
+    return store.evaluation_items(eval_id)
 
 
 def results_table(evals: Sequence[dict]) -> pd.DataFrame:

@@ -22,49 +22,49 @@ real model is a small part of the time (see ``bench/generate_bench.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence, get_args
 
+from pydantic import Field, model_validator
+
+from tpo.configs import Config
 from tpo.eval_results import frames_label, get_eval, results_table
 from tpo.mcq import MCQItem, match_option, parse_choice
 from tpo.modelref import ModelRef
 from tpo.store import Store, now
 
 SUITES = ("needle", "videomme", "mlvu", "longvideobench", "synthetic")
-ANSWER_MODES = ("letter", "open")
 Progress = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
 
 
-@dataclass
-class EvalConfig:
-    """What to evaluate on and how each question is asked."""
+class EvalConfig(Config):
+    """What to evaluate on and how each question is asked (checked by declaration: a bad
+    value raises :class:`tpo.configs.ConfigError`, a ValueError, naming the field)."""
 
-    suite: str = field(default="needle", metadata={
-        "help": "'needle', or NAME:PATH with NAME one of videomme, mlvu, longvideobench and "
-                "PATH the benchmark's annotation file or folder, or synthetic:FOLDER (the "
-                "ground-truth questions of synthetic videos, tpo.synthetic_suite)."})
-    frames: int = field(default=16, metadata={
-        "help": "Frames per question, uniform over the whole video. 0 (needle suite only): "
-                "every frame of the haystack (1 fps), as LongVA's V-NIAH feeds a long-context model."})
-    answers: str = field(default="letter", metadata={
-        "help": "letter: the multiple-choice prompt (Video-MME's), graded by the option letter "
-                "read from the reply; open: the question alone, graded by whether the reply "
-                "is exactly one option's text (tpo.mcq.match_option) - for models that answer "
-                "but do not follow the multiple-choice format, like the offline demo model."})
-    max_new_tokens: int = field(default=16, metadata={
-        "help": "Longest answer in tokens: a letter, or a letter and a few words."})
-    batch_size: int = field(default=4, metadata={"help": "Questions generated together."})
-    limit: int | None = field(default=None, metadata={
-        "help": "Only the first N questions (a quick look at a big benchmark)."})
-    needle_lengths: tuple[float, ...] | None = field(default=None, metadata={
-        "help": "Needle suite: haystack lengths in s (default: tpo.needle.NeedleConfig's)."})
-    needle_depths: tuple[float, ...] | None = field(default=None, metadata={
-        "help": "Needle suite: needle depths in [0, 1] (default: NeedleConfig's)."})
-    needle_per_cell: int = field(default=1, metadata={
-        "help": "Needle suite: videos per (length, depth) cell."})
+    suite: str = Field("needle", description=(
+        "'needle', or NAME:PATH with NAME one of videomme, mlvu, longvideobench and PATH the "
+        "benchmark's annotation file or folder (videos beside it as the benchmark ships "
+        "them), or synthetic:FOLDER (the ground-truth questions of synthetic videos)."))
+    frames: int = Field(16, ge=0, description=(
+        "Frames per question, uniform over the video; 0 with the needle suite: every frame of "
+        "the haystack (1 fps), as in V-NIAH."))
+    answers: Literal["letter", "open"] = Field("letter", description=(
+        "letter: the multiple-choice prompt, graded by the letter read from the reply; open: "
+        "the question alone, right when the reply is exactly the right option's text (for "
+        "models that do not follow the multiple-choice format)."))
+    max_new_tokens: int = Field(16, ge=1, description="Longest answer, in tokens.")
+    batch_size: int = Field(4, ge=1, description="Questions generated together.")
+    limit: int | None = Field(None, ge=1, description="Only the first N questions.")
+    needle_lengths: tuple[float, ...] | None = Field(None, description=(
+        "Needle suite: haystack lengths in s (default: tpo.needle.NeedleConfig's)."))
+    needle_depths: tuple[float, ...] | None = Field(None, description=(
+        "Needle suite: needle depths in [0, 1] (default: NeedleConfig's)."))
+    needle_per_cell: int = Field(1, ge=1, description=(
+        "Needle suite: videos per (length, depth) cell."))
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _suite_fits(self) -> "EvalConfig":
         if self.suite_name not in SUITES:
             raise ValueError(f"unknown suite {self.suite_name!r}: use needle, or videomme:PATH, "
                              "mlvu:PATH, longvideobench:PATH, synthetic:FOLDER")
@@ -73,16 +73,7 @@ class EvalConfig:
         if self.frames == 0 and self.suite_name != "needle":
             raise ValueError("frames 0 (every frame) is for the needle suite only: benchmark "
                              "videos have tens of thousands of frames")
-        if self.answers not in ANSWER_MODES:
-            raise ValueError(f"answers must be one of {', '.join(ANSWER_MODES)}, "
-                             f"got {self.answers!r}")
-        if self.frames < 0:
-            raise ValueError(f"frames must be at least 1 (or 0: every frame), got {self.frames}")
-        for name in ("max_new_tokens", "batch_size", "needle_per_cell"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be at least 1, got {self.limit}")
+        return self
 
     @property
     def suite_name(self) -> str:
@@ -102,6 +93,9 @@ class EvalConfig:
         if self.needle_depths:
             overrides["depths"] = tuple(self.needle_depths)
         return NeedleConfig(**overrides)
+
+
+ANSWER_MODES = get_args(EvalConfig.model_fields["answers"].annotation)
 
 
 def float_list(text: str | None) -> tuple[float, ...] | None:
@@ -233,18 +227,14 @@ def save(store: Store, model: ModelRef, suite: Suite, config: EvalConfig, record
            "spec": json.dumps(model.spec()), "frames": config.frames, "n_items": summary["n"],
            "n_correct": summary["correct"], "n_unparsed": summary["unparsed"],
            "accuracy": summary["accuracy"], "summary": json.dumps(summary),
-           "heatmap_path": heatmap_path, "config": json.dumps(asdict(config)),
+           "heatmap_path": heatmap_path, "config": json.dumps(config.model_dump()),
            "created_at": now()}
-    with store.transaction() as db:
-        eval_id = db["evals"].insert(row).last_pk
-        db["eval_items"].insert_all(
-            {"eval_id": eval_id, **{k: r[k] for k in ("item_id", "video", "question", "answer",
-                                                      "response", "prediction", "duration_class",
-                                                      "task")},
-             "options": json.dumps(r["options"]), "correct": int(r["correct"]),
-             "meta": json.dumps({**r["meta"], **({"error": r["error"]} if r["error"] else {})})}
-            for r in records)
-    return eval_id
+    items = ({**{k: r[k] for k in ("item_id", "video", "question", "answer", "response",
+                                   "prediction", "duration_class", "task")},
+              "options": json.dumps(r["options"]), "correct": int(r["correct"]),
+              "meta": json.dumps({**r["meta"], **({"error": r["error"]} if r["error"] else {})})}
+             for r in records)
+    return store.add_evaluation(row, items)
 
 
 # -- running it ------------------------------------------------------------------------
@@ -302,15 +292,14 @@ def _needle_heatmap(store: Store, eval_id: int, ref: ModelRef, records: list[dic
     path = heatmap_png(needle_grid(scored), Path(out_dir) / f"eval-{eval_id}-needle.png",
                        title=f"Needle in a haystack: {ref.label}, {frames_label(frames)} "
                              f"(eval #{eval_id})")
-    with store.transaction() as db:
-        db["evals"].update(eval_id, {"heatmap_path": str(path)})
+    store.update_evaluation(eval_id, {"heatmap_path": str(path)})
     return str(path)
 
 
 def job_params(models: Sequence[ModelRef], config: EvalConfig, *, cache_dir: Path,
                out_dir: Path) -> dict:
     """The JSON parameters of an ``eval`` background job (see :func:`run_job`)."""
-    return {"models": [m.as_dict() for m in models], "config": asdict(config),
+    return {"models": [m.as_dict() for m in models], "config": config.model_dump(),
             "cache_dir": str(Path(cache_dir).resolve()), "out_dir": str(Path(out_dir).resolve())}
 
 

@@ -26,7 +26,7 @@ fine-tune helps on videos it never saw:
 7. **evaluate base**, **train**, **evaluate tuned** - DPO + alpha * SFT (:mod:`tpo.train`),
    registered as a model like ``tpo train`` does; both models on (a) the needle suite and
    (b) the ``synthetic`` suite of the held-out folder (:mod:`tpo.synthetic_suite`), stored
-   in the store like ``tpo eval`` (the app's Evaluate section shows them).
+   in the store like ``tpo eval`` (the app's Evaluate tab shows them).
 8. **ablations** (optional) - more fine-tunes from the same pairs, evaluated the same way:
    localized pairs only, comprehensive only, DPO without the SFT term, SFT alone.
 9. **report** - ``OUT/report.json`` and ``OUT/report.md`` (:mod:`tpo.experiment_report`).
@@ -242,7 +242,8 @@ class ExperimentConfig:
                                 questions="ground_truth", dense=self.frames,
                                 sparse=max(1, self.frames // 8), segment_frames=segment,
                                 incomplete_frames=max(1, segment // 4),
-                                caption_frames=min(8, self.frames), seed=self.seed)
+                                caption_frames=min(8, self.frames),
+                                max_new_tokens=self.max_new_tokens, seed=self.seed)
 
     def training(self, variant: str, output_dir: str, base: str = "base"):
         """The :class:`tpo.train.TrainConfig` of one fine-tune (``tpo`` or an ablation)."""

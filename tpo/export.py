@@ -1,7 +1,7 @@
 """Reviewed pairs -> a Hugging Face dataset in TRL's preference format (or TPO's JSON).
 
 **Export** (:func:`export_pairs`) writes one row per pair, as the reviewer left it
-(:func:`tpo.review.effective`: edits and swaps applied), in the layout TRL's ``DPOTrainer``
+(:meth:`tpo.store.Pair.effective`: edits and swaps applied), in the layout TRL's ``DPOTrainer``
 takes for vision-language models: a conversational ``prompt`` whose user turn holds one
 ``{"type": "image"}`` per frame and then the text (:func:`tpo.prompts.time_prompt`: the
 video's length and the times of the row's frames, then the question), ``chosen`` /
@@ -73,8 +73,7 @@ from PIL import Image as PILImage
 
 from tpo import video
 from tpo.errors import TPOError
-from tpo.review import effective
-from tpo.store import PAIR_STATUSES, Store, now
+from tpo.store import PAIR_STATUSES, Pair, Store, now
 from tpo.prompts import time_prompt
 
 __all__ = ["COLUMNS", "FORMATS", "FRAME_SOURCES", "PAIR_KINDS", "ExportConfig", "ExportError",
@@ -334,12 +333,12 @@ def _plan_pair(vid: video.Video, eff: dict, config: ExportConfig) -> list[int]:
     return indices
 
 
-def _rows(store: Store, pairs: list[dict], config: ExportConfig, tmp: Path,
+def _rows(store: Store, pairs: list[Pair], config: ExportConfig, tmp: Path,
           progress: Progress | None) -> tuple[list[dict], list[tuple[int, str]]]:
     """The rows, and the pairs left out with why. Each video is opened once and its pairs'
     frames planned; for the TRL layouts the union is decoded once and written under
     ``tmp/images``, tpo-json records the plan only."""
-    by_video: dict[int, list[dict]] = {}
+    by_video: dict[int, list[Pair]] = {}
     for pair in pairs:
         by_video.setdefault(pair["video_id"], []).append(pair)
     rows, skipped, done = [], [], 0
@@ -350,7 +349,7 @@ def _rows(store: Store, pairs: list[dict], config: ExportConfig, tmp: Path,
             progress(done, len(pairs), f"{verb} frames of {info['name']}")
         try:
             with video.open_video(info["path"]) as vid:
-                effs = [effective(p) for p in group]
+                effs = [p.effective() for p in group]
                 plans = [_plan_pair(vid, e, config) for e in effs]
                 jpegs = ({} if config.format == "tpo-json" else _decode_jpegs(
                     vid, sorted({i for plan in plans for i in plan}), config.max_side))
@@ -394,19 +393,12 @@ def _segment(pair: dict) -> list[float] | None:
     return [float(pair["segment_start"]), float(pair["segment_end"])]
 
 
-def _originals(pair: dict) -> tuple[str, str]:
-    """Generated texts of the sides as they are now (after a swap): (chosen, rejected)."""
-    if pair.get("swapped"):
-        return pair["rejected"], pair["chosen"]
-    return pair["chosen"], pair["rejected"]
-
-
-def _trl_row(pair: dict, eff: dict, info: dict, names: list[str], frame_times: list[float],
+def _trl_row(pair: Pair, eff: dict, info: dict, names: list[str], frame_times: list[float],
              duration_s: float, config: ExportConfig) -> dict:
     text = (time_prompt(frame_times, duration_s, eff["question"]) if config.time_prompt
             else eff["question"])
     content = [{"type": "image"} for _ in names] + [{"type": "text", "text": text}]
-    chosen_original, rejected_original = _originals(pair)
+    chosen_original, rejected_original = pair.original_sides()
     return {
         "prompt": [{"role": "user", "content": content}],
         "chosen": _assistant(eff["chosen"]),

@@ -11,9 +11,12 @@ rejected one, or whose question is ambiguous. A dropped pair is kept with its re
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Callable
+
+from pydantic import Field
+
+from tpo.configs import Config
 
 # Phrases with which chat models decline. Matched case-insensitively at the answer's start
 # or as a whole short answer, so "I cannot see the oven in this clip, but..." is a refusal
@@ -30,24 +33,19 @@ REFUSAL_PATTERNS = (
 NO_QUESTION = {"", "none", "none.", "n/a", "no question", "no good question"}
 
 
-@dataclass
-class FilterConfig:
-    """Thresholds of the rule filters."""
+class FilterConfig(Config):
+    """Thresholds of the rule filters (checked by declaration: a bad value raises
+    :class:`tpo.configs.ConfigError`, a ValueError, naming the field)."""
 
-    min_answer_chars: int = field(default=2, metadata={
-        "help": "Answers shorter than this (after stripping) count as empty."})
-    near_duplicate_ratio: float = field(default=0.9, metadata={
-        "help": "Chosen and rejected at least this similar (difflib ratio, case- and "
-                "space-insensitive, 0..1) are dropped as near-identical."})
-    restatement_ratio: float = field(default=0.85, metadata={
-        "help": "An answer at least this similar to the question only restates it."})
-    drop_truncated: bool = field(default=True, metadata={
-        "help": "Drop pairs where an answer stopped at the token limit."})
-
-    def __post_init__(self) -> None:
-        for name in ("near_duplicate_ratio", "restatement_ratio"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+    min_answer_chars: int = Field(2, ge=0, description=(
+        "Answers shorter than this (after stripping) count as empty."))
+    near_duplicate_ratio: float = Field(0.9, gt=0, le=1, description=(
+        "Chosen and rejected at least this similar (difflib ratio, case- and space-insensitive, "
+        "0..1) are dropped as near-identical."))
+    restatement_ratio: float = Field(0.85, gt=0, le=1, description=(
+        "An answer at least this similar to the question only restates it."))
+    drop_truncated: bool = Field(True, description=(
+        "Drop pairs where an answer stopped at the token limit."))
 
 
 def _norm(text: str) -> str:

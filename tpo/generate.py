@@ -107,7 +107,7 @@ def generate(store: Store, model: pairs.Model, config: pairs.GenerationConfig, *
         except (video.VideoError, ValueError) as err:  # this video's own problem: go on
             report.failed[row["id"]] = str(err)
             continue
-        ids = store.save_generation(row["id"], key, rows, params=asdict(config), job_id=job_id,
+        ids = store.save_generation(row["id"], key, rows, params=config.model_dump(), job_id=job_id,
                                     seconds=time.perf_counter() - started, replace=force)
         report.generated[row["id"]] = len(ids)
         report.filtered[row["id"]] = sum(r["status"] == "filtered" for r in rows)
@@ -118,18 +118,18 @@ def generate(store: Store, model: pairs.Model, config: pairs.GenerationConfig, *
 
 def job_params(model: str, config: pairs.GenerationConfig, *, adapter: str | None = None,
                video_ids: list[int] | None = None, force: bool = False,
-               drop_truncated: bool = True, max_new_tokens: int = 128,
-               writer: str = DEFAULT_WRITER, judge: str | None = None) -> dict:
-    """The JSON parameters of a ``generate`` background job (see :func:`run_job`).
+               drop_truncated: bool = True, writer: str = DEFAULT_WRITER,
+               judge: str | None = None) -> dict:
+    """The JSON parameters of a ``generate`` background job (see :func:`run_job`); the
+    video-LM's token limit is the config's ``max_new_tokens``.
 
     ``writer``: the text model (:func:`tpo.textlm.load` spec) that writes questions not
     taken from ground truth, or ``self`` for the video-LM. ``judge``: a text model that runs
     the paper's three judge checks on every pair the rules keep; None or ``none`` skips them.
     """
     return {"model": model, "adapter": adapter, "video_ids": video_ids or None,
-            "writer": writer, "judge": judge, "force": force, "config": asdict(config),
-            "max_new_tokens": max_new_tokens,
-            "filters": asdict(filters.FilterConfig(drop_truncated=drop_truncated))}
+            "writer": writer, "judge": judge, "force": force, "config": config.model_dump(),
+            "filters": filters.FilterConfig(drop_truncated=drop_truncated).model_dump()}
 
 
 def run_job(ctx) -> dict:
@@ -137,7 +137,9 @@ def run_job(ctx) -> dict:
     from tpo.vlm import VLM, ModelConfig  # torch loads in the job process only
 
     p = ctx.params
-    config = pairs.GenerationConfig(**p["config"])
+    # Jobs queued before the config held the token limit kept it beside the config.
+    config = pairs.GenerationConfig(**{"max_new_tokens": p.get("max_new_tokens", 128),
+                                       **p["config"]})
     # Checked before the video-LM loads (a server that is down fails in seconds); local
     # text models load their weights when first asked.
     writer = textlm.open_writer(p.get("writer", textlm.SELF))
@@ -146,7 +148,7 @@ def run_job(ctx) -> dict:
         judge = textlm.open_judge(p.get("judge"))
         ctx.progress(0.0, f"loading {p['model']}")
         with VLM.load(ModelConfig(model=p["model"], adapter=p.get("adapter"),
-                                  max_new_tokens=p.get("max_new_tokens", 128))) as model:
+                                  max_new_tokens=config.max_new_tokens)) as model:
             def progress(fraction: float, text: str) -> None:
                 ctx.check_cancelled()  # between stages: a cancel stops before the next video
                 ctx.progress(fraction, text)

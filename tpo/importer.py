@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from tpo import library, video
 from tpo.errors import TPOError
 from tpo.export import DATA_FILES, PAIR_KINDS, PARQUET_BATCH, TIME_SLACK_S
-from tpo.store import PAIR_STATUSES, Store
+from tpo.store import PAIR_STATUSES, Store, swap_sides
 
 __all__ = ["ImportReport", "ImportValidationError", "import_file"]
 
@@ -487,8 +487,7 @@ def _pair_columns(row: _Row, path: Path, file_sha: str) -> dict:
     # rejected one (and its *_original texts are the generated texts of the row's sides).
     row_chosen = (row.chosen_original, row.chosen_timestamps)
     row_rejected = (row.rejected_original, row.rejected_timestamps)
-    chosen_side, rejected_side = ((row_rejected, row_chosen) if row.swapped
-                                  else (row_chosen, row_rejected))
+    chosen_side, rejected_side = swap_sides(row.swapped, row_chosen, row_rejected)
     imported = {"file": str(path), "sha256": file_sha, "line": row.line, "id": row.row_id}
     generator = ({**row.generator, "imported_from": imported} if isinstance(row.generator, dict)
                  else {"original": row.generator, "imported_from": imported})
@@ -504,12 +503,11 @@ def _pair_columns(row: _Row, path: Path, file_sha: str) -> dict:
 
 
 def _review_changes(row: _Row) -> dict:
-    """Reviewable columns that make the stored pair read as the row (see review.effective)."""
+    """Reviewable columns that make the stored pair read as the row (see Pair.effective)."""
     # Edits are stored on the generated side: after a swap that is the row's other side.
     row_chosen = (row.chosen, row.chosen_original)  # (text as reviewed, generated text)
     row_rejected = (row.rejected, row.rejected_original)
-    gen_chosen, gen_rejected = ((row_rejected, row_chosen) if row.swapped
-                                else (row_chosen, row_rejected))
+    gen_chosen, gen_rejected = swap_sides(row.swapped, row_chosen, row_rejected)
     changes: dict[str, Any] = {}
     if row.status != "pending":
         changes["status"] = row.status

@@ -58,13 +58,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterator
 
 
-from tpo.store import Store, StoreError, now
-
-# Every value of jobs.status. 'cancelling' is the short-lived "cancel asked, the worker
-# has not stopped yet": still active, not yet an outcome.
-JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
-ACTIVE_STATUSES = ("queued", "running", "cancelling")
-FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+# The statuses live with the rows; they are part of this module's interface too.
+from tpo.store import ACTIVE_STATUSES, FINISHED_STATUSES, JOB_STATUSES, Store, now
 
 # kind -> "module:function" taking a JobContext and returning a JSON-able dict. Only the
 # worker imports the target, so a torch-heavy kind costs the app nothing to list.
@@ -129,9 +124,7 @@ class JobContext:
 
         NaN is stored as NULL (SQLite has no NaN): a plot shows a gap there.
         """
-        with self.store.transaction() as db:
-            db["metrics"].insert({"job_id": self.job_id, "step": int(step), "name": name,
-                                  "value": float(value), "at": now()})
+        self.store.add_metric(self.job_id, step, name, value)
 
     def log(self, message: str) -> None:
         """Append a timestamped line to the job's log (the worker's stdout is the log)."""
@@ -201,12 +194,8 @@ class _ProgressWriter:
         if latest is None:
             return
         try:
-            with self._store.transaction() as db:
-                # Only while unfinished: a late write must not touch a recorded outcome.
-                db.execute(
-                    "UPDATE jobs SET progress = ?, progress_text = ?, updated_at = ? "
-                    f"WHERE id = ? AND status IN ({_marks(ACTIVE_STATUSES)})",
-                    [*latest, now(), self._job_id, *ACTIVE_STATUSES])
+            # Only while unfinished: a late write must not touch a recorded outcome.
+            self._store.set_job_progress(self._job_id, *latest)
         except sqlite3.Error as err:
             # Progress is cosmetic: a busy database must not stop the job.
             print(f"{now()} could not record progress: {err}", file=sys.stderr, flush=True)
@@ -225,26 +214,22 @@ def submit(store: Store, kind: str, params: Mapping[str, Any], *, log_dir: str |
     """
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
-    params_json = json.dumps(dict(params))
+    json.dumps(dict(params))  # not JSON: TypeError here, before anything is written
     log_dir = Path(log_dir).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
-    created = now()
-    with store.transaction() as db:
-        job_id = db["jobs"].insert({"kind": kind, "params": params_json, "status": "queued",
-                                    "progress": 0.0, "created_at": created,
-                                    "updated_at": created}).last_pk
+    with store.transaction():
+        job_id = store.add_job(kind, params)
         log_path = log_dir / f"job-{job_id}.log"
-        db["jobs"].update(job_id, {"log_path": str(log_path)})
+        store.update_job(job_id, {"log_path": str(log_path)})
     try:
         proc = _spawn_worker(python, store.path, job_id, log_path)
     except OSError as err:
-        _transition(store, job_id, ACTIVE_STATUSES, status="failed", finished_at=now(),
-                    error=f"could not start the job's process: {err}")
+        store.transition_job(job_id, ACTIVE_STATUSES, status="failed", finished_at=now(),
+                             error=f"could not start the job's process: {err}")
         raise
     threading.Thread(target=_watch_worker, args=(store, job_id, proc),
                      name=f"tpo-job-{job_id}-watcher", daemon=True).start()
-    with store.transaction() as db:
-        db["jobs"].update(job_id, {"pid": proc.pid})  # the worker records it too; same value
+    store.update_job(job_id, {"pid": proc.pid})  # the worker records it too; same value
     return job_id
 
 
@@ -253,27 +238,21 @@ def get(store: Store, job_id: int) -> dict:
 
     Raises StoreError for an unknown id.
     """
-    return _decode(_reconcile(store, _fetch(store, job_id)))
+    return _reconcile(store, store.get_job(job_id))
 
 
 def list_jobs(store: Store, *, kind: str | None = None,
               status: str | Iterable[str] | None = None, limit: int = 50) -> list[dict]:
     """Jobs, newest first, optionally of one kind and of some statuses (a name or several)."""
-    for row in _active_rows(store):
+    for row in store.active_jobs():
         _reconcile(store, row)
-    where, args = ["1 = 1"], []
-    if kind is not None:
-        where.append("kind = ?")
-        args.append(kind)
+    statuses = None
     if status is not None:
         statuses = (status,) if isinstance(status, str) else tuple(status)
         unknown = set(statuses) - set(JOB_STATUSES)
         if unknown:
             raise ValueError(f"unknown job status {sorted(unknown)}; statuses: {JOB_STATUSES}")
-        where.append(f"status IN ({_marks(statuses)})")
-        args += statuses
-    sql = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
-    return [_decode(row) for row in store.db.query(sql, [*args, limit])]
+    return store.list_jobs(kind=kind, statuses=statuses, limit=limit)
 
 
 def cancel(store: Store, job_id: int, *, force: bool = False) -> dict:
@@ -292,12 +271,12 @@ def cancel(store: Store, job_id: int, *, force: bool = False) -> dict:
     if alive:
         # The request is recorded before the signal, so whoever then sees the worker die
         # (it, its watcher, a get()) records 'cancelled' rather than a crash.
-        _transition(store, job_id, ("queued", "running"), status="cancelling")
+        store.transition_job(job_id, ("queued", "running"), status="cancelling")
         _signal_group(pid, signal.SIGKILL if force else signal.SIGTERM)  # again: harmless
     if force or not alive:
         # Nothing left to wait for. A worker that starts after this finds the job
         # cancelled and does nothing.
-        _transition(store, job_id, ACTIVE_STATUSES, status="cancelled", finished_at=now())
+        store.transition_job(job_id, ACTIVE_STATUSES, status="cancelled", finished_at=now())
     return get(store, job_id)
 
 
@@ -308,22 +287,20 @@ def recover_orphans(store: Store) -> list[int]:
     Workers that survived the restart are left alone: they still record their outcome.
     """
     recovered = []
-    for row in _active_rows(store, with_pid_only=False):
+    # Rows without a pid belong to a submit() between its insert and its spawn: only
+    # here, at app start, may they be taken for dead.
+    for row in store.active_jobs(with_pid_only=False):
         pid = row["pid"]
         if pid is not None and _worker_alive(store.path, row["id"], pid):
             continue
-        if _settle_ended(store, row["id"], ORPHAN_ERROR, pid=pid):
+        if store.settle_ended_job(row["id"], ORPHAN_ERROR, pid=pid):
             recovered.append(row["id"])
     return recovered
 
 
 def metrics(store: Store, job_id: int, name: str | None = None) -> list[dict]:
     """The job's metric rows (id, job_id, step, name, value, at) in the order written."""
-    sql, args = "SELECT * FROM metrics WHERE job_id = ?", [job_id]
-    if name is not None:
-        sql += " AND name = ?"
-        args.append(name)
-    return list(store.db.query(sql + " ORDER BY id", args))
+    return store.job_metrics(job_id, name)
 
 
 def wait(store: Store, job_id: int, timeout_s: float, poll_s: float = 0.2) -> dict:
@@ -376,10 +353,10 @@ def run(db_path: str | Path, job_id: int) -> int:
 
 
 def _run(store: Store, job_id: int) -> int:
-    if not _transition(store, job_id, ("queued",), status="running", pid=os.getpid(),
-                       started_at=now()):
+    if not store.transition_job(job_id, ("queued",), status="running", pid=os.getpid(),
+                                started_at=now()):
         return _not_started(store, job_id)
-    row = _decode(_fetch(store, job_id))
+    row = store.get_job(job_id)
     print(f"{now()} job {job_id} ({row['kind']}) started, pid {os.getpid()}, "
           f"params {json.dumps(row['params'])}", flush=True)
     started = time.monotonic()
@@ -395,9 +372,9 @@ def _run(store: Store, job_id: int) -> int:
 
 def _not_started(store: Store, job_id: int) -> int:
     """The job was not 'queued' when its worker came up; say why and do nothing more."""
-    status = _fetch(store, job_id)["status"]
+    status = store.get_job(job_id)["status"]
     if status == "cancelling":  # cancel() reached us before the worker started the job
-        _transition(store, job_id, ("cancelling",), status="cancelled", finished_at=now())
+        store.transition_job(job_id, ("cancelling",), status="cancelled", finished_at=now())
         status = "cancelled"
     print(f"{now()} job {job_id} is {status}, not queued: not starting it", flush=True)
     return EXIT_CANCELLED if status == "cancelled" else EXIT_FAILED
@@ -425,16 +402,17 @@ def _record_outcome(store: Store, job_id: int, status: str, output: dict | None,
     """Write the job's outcome unless one is already recorded; returns the recorded status."""
     finished = now()
     if status == "succeeded":
-        _transition(store, job_id, ("running", "cancelling"), status=status, progress=1.0,
-                    output=json.dumps(output), finished_at=finished)
+        store.transition_job(job_id, ("running", "cancelling"), status=status, progress=1.0,
+                             output=json.dumps(output), finished_at=finished)
     elif status == "failed":
-        _transition(store, job_id, ("running", "cancelling"), status=status, error=error,
-                    finished_at=finished)
-    elif not _transition(store, job_id, ("cancelling",), status=status, finished_at=finished):
+        store.transition_job(job_id, ("running", "cancelling"), status=status, error=error,
+                             finished_at=finished)
+    elif not store.transition_job(job_id, ("cancelling",), status=status,
+                                  finished_at=finished):
         # Still 'running': nobody asked through cancel(); say where the stop came from.
-        _transition(store, job_id, ("running",), status=status, error=EXTERNAL_STOP_ERROR,
-                    finished_at=finished)
-    return _fetch(store, job_id)["status"]
+        store.transition_job(job_id, ("running",), status=status, error=EXTERNAL_STOP_ERROR,
+                             finished_at=finished)
+    return store.get_job(job_id)["status"]
 
 
 @contextmanager
@@ -503,7 +481,7 @@ def _watch_worker(store: Store, job_id: int, proc: subprocess.Popen) -> None:
     """In the submitting process: reap the worker when it exits, and if it ended without
     recording an outcome, record how it ended while its exit status is known."""
     try:
-        _settle_ended(store, job_id, _ended_error(proc.wait()), pid=proc.pid)
+        store.settle_ended_job(job_id, _ended_error(proc.wait()), pid=proc.pid)
     finally:
         store.close()  # this thread's connection
 
@@ -574,73 +552,14 @@ def _signal_name(number: int) -> str:
 # -- rows ---------------------------------------------------------------------------------
 
 
-def _fetch(store: Store, job_id: int) -> dict:
-    rows = list(store.db["jobs"].rows_where("id = ?", [job_id]))
-    if not rows:
-        raise StoreError(f"no job with id {job_id} in {store.path}")
-    return rows[0]
-
-
-def _active_rows(store: Store, *, with_pid_only: bool = True) -> list[dict]:
-    # Rows without a pid belong to a submit() between its insert and its spawn: only
-    # recover_orphans, at app start, may take them for dead.
-    sql = f"SELECT * FROM jobs WHERE status IN ({_marks(ACTIVE_STATUSES)})"
-    if with_pid_only:
-        sql += " AND pid IS NOT NULL"
-    return list(store.db.query(sql, ACTIVE_STATUSES))
-
-
 def _reconcile(store: Store, row: dict) -> dict:
     """Settle ``row`` if it is unfinished but its worker is gone; returns the current row."""
     if row["status"] not in ACTIVE_STATUSES or row["pid"] is None:
         return row
     if _worker_alive(store.path, row["id"], row["pid"]):
         return row
-    _settle_ended(store, row["id"], _ended_error(None), pid=row["pid"])
-    return _fetch(store, row["id"])
-
-
-def _settle_ended(store: Store, job_id: int, error: str, *, pid: int | None) -> bool:
-    """Record the end of a job whose process is gone without recording an outcome itself:
-    failed with ``error``, or cancelled if it was being cancelled. Only while the row's pid
-    is ``pid`` (the process that was examined) or not recorded yet. Returns whether this
-    call recorded it."""
-    ended = now()
-    sql = (
-        "UPDATE jobs SET"
-        " status = CASE status WHEN 'cancelling' THEN 'cancelled' ELSE 'failed' END,"
-        " error = CASE status WHEN 'cancelling' THEN NULL ELSE ? END,"
-        " finished_at = ?, updated_at = ?"
-        f" WHERE id = ? AND status IN ({_marks(ACTIVE_STATUSES)})"
-        " AND (pid IS NULL OR pid = ?)"
-    )
-    with store.transaction() as db:
-        cursor = db.execute(sql, [error, ended, ended, job_id, *ACTIVE_STATUSES, pid])
-    return cursor.rowcount == 1
-
-
-def _transition(store: Store, job_id: int, from_statuses: Iterable[str], **changes: Any) -> bool:
-    """Apply ``changes`` only if the job's status is one of ``from_statuses``, atomically;
-    returns whether it was. ``updated_at`` is set too."""
-    changes["updated_at"] = now()
-    from_statuses = tuple(from_statuses)
-    assignments = ", ".join(f"{column} = ?" for column in changes)
-    with store.transaction() as db:
-        cursor = db.execute(
-            f"UPDATE jobs SET {assignments} WHERE id = ? AND status IN ({_marks(from_statuses)})",
-            [*changes.values(), job_id, *from_statuses])
-    return cursor.rowcount == 1
-
-
-def _decode(row: dict) -> dict:
-    row = dict(row)
-    row["params"] = json.loads(row["params"]) if row.get("params") else {}
-    row["output"] = json.loads(row["output"]) if row.get("output") else None
-    return row
-
-
-def _marks(values: Iterable[Any]) -> str:
-    return ", ".join("?" for _ in values)
+    store.settle_ended_job(row["id"], _ended_error(None), pid=row["pid"])
+    return store.get_job(row["id"])
 
 
 def _one_line(err: BaseException) -> str:

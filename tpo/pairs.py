@@ -24,17 +24,17 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol, Sequence, get_args
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from tpo import filters, video
+from tpo.configs import Config
 from tpo.video import Frames
 from tpo.prompts import CAPTION_PROMPT, Reply, VideoQuestion, time_prompt
 
-STRATEGIES = ("irrelevant", "incomplete", "mixed")
-QUESTION_SOURCES = ("auto", "model", "ground_truth")
 PAIR_FORMAT_VERSION = 1  # bump when the generation logic changes what a run produces
 
 LOCALIZED_WRITER_PROMPT = """Below is a description of a short clip from a longer video.
@@ -86,51 +86,54 @@ def speaker(model: TextModel | Chat | None) -> tuple[Chat | None, str | None]:
     return chat, str(name)
 
 
-@dataclass
-class GenerationConfig:
-    """How pairs are generated; every field is recorded with each pair."""
+class GenerationConfig(Config):
+    """How pairs are generated; every field is recorded with each pair and enters the run's
+    fingerprint (:func:`run_key`). Checked by declaration: a bad value raises
+    :class:`tpo.configs.ConfigError` (a ValueError) naming the field."""
 
-    localized: int = field(default=5, metadata={"help": "Localized pairs to attempt per video."})
-    comprehensive: int = field(default=5, metadata={
-        "help": "Comprehensive pairs to attempt per video (5:5 is the paper's best mix)."})
-    strategy: str = field(default="irrelevant", metadata={
-        "help": "Localized rejected side: 'irrelevant' (video without the segment), "
-                "'incomplete' (sparse subset of the segment) or 'mixed' (alternate)."})
-    segment_min_s: float = field(default=5.0, metadata={"help": "Shortest segment, seconds."})
-    segment_max_s: float = field(default=30.0, metadata={"help": "Longest segment, seconds."})
-    segment_frames: int = field(default=16, metadata={
-        "help": "Frames of the segment the chosen answer sees (and of the rest, for irrelevant)."})
-    incomplete_frames: int = field(default=4, metadata={
-        "help": "Frames of the segment the 'incomplete' rejected answer sees."})
-    dense: int = field(default=64, metadata={"help": "Comprehensive chosen side: dense frames."})
-    sparse: int = field(default=8, metadata={"help": "Comprehensive rejected side: sparse frames."})
-    caption_frames: int = field(default=8, metadata={"help": "Frames per caption."})
-    overview_chunks: int = field(default=4, metadata={
-        "help": "Parts of the video captioned for comprehensive questions."})
-    questions: str = field(default="auto", metadata={
-        "help": "'auto' (ground-truth questions when the video has them, written ones for the "
-                "rest), 'model' (always written), 'ground_truth' (only the video's own "
-                "questions: fewer pairs rather than written ones). Ground-truth answers never "
-                "enter a pair; the judge alone sees them, as its reference."})
-    max_side: int = field(default=448, metadata={
-        "help": "Frames are downscaled so the longer side is at most this many px."})
-    seed: int = field(default=0, metadata={"help": "Seeds segment choice and sparse subsets."})
+    localized: int = Field(5, ge=0, description="Localized pairs to attempt per video.")
+    comprehensive: int = Field(5, ge=0, description=(
+        "Comprehensive pairs to attempt per video (5:5 is the paper's best mix)."))
+    strategy: Literal["irrelevant", "incomplete", "mixed"] = Field("irrelevant", description=(
+        "Localized rejected side: 'irrelevant' (video without the segment), 'incomplete' "
+        "(sparse subset of the segment) or 'mixed' (alternate)."))
+    segment_min_s: float = Field(5.0, gt=0, description="Shortest segment, seconds.")
+    segment_max_s: float = Field(30.0, gt=0, description="Longest segment, seconds.")
+    segment_frames: int = Field(16, ge=1, description=(
+        "Frames of the segment the chosen answer sees (and of the rest, for irrelevant)."))
+    incomplete_frames: int = Field(4, ge=1, description=(
+        "Frames of the segment the 'incomplete' rejected answer sees."))
+    # sparse >= 1 and sparse < dense: dense is at least 2
+    dense: int = Field(64, ge=2, description="Frames the comprehensive chosen answer sees.")
+    sparse: int = Field(8, ge=1, description="Frames the comprehensive rejected answer sees.")
+    caption_frames: int = Field(8, ge=1, description="Frames per caption.")
+    overview_chunks: int = Field(4, ge=1, description=(
+        "Parts of the video captioned for comprehensive questions."))
+    questions: Literal["auto", "model", "ground_truth"] = Field("auto", description=(
+        "Question source. auto: ground-truth questions when the video has them, written ones "
+        "for the rest; model: always written; ground_truth: only the video's own questions "
+        "(fewer pairs rather than written ones). Ground-truth answers never enter a pair; the "
+        "judge alone sees them, as its reference."))
+    max_side: int = Field(448, ge=1, description=(
+        "Frames are downscaled so the longer side is at most this many px."))
+    max_new_tokens: int = Field(128, ge=1, description=(
+        "Longest answer or caption (and question, when the video-LM writes them), in tokens: "
+        "the limit the video-LM is loaded with."))
+    seed: int = Field(0, description="Seeds segment choice and sparse subsets.")
 
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.questions not in QUESTION_SOURCES:
-            raise ValueError(f"questions must be one of {QUESTION_SOURCES}, got {self.questions!r}")
-        if self.localized < 0 or self.comprehensive < 0 or self.localized + self.comprehensive == 0:
+    @model_validator(mode="after")
+    def _consistent(self) -> "GenerationConfig":
+        if self.localized + self.comprehensive == 0:
             raise ValueError("ask for at least one localized or comprehensive pair per video")
-        if not 0 < self.segment_min_s <= self.segment_max_s:
+        if self.segment_min_s > self.segment_max_s:
             raise ValueError("need 0 < segment_min_s <= segment_max_s")
-        for name in ("segment_frames", "incomplete_frames", "dense", "sparse", "caption_frames",
-                     "overview_chunks", "max_side"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
         if self.sparse >= self.dense:
             raise ValueError(f"sparse ({self.sparse}) must be fewer frames than dense ({self.dense})")
+        return self
+
+
+STRATEGIES = get_args(GenerationConfig.model_fields["strategy"].annotation)
+QUESTION_SOURCES = get_args(GenerationConfig.model_fields["questions"].annotation)
 
 
 @dataclass
@@ -152,19 +155,17 @@ class _Draft:
 
 def run_key(video_sha256: str, model_id: str, adapter: str | None, config: GenerationConfig,
             writer: str | None = SELF_WRITER, judge: str | None = None) -> str:
-    """Fingerprint of (video content, model, settings, question writer, judge): equal keys
-    mean the same run. ``writer``/``judge`` are the names :func:`speaker` gives.
+    """Fingerprint of (video content, model, adapter, the whole generation config - token
+    limit included -, question writer, judge): equal keys mean the same run, so changing any
+    one of them is a new run. ``writer``/``judge`` are the names :func:`speaker` gives.
 
-    The writer and judge enter the fingerprint only when they differ from the video-LM
-    writing and no judge, so the keys of such runs stored before they were recorded stay
-    the same (those runs are still recognised as done).
+    Every setting enters, always: keys stored before the config held ``max_new_tokens`` (or
+    before writer and judge were always hashed) no longer match, so those videos are
+    generated again when asked for, not skipped as "already generated" with other settings.
     """
     fields = {"video": video_sha256, "model": model_id, "adapter": adapter,
-              "config": asdict(config), "format": PAIR_FORMAT_VERSION}
-    if writer not in (None, SELF_WRITER):
-        fields["writer"] = writer
-    if judge is not None:
-        fields["judge"] = judge
+              "config": config.model_dump(), "writer": writer or SELF_WRITER, "judge": judge,
+              "format": PAIR_FORMAT_VERSION}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -388,7 +389,7 @@ def _row(vid: video.Video, d: _Draft, config: GenerationConfig,
         "captions": {**d.captions, "reference": d.reference},
         # writer: None where the question came from ground truth (no writer was asked)
         "generator": {"model": model.model_id, "question_source": d.source,
-                      "config": asdict(config), "judge": judge_name,
+                      "config": config.model_dump(), "judge": judge_name,
                       "writer": writer_name if d.source == "model" else None},
         "filter_verdict": "dropped" if reason else "kept",
         "filter_reason": reason,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from tpo.store import REVIEWABLE, ConflictError, Store, StoreError
+from tpo.store import REVIEWABLE, ConflictError, Pair, Store, StoreError, swap_sides
 
 ACTIONS = ("accept", "reject", "swap", "edit", "note", "restore", "reset")
 
@@ -27,16 +27,8 @@ __all__ = ["ACTIONS", "BulkResult", "ConflictError", "REVIEWABLE", "effective", 
 
 
 def effective(pair: dict) -> dict:
-    """The pair as reviewed: question and sides after edits and swap, with the frame
-    timestamps each (effective) side saw. Keys: question, chosen, rejected,
-    chosen_timestamps, rejected_timestamps."""
-    question = pair.get("edited_question") or pair["question"]
-    gen_chosen = (pair.get("edited_chosen") or pair["chosen"], pair["chosen_timestamps"])
-    gen_rejected = (pair.get("edited_rejected") or pair["rejected"], pair["rejected_timestamps"])
-    (chosen, chosen_t), (rejected, rejected_t) = (
-        (gen_rejected, gen_chosen) if pair.get("swapped") else (gen_chosen, gen_rejected))
-    return {"question": question, "chosen": chosen, "rejected": rejected,
-            "chosen_timestamps": chosen_t, "rejected_timestamps": rejected_t}
+    """The pair as reviewed (see :meth:`tpo.store.Pair.effective`); also for a plain dict."""
+    return Pair(pair).effective()
 
 
 def _changes(pair: dict, action: str, *, question: str | None, chosen: str | None,
@@ -62,8 +54,8 @@ def _changes(pair: dict, action: str, *, question: str | None, chosen: str | Non
         if question is not None:
             changes["edited_question"] = _edit(question, pair["question"])
         # Edits address the sides as shown (after a swap); store them on the generated side.
-        chosen_col, rejected_col = (("edited_rejected", "edited_chosen") if pair.get("swapped")
-                                    else ("edited_chosen", "edited_rejected"))
+        chosen_col, rejected_col = swap_sides(pair.get("swapped"), "edited_chosen",
+                                              "edited_rejected")
         originals = {"edited_chosen": pair["chosen"], "edited_rejected": pair["rejected"]}
         if chosen is not None:
             changes[chosen_col] = _edit(chosen, originals[chosen_col])
@@ -99,7 +91,7 @@ def review(store: Store, pair_id: int, action: str, *, user: str,
             raise ConflictError(pair, expected_version)
         if action == "edit":
             # Texts equal to what is shown now are not edits: a form sends all three.
-            shown = effective(pair)
+            shown = pair.effective()
             question, chosen, rejected = (
                 None if new is None or new.strip() == shown[key] else new
                 for key, new in (("question", question), ("chosen", chosen),

@@ -178,7 +178,7 @@ def number_event(start_s: float, end_s: float, number: int, color: str,
                  question, label, _options(label, pool, question))
 
 
-def _random_event(rng: random.Random, start_s: float, end_s: float) -> Event:
+def random_event(rng: random.Random, start_s: float, end_s: float) -> Event:
     color, position = rng.choice(list(COLORS)), rng.choice(POSITIONS)
     if rng.random() < 0.6:
         return shape_event(start_s, end_s, rng.choice(SHAPES), color, position)
@@ -209,7 +209,7 @@ def random_events(duration_s: float, n_events: int, seed: int, *,
         start, end = round(start, 1), round(start + length, 1)
         used = {e.question for e in events}
         for _ in range(200):
-            event = _random_event(rng, start, end)
+            event = random_event(rng, start, end)
             if event.question not in used:
                 break
         else:
@@ -442,7 +442,7 @@ def needle_spec(duration_s: float, depth: float, *, seed: int = 0, fps: float = 
         raise ValueError("need 0 < needle_len_s <= duration_s")
     start = round(depth * (duration_s - needle_len_s), 1)
     end = min(duration_s, start + needle_len_s)
-    needle = _random_event(random.Random(seed), start, end)
+    needle = random_event(random.Random(seed), start, end)
     name = f"needle_{duration_s:g}s_depth{depth:.2f}_seed{seed}"
     return VideoSpec(name, duration_s, fps, width, height, (needle,), seed=seed, gop=gop)
 

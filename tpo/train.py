@@ -71,7 +71,7 @@ from tpo.train_data import NO_DATA, TRAIN_COLUMNS, TrainError, cap_frames, check
 
 __all__ = ["LANGUAGE_LORA_TARGET", "MAIN_METRICS", "PRESETS", "TrainConfig", "TrainResult",
            "build_parser", "command_lines", "config_from_args", "hyperparameters", "main",
-           "resolve", "train"]
+           "parse_command_line", "resolve", "train"]
 
 logger = logging.getLogger("tpo.train")  # also when run as __main__
 
@@ -121,19 +121,22 @@ class TrainConfig:
     directory; :func:`resolve` makes them absolute.
     """
 
-    model: str = field(metadata=_help(
+    # model and output_dir are required (checked below) but have an empty default, so a
+    # YAML config (--config) may give them and the command line need not.
+    model: str = field(default="", metadata=_help(
         "Base model: hub id or local folder of an image-text-to-text model (SmolVLM2, "
         "Qwen2-VL, LLaVA-OneVision, ...)."))
-    data: str | None = field(metadata=_help(
+    data: str | None = field(default=None, metadata=_help(
         "The dataset: an export folder of `tpo export` (jsonl or parquet layout) or an "
-        "embedded train.parquet. None only when train() is given a dataset.",
-        flags=("--data",)))
-    output_dir: str = field(metadata=_help(
+        "embedded train.parquet. None only when train() is given a dataset."))
+    output_dir: str = field(default="", metadata=_help(
         "Folder for the adapter (or weights), processor, checkpoints, metrics.jsonl, "
-        "tpo_train_args.json and command.txt.", flags=("--output", "--output-dir")))
+        "tpo_train_args.json and command.txt.", aliases=["--output"]))
     preset: str = field(default="longva", metadata=_help(
         f"Paper hyper-parameters to start from: {', '.join(PRESETS)} "
-        "(longva: beta 0.3, alpha 0.5, lr 4e-6; llava-video: beta 0.2, alpha 1, lr 3e-7)."))
+        "(longva: beta 0.3, alpha 0.5, lr 4e-6; llava-video: beta 0.2, alpha 1, lr 3e-7; "
+        "configs/<preset>.yaml hold the same as files for --config).",
+        choices=tuple(PRESETS)))
     beta: float | None = field(default=None, metadata=_help(
         "DPO beta: how far the model may move from the reference (higher = closer). "
         "None: the preset's."))
@@ -144,9 +147,9 @@ class TrainConfig:
         "Weight of the DPO term; 0 (with alpha > 0) trains SFT on the chosen answers alone, "
         "an ablation of TPO."))
     learning_rate: float | None = field(default=None, metadata=_help(
-        "Peak learning rate of AdamW. None: the preset's.", flags=("--lr", "--learning-rate")))
+        "Peak learning rate of AdamW. None: the preset's.", aliases=["--lr"]))
     num_train_epochs: float = field(default=1.0, metadata=_help(
-        "Passes over the dataset (the paper: 1).", flags=("--epochs", "--num-train-epochs")))
+        "Passes over the dataset (the paper: 1).", aliases=["--epochs"]))
     max_steps: int = field(default=-1, metadata=_help(
         "Stop after this many optimizer steps (overrides epochs); -1: run the epochs."))
     lr_scheduler_type: str = field(default="cosine", metadata=_help(
@@ -154,8 +157,7 @@ class TrainConfig:
     warmup_ratio: float = field(default=0.1, metadata=_help(
         "Fraction of the steps spent warming the learning rate up linearly from 0, in [0, 1)."))
     per_device_train_batch_size: int = field(default=1, metadata=_help(
-        "Pairs per process per forward pass.", flags=("--batch-size",
-                                                      "--per-device-train-batch-size")))
+        "Pairs per process per forward pass.", aliases=["--batch-size"]))
     gradient_accumulation_steps: int = field(default=1, metadata=_help(
         "Forward passes per optimizer step (effective batch = batch size x this x processes)."))
     lora: bool = field(default=True, metadata=_help(
@@ -171,7 +173,8 @@ class TrainConfig:
         "Use at most this many frames per pair (evenly spaced, so a whole-video export stays "
         "uniform over the video; the time prompt follows); None: all the export holds."))
     gradient_checkpointing: bool = field(default=True, metadata=_help(
-        "Recompute activations in the backward pass: far less memory, ~30% more time."))
+        "Recompute activations in the backward pass: far less memory, about a third more "
+        "time."))
     save_steps: int = field(default=100, metadata=_help(
         "Write a checkpoint (resumable with --resume) every this many steps."))
     save_total_limit: int | None = field(default=2, metadata=_help(
@@ -185,11 +188,13 @@ class TrainConfig:
     overwrite: bool = field(default=False, metadata=_help(
         "Start afresh in an output_dir that holds an earlier run (its checkpoints are "
         "deleted); without it such a folder is refused, so no run is lost by accident."))
-    bf16: str | bool = field(default="auto", metadata=_help(
+    # Given as auto / true / false; __post_init__ stores True, False or "auto".
+    bf16: str = field(default="auto", metadata=_help(
         "bf16 mixed precision: auto (on a CUDA GPU that supports it, never on CPU), true, "
-        "false."))
+        "false.", choices=("auto", "true", "false")))
     use_cpu: bool | None = field(default=None, metadata=_help(
-        "Train on the CPU; None (auto): when no CUDA GPU is available."))
+        "Train on the CPU; None (auto): when no CUDA GPU is available.",
+        nargs="?", const=True))  # a bare --use-cpu means true
     cache_dir: str | None = field(default=None, metadata=_help(
         "Where `datasets` caches the loaded export; None: its default (HF_DATASETS_CACHE)."))
 
@@ -290,7 +295,7 @@ def resolve(config: TrainConfig) -> dict:
 
 
 @functools.cache  # one class object per process, so isinstance() and pickling agree
-def _callbacks() -> SimpleNamespace:
+def callback_classes() -> SimpleNamespace:
     """The TrainerCallback subclasses, defined when first needed (transformers loads here)."""
     from transformers import TrainerCallback
 
@@ -368,13 +373,13 @@ def _callbacks() -> SimpleNamespace:
 
 
 def __getattr__(name: str) -> Any:
-    """``tpo.train.MetricsCallback`` (PEP 562): built on first access, see :func:`_callbacks`."""
+    """``tpo.train.MetricsCallback`` (PEP 562): built on first access (:func:`callback_classes`)."""
     if name == "MetricsCallback":
-        return _callbacks().MetricsCallback
+        return callback_classes().MetricsCallback
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _log_handler(stream=None) -> logging.Handler:
+def log_handler(stream=None) -> logging.Handler:
     """Our log lines as "time tpo.train: message" (only tpo.train's: the libraries keep
     their own verbosity)."""
     handler = logging.StreamHandler(stream)
@@ -416,7 +421,7 @@ def _train(config: TrainConfig, settings: dict, out: Path, callbacks: list,
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    from tpo.vlm import _load_model, configure_for_frames
+    from tpo.vlm import load_model, configure_for_frames
 
     if dataset is None:
         check_data(config.data)  # before the model loads
@@ -463,7 +468,7 @@ def _train(config: TrainConfig, settings: dict, out: Path, callbacks: list,
         logger.info("training on %d pairs from %s", len(dataset), settings["data"] or "a dataset")
 
     dtype = torch.bfloat16 if settings["bf16"] else torch.float32
-    model, processor = _load_model(config.model, dtype)
+    model, processor = load_model(config.model, dtype)
     configure_for_frames(processor)  # one tile per frame, as the pairs were generated
     peft_config = None
     if config.lora:
@@ -488,7 +493,7 @@ def _train(config: TrainConfig, settings: dict, out: Path, callbacks: list,
         model=model,
         ref_model=None,  # LoRA: the base with adapters disabled; full: TRL loads a frozen copy
         args=args, train_dataset=dataset, processing_class=processor, peft_config=peft_config,
-        callbacks=[_callbacks().MetricsCallback(metrics_path, on_metrics), *callbacks])
+        callbacks=[callback_classes().MetricsCallback(metrics_path, on_metrics), *callbacks])
     if resume_from and is_main:
         logger.info("resuming from %s", resume_from)
     started = time.monotonic()
@@ -525,7 +530,7 @@ def _prepare_output(out: Path, config: TrainConfig, is_main: bool) -> str | None
         if last is None and is_main:
             (out / METRICS_FILE).unlink(missing_ok=True)
         return last
-    _refuse_earlier_run(out, config)
+    refuse_earlier_run(out, config)
     if is_main:
         if config.overwrite:
             for old in _checkpoints(out):
@@ -550,7 +555,7 @@ def _checkpoint_step(path: str) -> int:
     return int(Path(path).name.rsplit("-", 1)[1])
 
 
-def _refuse_earlier_run(out: Path, config: TrainConfig) -> None:
+def refuse_earlier_run(out: Path, config: TrainConfig) -> None:
     """TrainError when ``out`` holds a run (checkpoints or a finished result) that this
     config would clobber: neither resume nor overwrite."""
     if config.resume or config.overwrite or not out.is_dir():
@@ -613,32 +618,25 @@ class _clear_errors:
 
 
 def _cli_flags(f: dataclasses.Field) -> tuple[str, ...]:
-    return tuple(f.metadata.get("flags", ())) or ("--" + f.name.replace("_", "-"),)
+    """The field's options, the short alias first (what command.txt writes)."""
+    return (*f.metadata.get("aliases", ()), "--" + f.name.replace("_", "-"))
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """An argparse parser over :class:`TrainConfig`'s fields (one option per field, help from
-    the field's metadata), plus ``--full`` (= ``--no-lora``)."""
-    parser = parser or argparse.ArgumentParser(
-        prog="python -m tpo.train", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="TPO fine-tuning (DPO + alpha * SFT) of a video-LM on exported pairs. "
-                    "Runs as is, or under `accelerate launch -m tpo.train` / `torchrun -m "
-                    "tpo.train` for several processes.")
-    for f in dataclasses.fields(TrainConfig):
-        flags, kind = _cli_flags(f), str(f.type)
-        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse %-formats help
-        required = f.default is dataclasses.MISSING
-        if f.name == "bf16":
-            parser.add_argument(*flags, dest=f.name, default=f.default,
-                                choices=["auto", "true", "false"], help=help_text)
-        elif "bool" in kind:
-            parser.add_argument(*flags, dest=f.name, default=f.default,
-                                action=argparse.BooleanOptionalAction, help=help_text)
-        else:
-            convert = {"int": int, "float": float}.get(kind.split(" |")[0], str)
-            parser.add_argument(*flags, dest=f.name, type=convert, required=required,
-                                default=None if required else f.default, help=help_text,
-                                choices=list(PRESETS) if f.name == "preset" else None)
+def build_parser(prog: str = "python -m tpo.train", description: str | None = None):
+    """The command line of :class:`TrainConfig`: TRL's ``TrlParser`` (transformers'
+    ``HfArgumentParser``) makes one option per field (``--name``, ``--name-with-dashes`` and the
+    field's ``aliases``; help, choices from its metadata) and reads ``--config FILE.yaml``
+    (:func:`parse_command_line`); plus ``--full`` (= ``--no-lora``)."""
+    from trl import TrlParser  # loads transformers' argument parser, not torch
+
+    parser = TrlParser(TrainConfig, prog=prog, description=description or (
+        "TPO fine-tuning (DPO + alpha * SFT) of a video-LM on exported pairs. Runs as is, or "
+        "under `accelerate launch -m tpo.train` / `torchrun -m tpo.train` for several "
+        "processes."))
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="A YAML file of these settings, keyed by field name (e.g. "
+                             "configs/longva.yaml, the paper's LongVA-TPO settings); options "
+                             "given on the command line win over it.")
     parser.add_argument("--full", dest="lora", action="store_false",
                         help="Full fine-tune (all language-model weights; the vision encoder "
                              "stays frozen) instead of LoRA.")
@@ -646,6 +644,22 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--job-db", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--job-id", type=int, default=None, help=argparse.SUPPRESS)
     return parser
+
+
+def parse_command_line(parser, argv: Sequence[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
+    """(the config, the parser's other options) from ``argv``: a ``--config`` YAML file sets
+    the fields first, options on the command line override it. A bad value, an unknown key in
+    the file or an unreadable file end the command with a usage error (exit status 2)."""
+    try:
+        config, *rest = parser.parse_args_and_config(argv)
+    except ValueError as err:
+        parser.error(str(err))
+    except OSError as err:
+        parser.error(f"cannot read --config: {err}")
+    others = rest[0] if rest else argparse.Namespace()
+    if getattr(others, "config", None) is not None:  # TrlParser reads "--config FILE" only
+        parser.error("give the YAML file as --config FILE")
+    return config, others
 
 
 def config_from_args(ns: argparse.Namespace) -> TrainConfig:
@@ -699,12 +713,8 @@ def command_lines(config: TrainConfig, world_size: int | None = None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tpo.train ...`` (also under accelerate launch / torchrun)."""
     parser = build_parser()
-    ns = parser.parse_args(argv)
-    try:
-        config = config_from_args(ns)
-    except ValueError as err:
-        parser.error(str(err))
-    logger.addHandler(_log_handler())  # this process is ours: our INFO lines to stderr
+    config, ns = parse_command_line(parser, argv)
+    logger.addHandler(log_handler())  # this process is ours: our INFO lines to stderr
     logger.setLevel(logging.INFO)
     reporter = ctx = None
     rank = int(os.environ.get("RANK", "0"))
@@ -712,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tpo.jobs import JobContext
 
         ctx = JobContext(ns.job_id, Store(ns.job_db), {})
-        reporter = _callbacks().JobReporter(ctx)
+        reporter = callback_classes().JobReporter(ctx)
     from tpo.vlm import ModelLoadError
 
     try:

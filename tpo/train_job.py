@@ -28,8 +28,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tpo.store import Store, now
-from tpo.train import (ERROR_PREFIX, OOM, RESULT_FILE, TrainConfig, _callbacks, _log_handler,
-                       _refuse_earlier_run, cli_args, logger, resolve, train)
+from tpo.train import (ERROR_PREFIX, OOM, RESULT_FILE, TrainConfig, callback_classes, log_handler,
+                       refuse_earlier_run, cli_args, logger, resolve, train)
 from tpo.train_data import NO_DATA, TrainError, check_data
 
 __all__ = ["LAUNCHERS", "job_params", "register_model", "run_job"]
@@ -94,11 +94,11 @@ def run_job(ctx) -> dict:
     settings = resolve(config)
     ctx.progress(0.0, f"loading {config.model}")
     if launcher == "python" and n == 1:
-        handler = _log_handler(sys.stdout)  # the worker's stdout is the job's log
+        handler = log_handler(sys.stdout)  # the worker's stdout is the job's log
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         try:
-            result = train(config, callbacks=[_callbacks().JobReporter(ctx)]).as_dict()
+            result = train(config, callbacks=[callback_classes().JobReporter(ctx)]).as_dict()
         finally:
             logger.removeHandler(handler)
     else:
@@ -136,7 +136,7 @@ def _export_for_run(ctx, config: TrainConfig, export: dict) -> TrainConfig:
 
     out = Path(config.output_dir).expanduser().resolve()
     target = out / "dataset"
-    _refuse_earlier_run(out, config)  # before replacing an earlier run's dataset
+    refuse_earlier_run(out, config)  # before replacing an earlier run's dataset
     if config.resume and (target / ".tpo-export.json").is_file():
         return dataclasses.replace(config, data=str(target))  # continue on the same pairs
     ctx.progress(0.0, "exporting the accepted pairs")
@@ -230,9 +230,4 @@ def register_model(store: Store, settings: dict, job_id: int | None) -> int:
     row = {"name": Path(out).name, "base": settings["model"], "adapter_path": out,
            "job_id": job_id, "dataset": settings["data"], "params": json.dumps(settings),
            "created_at": now()}
-    with store.transaction() as db:
-        existing = db.execute("SELECT id FROM models WHERE adapter_path = ?", [out]).fetchone()
-        if existing:
-            db["models"].update(existing[0], row)
-            return existing[0]
-        return db["models"].insert(row).last_pk
+    return store.save_model(row)

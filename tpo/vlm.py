@@ -138,7 +138,7 @@ class VLM:
             raise ModelLoadError(config.model, f"device {device!r} is not available (no CUDA GPU)",
                                  "Use --device auto or cpu.")
         dtype = _resolve_dtype(config.dtype, device)
-        model, processor = _load_model(config.model, dtype)
+        model, processor = load_model(config.model, dtype)
         if config.adapter:
             model = _load_adapter(model, config.model, config.adapter)
         return cls(model.to(device).eval(), processor, config, device, dtype)
@@ -293,7 +293,7 @@ def _resolve_dtype(name: str, device: str) -> torch.dtype:
     return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
 
 
-def _load_model(model_id: str, dtype: torch.dtype):
+def load_model(model_id: str, dtype: torch.dtype):
     """(model, processor) from a local folder, the hub cache, or the Hub - in that order."""
     path = Path(model_id).expanduser()
     if path.exists():

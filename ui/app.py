@@ -6,7 +6,7 @@ import gradio as gr
 
 from tpo.config import Settings
 from tpo.store import Store
-from ui import compare, curate, library, train
+from ui import compare, curate, evaluate, library, train
 from ui.header import header_markdown, whoami
 
 
@@ -42,5 +42,7 @@ def build_app(store: Store, settings: Settings) -> gr.Blocks:
                 train.build(store, settings)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 compare.build(store, settings)
+            with gr.Tab("Evaluate", id="evaluate", elem_id="tab-evaluate"):
+                evaluate.build(store, settings)
         demo.load(videos.show, videos.filters, videos.table, concurrency_id=library.TABLE_QUEUE)
     return demo

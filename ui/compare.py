@@ -1,6 +1,6 @@
 """The Compare tab: two models answer the same question on the same frames, side by side,
 streamed; a blind vote (A better / B better / tie / both bad) reveals the names; a
-leaderboard of win rates. The Evaluate section (:mod:`ui.evaluate`) sits below.
+leaderboard of win rates. Benchmarks have their own tab (:mod:`ui.evaluate`).
 
 Answers come from a ``compare`` job (:mod:`tpo.compare`), which writes them into the store
 as they are generated; this tab polls the comparison twice a second while it is answering
@@ -23,13 +23,15 @@ from tpo.modelref import resolve
 from tpo.store import Store, StoreError
 from tpo.thumbs import frames_at
 from tpo.video import VideoError
-from ui import evaluate, html
+from ui import html
 from ui.generate import model_choices, picked_model, use_offline_model
 from ui.identity import current_user
 from ui.jobs import job_html
+from ui.tables import noted_table, table_or_note
 
 PLAYER_ID = "tpo-compare-player"
 STREAM_POLL_S = 0.5
+NO_VOTES = "No votes yet: ask both models a question and vote; win rates appear here."
 VOTE_BUTTONS = (("a", "A is better", "primary"), ("b", "B is better", "primary"),
                 ("tie", "Tie", "secondary"), ("both_bad", "Both are bad", "stop"))
 
@@ -180,9 +182,8 @@ def build(store: Store, settings: Settings) -> None:
     strip = gr.HTML(elem_id="compare-frames")
     player = gr.HTML()
     with gr.Accordion("Leaderboard: win rates per pair of models", open=True):
-        board = gr.Dataframe(lambda: leaderboard_frame(store), interactive=False,
-                             elem_id="compare-leaderboard")
-    evaluate.build(store, settings)
+        board, board_note = noted_table(NO_VOTES, lambda: leaderboard_frame(store),
+                                        elem_id="compare-leaderboard")
     # Polls only while a comparison is being answered: started by Ask, stopped once the
     # finished answers are drawn (a vote redraws by itself).
     timer = gr.Timer(STREAM_POLL_S, active=False)
@@ -277,7 +278,7 @@ def build(store: Store, settings: Settings) -> None:
                 compare.vote(store, comparison_id, name, choice_key)
             except StoreError as err:
                 raise gr.Error(str(err))
-            return (*view(comparison_id, name), leaderboard_frame(store))
+            return (*view(comparison_id, name), *table_or_note(leaderboard_frame(store), NO_VOTES))
         return vote
 
     def on_tick(comparison_id, ids, seen, typed, request: gr.Request,
@@ -315,6 +316,6 @@ def build(store: Store, settings: Settings) -> None:
     prev.click(on_step(-1), [queue, comparison, user], [comparison, *shown, position, seen])
     nxt.click(on_step(+1), [queue, comparison, user], [comparison, *shown, position, seen])
     for (key, _label, _variant), button in zip(VOTE_BUTTONS, votes):
-        button.click(on_vote(key), [comparison, user], [*shown, board])
+        button.click(on_vote(key), [comparison, user], [*shown, board, board_note])
     timer.tick(on_tick, [comparison, queue, seen, user], [*shown, seen, timer],
                show_progress="hidden")

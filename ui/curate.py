@@ -24,13 +24,13 @@ from tpo import access, jobs
 from tpo import review as reviews
 from tpo import video
 from tpo.config import Settings
-from tpo.store import PAIR_STATUSES, ConflictError, Store, StoreError
+from tpo.store import PAIR_STATUSES, ConflictError, Pair, Store, StoreError
 from tpo.thumbs import format_time, frames_at
 from ui import html
 from ui.header import header_markdown
 from ui.html import escape_html, escape_md
 from ui.identity import current_user
-from ui.jobs import job_html, poll_interval
+from ui.jobs import JobPanel
 from ui.timeline import timeline_svg
 
 ANY = "any"
@@ -84,11 +84,10 @@ def _side_strip(row: dict, times: list[float], settings: Settings, side: str) ->
                             strip_id=f"curate-{side}-strip")
 
 
-def _saw(pair: dict, side: str, times: list[float]) -> str:
+def _saw(pair: Pair, side: str, times: list[float]) -> str:
     if pair["kind"] == "localized" and pair["segment_start"] is not None:
         seg = f"{format_time(pair['segment_start'])}–{format_time(pair['segment_end'])}"
-        generated_side = side if not pair.get("swapped") else ("rejected" if side == "chosen" else "chosen")
-        if generated_side == "chosen":
+        if pair.generated_side(side) == "chosen":
             where = f"the segment {seg}"
         elif pair["strategy"] == "incomplete":
             where = f"a sparse part of {seg}"
@@ -110,7 +109,7 @@ class View:
     def of(store: Store, settings: Settings, pair_id: int, position: str) -> tuple:
         pair = store.get_pair(pair_id)
         row = store.get_video(pair["video_id"])
-        view = reviews.effective(pair)
+        view = pair.effective()
         segment = ((pair["segment_start"], pair["segment_end"])
                    if pair["segment_start"] is not None else None)
         events = (row.get("ground_truth") or {}).get("events")
@@ -364,10 +363,6 @@ def last_export(store: Store, settings: Settings, user: str) -> dict:
 
 def export_panel(store: Store, settings: Settings) -> None:
     """Export accepted pairs as a TRL dataset (a background job), then download it as a zip."""
-    def latest() -> dict | None:
-        rows = jobs.list_jobs(store, kind="export", limit=1)
-        return rows[0] if rows else None
-
     with gr.Accordion("Export accepted pairs for training", open=False, elem_id="export-panel"):
         with gr.Row():
             out_dir = gr.Textbox(label="Output folder (on the server; empty: a new one under data/exports)",
@@ -381,28 +376,25 @@ def export_panel(store: Store, settings: Settings) -> None:
             frames = gr.Number(64, precision=0, minimum=1, label="Frames per record",
                                info="whole: at most 1 per second of video")
         start = gr.Button("Export", variant="primary", elem_id="export-start")
-        status = gr.HTML(lambda: job_html(latest(), empty="No export yet."), elem_id="export-job")
+        # Polled once a second while an export runs (no cancel: an export is short).
+        panel = JobPanel(store, "export", what="export", empty="No export yet.", busy_s=1.0,
+                         elem_prefix="export")
+        panel.status_html()
         with gr.Row():
             zip_button = gr.Button("Download the last export as .zip", size="sm", elem_id="export-zip")
             download = gr.File(label="Download", interactive=False, elem_id="export-file")
-    timer = gr.Timer(poll_interval(latest(), 1.0))  # 1 s while an export runs, else idle
+    panel.wire()
 
     def on_start(folder, fmt_value, source, n, request: gr.Request,
                  profile: gr.OAuthProfile | None = None):
         user = current_user(settings, None, request, profile)
         params = export_params(store, settings, user, folder, fmt_value, source, n)
-        job_id = jobs.submit(store, "export", params, log_dir=settings.log_dir)
-        return job_html(jobs.get(store, job_id)), gr.Timer(1.0)
+        return panel.submitted(jobs.submit(store, "export", params, log_dir=settings.log_dir))
 
     def on_zip(request: gr.Request, profile: gr.OAuthProfile | None = None):
         row = last_export(store, settings, current_user(settings, None, request, profile))
         out = Path(row["output"]["out_dir"])
         return shutil.make_archive(str(out), "zip", root_dir=out)
 
-    start.click(on_start, [out_dir, fmt, frames_from, frames], [status, timer])
+    start.click(on_start, [out_dir, fmt, frames_from, frames], panel.started)
     zip_button.click(on_zip, None, download)
-    def on_tick():
-        row = latest()
-        return job_html(row, empty="No export yet."), gr.Timer(poll_interval(row, 1.0))
-
-    timer.tick(on_tick, None, [status, timer], show_progress="hidden")

@@ -1,4 +1,4 @@
-"""The Evaluate section of the Compare tab: run a multiple-choice evaluation (a local
+"""The Evaluate tab: run a multiple-choice evaluation (a local
 Video-MME / MLVU / LongVideoBench file, or the needle suite) as a background job, and show
 the stored results: accuracy per model and duration class, per task, and needle heatmaps.
 
@@ -8,6 +8,8 @@ settings, polls the job once a second and reads results from the store.
 
 from __future__ import annotations
 
+from functools import partial
+
 import gradio as gr
 import pandas as pd
 
@@ -15,12 +17,17 @@ from tpo import eval_results as er
 from tpo import evaluate as ev
 from tpo import jobs
 from tpo.config import Settings
+from tpo.configs import widget_args
 from tpo.modelref import resolve
 from tpo.store import Store, StoreError
 from ui.generate import use_offline_model
-from ui.jobs import cancel_latest, job_html, latest_job, poll_interval
+from ui.jobs import JobPanel, Poll, latest_job
 from ui.library import selected_row
+from ui.tables import noted_table, table_or_note
 
+BUSY_POLL_S = 1.0  # poll interval while an evaluation runs
+NO_EVALS = "No evaluations stored yet: run one above."
+NO_TASKS = "No accuracy per task yet: it shows once an evaluation run has finished."
 SUITE_HELP = {
     "needle": "Synthetic haystack videos with one needle event at increasing depth (no files "
               "needed; rendered on first use).",
@@ -94,29 +101,31 @@ def build(store: Store, settings: Settings) -> None:
                               scale=3, elem_id="eval-path")
         suite_help = gr.Markdown(SUITE_HELP["needle"])
         with gr.Row():
-            frames = gr.Number(16, precision=0, minimum=0,
+            frames = gr.Number(**widget_args(ev.EvalConfig, "frames"), precision=0,
                                label="Frames per question (needle: 0 = every frame)")
             limit = gr.Number(0, precision=0, minimum=0, label="Questions (0: all)")
             lengths = gr.Textbox("30, 60, 120, 240", label="Needle: haystack lengths (s)",
                                  elem_id="eval-lengths")
             depths = gr.Textbox("0, 0.25, 0.5, 0.75, 1", label="Needle: depths (0..1)",
                                 elem_id="eval-depths")
+        panel = JobPanel(store, "eval", what="evaluation", empty="No evaluation yet.",
+                         busy_s=BUSY_POLL_S, elem_prefix="eval")
         with gr.Row():
             run = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
-            cancel = gr.Button("Cancel", size="sm", scale=0, elem_id="eval-cancel")
-        status = gr.HTML(lambda: job_html(latest_job(store, "eval"), empty="No evaluation yet."),
-                         elem_id="eval-job")
-        results = gr.Dataframe(lambda: results_frame(store), interactive=False,
-                               label="Stored evaluations (newest first): accuracy overall and per "
-                                     "duration class", elem_id="eval-results")
+            panel.cancel_button("Cancel", scale=0)
+        panel.status_html()
+        results = noted_table(NO_EVALS, lambda: results_frame(store),
+                              label="Stored evaluations (newest first): accuracy overall and per "
+                                    "duration class", elem_id="eval-results")
         # Task table and heatmaps of the last run: filled when the page loads, then by polls.
-        tasks = gr.Dataframe(lambda: er.task_table(job_evals(store, latest_job(store, "eval"))),
-                             interactive=False,
-                             label="Accuracy % per task (last evaluation run)",
-                             elem_id="eval-tasks")
+        tasks = noted_table(NO_TASKS,
+                            lambda: er.task_table(job_evals(store, latest_job(store, "eval"))),
+                            label="Accuracy % per task (last evaluation run)",
+                            elem_id="eval-tasks")
         answers_note = gr.Markdown("Select an evaluation in the table above to see its answers.",
                                    elem_id="eval-answers-note")
-        answers = gr.Dataframe(interactive=False, wrap=True, max_height=400,
+        # Hidden until an evaluation is selected: the note above says what to do.
+        answers = gr.Dataframe(interactive=False, wrap=True, max_height=400, visible=False,
                                elem_id="eval-answers")
         with gr.Row():
             first = gr.Number(None, precision=0, label="Compare evaluation #", scale=1,
@@ -128,13 +137,14 @@ def build(store: Store, settings: Settings) -> None:
         gr.Markdown("Selecting rows in the table fills these in turn (e.g. the base model's "
                     "evaluation, then the fine-tuned one's).")
         diff_summary = gr.Markdown(elem_id="eval-diff-summary")
-        diff_table = gr.Dataframe(interactive=False, elem_id="eval-diff-table")
+        diff_table = gr.Dataframe(interactive=False, visible=False, elem_id="eval-diff-table")
         gallery = gr.Gallery(lambda: heatmaps(job_evals(store, latest_job(store, "eval"))),
                              label="Needle in a haystack: accuracy by haystack length (x) and "
                                    "needle depth (y)", columns=2, height=540, object_fit="contain",
                              elem_id="eval-heatmaps")
-    seen = gr.State(None)  # [job id, status, progress, newest eval id] at the last poll
-    timer = gr.Timer(poll_interval(latest_job(store, "eval"), 1.0))  # 1 s while a job runs
+    newest = gr.State(None)  # the newest stored evaluation's id at the last poll
+    panel.wire(partial(after_poll, store, results, tasks, gallery, newest), inputs=[newest],
+               outputs=[*results, *tasks, gallery, newest])
 
     def on_run(text, suite_name, suite_path, n_frames, n_limit, len_text, depth_text):
         lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
@@ -143,7 +153,8 @@ def build(store: Store, settings: Settings) -> None:
         spec = "needle" if suite_name == "needle" else f"{suite_name}:{(suite_path or '').strip()}"
         try:
             config = ev.EvalConfig(
-                suite=spec, frames=16 if n_frames is None else int(n_frames),
+                suite=spec, frames=(ev.EvalConfig.model_fields["frames"].default
+                                    if n_frames is None else int(n_frames)),
                 limit=int(n_limit) if n_limit else None,
                 needle_lengths=parse_numbers(len_text, "Haystack lengths"),
                 needle_depths=parse_numbers(depth_text, "Depths"))
@@ -154,37 +165,12 @@ def build(store: Store, settings: Settings) -> None:
             raise gr.Error(str(err))
         params = ev.job_params(refs, config, cache_dir=settings.data_dir / "needle",
                                out_dir=settings.data_dir / "evals")
-        job_id = jobs.submit(store, "eval", params, log_dir=settings.log_dir)
-        return job_html(jobs.get(store, job_id)), gr.Timer(1.0)
-
-    def on_cancel():
-        return cancel_latest(store, "eval", "evaluation")
+        return panel.submitted(jobs.submit(store, "eval", params, log_dir=settings.log_dir))
 
     def on_add_demo(text, progress=gr.Progress()):
         tiny = use_offline_model(store, settings, progress)
         lines = [line for line in (text or "").splitlines() if line.strip()]
         return "\n".join(lines + [tiny] if tiny not in lines else lines)
-
-    def on_tick(last):
-        """Redraw what changed: the job's status line while it runs; the results when an
-        evaluation is stored (by this page's job, another page's or `tpo eval`); the task
-        table and heatmaps when this kind of job ends."""
-        row = latest_job(store, "eval")
-        newest = er.newest_eval_id(store)
-        now_seen = [row and row["id"], row and row["status"],
-                    round(row["progress"] or 0, 3) if row else None, newest]
-        interval = gr.Timer(poll_interval(row, 1.0))
-        if now_seen == last:
-            return gr.update(), gr.update(), gr.update(), gr.update(), last, interval
-        status_html = job_html(row, empty="No evaluation yet.")
-        results_value = results_frame(store) if last is None or last[3] != newest else gr.update()
-        ended = row is not None and row["status"] in jobs.FINISHED_STATUSES and (
-            last is None or last[:2] != now_seen[:2])
-        if not ended:
-            return status_html, results_value, gr.update(), gr.update(), now_seen, interval
-        evals = job_evals(store, row)
-        return (status_html, results_value, er.task_table(evals), heatmaps(evals), now_seen,
-                interval)
 
     def on_diff(first_id, second_id):
         if first_id is None or second_id is None:
@@ -193,7 +179,8 @@ def build(store: Store, settings: Settings) -> None:
             d = er.diff(store, int(first_id), int(second_id))
         except (StoreError, ValueError) as err:
             raise gr.Error(str(err))
-        return diff_markdown(d), diff_frame(d)
+        frame = diff_frame(d)
+        return diff_markdown(d), gr.update(value=frame, visible=not frame.empty)
 
     def on_select(evt: gr.SelectData, shown: pd.DataFrame, second_id):
         eval_id = int(selected_row(evt, shown)["eval"])
@@ -205,13 +192,28 @@ def build(store: Store, settings: Settings) -> None:
         note = (f"**Eval #{eval_id}**: {row['model']} on {row['suite']}, "
                 f"{er.frames_label(row['frames'])}: {row['n_correct']} of {row['n_items']} "
                 f"correct, {row['n_unparsed']} answers with no readable letter")
-        return note, er.answers_table(items), second_id, eval_id
+        table = er.answers_table(items)
+        return note, gr.update(value=table, visible=not table.empty), second_id, eval_id
 
-    results.select(on_select, [results, second], [answers_note, answers, first, second])
+    results[0].select(on_select, [results[0], second], [answers_note, answers, first, second])
     compare_evals.click(on_diff, [first, second], [diff_summary, diff_table])
     suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
-    run.click(on_run, [models, suite, path, frames, limit, lengths, depths], [status, timer])
-    cancel.click(on_cancel, None, status)
+    run.click(on_run, [models, suite, path, frames, limit, lengths, depths], panel.started)
     use_demo.click(on_add_demo, models, models)
-    timer.tick(on_tick, seen, [status, results, tasks, gallery, seen, timer],
-               show_progress="hidden")
+
+
+def after_poll(store: Store, results: tuple, tasks: tuple, gallery: gr.Gallery,
+               newest: gr.State, poll: Poll, values: dict) -> dict:
+    """The panel's extra work per poll: the results when an evaluation is stored (by this
+    page's job, another page's or `tpo eval`); the task table and heatmaps when this kind of
+    job ends. ``results`` and ``tasks``: (table, its note when empty)."""
+    newest_id = er.newest_eval_id(store)
+    out = {}
+    if values[newest] != newest_id:
+        out.update(zip(results, table_or_note(results_frame(store), NO_EVALS)))
+        out[newest] = newest_id
+    if poll.ended or (poll.first and poll.finished):
+        evals = job_evals(store, poll.row)
+        out.update(zip(tasks, table_or_note(er.task_table(evals), NO_TASKS)))
+        out[gallery] = heatmaps(evals)
+    return out

@@ -7,19 +7,22 @@ when a job ends.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
 from tpo import jobs
 from tpo.config import Settings
+from tpo.configs import widget_args
 from tpo.demo_model import DEFAULT_FOLDER, is_demo_model
+from tpo.filters import FilterConfig
 from tpo.generate import DEFAULT_JUDGE, DEFAULT_WRITER, job_params
 from tpo.modelref import find_registered, registered
-from tpo.pairs import QUESTION_SOURCES, STRATEGIES, GenerationConfig
+from tpo.pairs import GenerationConfig
 from tpo.store import Store, StoreError
 from ui.header import header_markdown
-from ui.jobs import IDLE_POLL_S, cancel_latest, job_html, latest_job, poll_interval
+from ui.jobs import JobPanel, Poll
 
 SCOPES = ["all ready videos", "selected video"]
 NO_ADAPTER = "(none: the base model above)"
@@ -102,17 +105,24 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                                 elem_id="generate-tuned")
         with gr.Row():
             scope = gr.Radio(SCOPES, value=SCOPES[0], label="Videos", elem_id="generate-scope")
-            localized = gr.Number(5, precision=0, minimum=0, label="Localized pairs per video")
-            comprehensive = gr.Number(5, precision=0, minimum=0,
-                                      label="Comprehensive pairs per video")
-            strategy = gr.Dropdown(list(STRATEGIES), value="irrelevant",
+            # Defaults, limits and info text come from GenerationConfig's declaration.
+            localized = gr.Number(**widget_args(GenerationConfig, "localized"), precision=0,
+                                  label="Localized pairs per video")
+            comprehensive = gr.Number(**widget_args(GenerationConfig, "comprehensive"),
+                                      precision=0, label="Comprehensive pairs per video")
+            strategy = gr.Dropdown(**widget_args(GenerationConfig, "strategy"),
                                    label="Localized rejected side")
         with gr.Row():
-            dense = gr.Number(64, precision=0, minimum=2, label="Dense frames (chosen)")
-            sparse = gr.Number(8, precision=0, minimum=1, label="Sparse frames (rejected)")
-            questions = gr.Dropdown(list(QUESTION_SOURCES), value="auto", label="Questions from")
-            max_tokens = gr.Number(128, precision=0, minimum=1, label="Max new tokens")
-            drop_truncated = gr.Checkbox(True, label="Filter out answers cut at the token limit")
+            dense = gr.Number(**widget_args(GenerationConfig, "dense"), precision=0,
+                              label="Dense frames (chosen)")
+            sparse = gr.Number(**widget_args(GenerationConfig, "sparse"), precision=0,
+                               label="Sparse frames (rejected)")
+            questions = gr.Dropdown(**widget_args(GenerationConfig, "questions"),
+                                    label="Questions from")
+            max_tokens = gr.Number(**widget_args(GenerationConfig, "max_new_tokens"), precision=0,
+                                   label="Max new tokens")
+            drop_truncated = gr.Checkbox(**widget_args(FilterConfig, "drop_truncated"),
+                                         label="Filter out answers cut at the token limit")
             force = gr.Checkbox(False, label="Redo videos already generated")
         with gr.Row():
             writer = gr.Textbox(DEFAULT_WRITER, elem_id="generate-writer",
@@ -127,17 +137,14 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                                     "small and often answers out of format (the pair is then "
                                     "dropped): a bigger model or a server judges better.")
         start = gr.Button("Generate", variant="primary", elem_id="generate-start")
-        status = gr.HTML(lambda: job_html(latest_job(store, "generate"), empty="No generation yet."),
-                         elem_id="generate-job")
-        cancel = gr.Button("Cancel generation", size="sm", elem_id="generate-cancel")
+        panel = JobPanel(store, "generate", what="generation", empty="No generation yet.",
+                         busy_s=BUSY_POLL_S, elem_prefix="generate")
+        panel.status_html()
+        panel.cancel_button("Cancel generation")
         with gr.Accordion("Log", open=False):
-            log = gr.Code(lambda: jobs.log_tail(latest_job(store, "generate"), 40)
-                          if latest_job(store, "generate") else "",
-                          lines=12, interactive=False, elem_id="generate-log")
-    seen = gr.State(None)  # (job id, status) at the last poll, to notice a job ending
-    # Once a second while a generation runs, every IDLE_POLL_S otherwise (a job started from
-    # the CLI or another page is still noticed); Generate speeds it up at once.
-    timer = gr.Timer(poll_interval(latest_job(store, "generate"), BUSY_POLL_S))
+            panel.log_code(lines=12, tail=40)
+    panel.wire(partial(after_poll, store, settings, refresh_table, table, header, filters),
+               inputs=filters, outputs=[table, header])
 
     def on_start(model_text, tuned_choice, scope_value, video_id, n_loc, n_comp, strat, n_dense,
                  n_sparse, source, tokens, drop, redo, writer_text, judge_text):
@@ -146,43 +153,34 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         try:
             config = GenerationConfig(localized=int(n_loc), comprehensive=int(n_comp),
                                       strategy=strat, dense=int(n_dense), sparse=int(n_sparse),
-                                      questions=source)
+                                      questions=source, max_new_tokens=int(tokens))
         except (TypeError, ValueError) as err:
             raise gr.Error(str(err))
         base, adapter = tuned_model(picked_model(store, tuned_choice), resolve_model(model_text))
         params = job_params(base, config, force=bool(redo), adapter=adapter,
                             video_ids=[video_id] if scope_value == "selected video" else None,
-                            drop_truncated=bool(drop), max_new_tokens=int(tokens),
+                            drop_truncated=bool(drop),
                             writer=resolve_text_model(writer_text, DEFAULT_WRITER),
                             judge=resolve_text_model(judge_text, DEFAULT_JUDGE))
         job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
-        return job_html(jobs.get(store, job_id)), gr.Timer(BUSY_POLL_S)
-
-    def on_cancel():
-        return cancel_latest(store, "generate", "generation")
+        return panel.submitted(job_id)
 
     def on_use_demo(progress=gr.Progress()):
         return use_offline_model(store, settings, progress)
 
-    def on_tick(last, *filter_values):
-        row = latest_job(store, "generate")
-        if row is None:
-            return (gr.update(), gr.update(), last, gr.update(),
-                    header_markdown(store, settings), gr.Timer(IDLE_POLL_S))
-        now_seen = (row["id"], row["status"])
-        ended = (last is not None and now_seen != tuple(last)
-                 and row["status"] in jobs.FINISHED_STATUSES)
-        # The header lists running jobs, so it follows every poll; the table only changes
-        # when a job ends (its pair counts).
-        table_value = refresh_table(*filter_values) if ended else gr.update()
-        return (job_html(row), jobs.log_tail(row, 40), list(now_seen), table_value,
-                header_markdown(store, settings), gr.Timer(poll_interval(row, BUSY_POLL_S)))
-
     start.click(on_start, [model, tuned, scope, selected, localized, comprehensive, strategy, dense,
                            sparse, questions, max_tokens, drop_truncated, force, writer, judge],
-                [status, timer])
-    cancel.click(on_cancel, None, status)
+                panel.started)
     use_demo.click(on_use_demo, None, model)
     tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)
-    timer.tick(on_tick, [seen, *filters], [status, log, seen, table, header, timer],
-               show_progress="hidden")
+
+
+def after_poll(store: Store, settings: Settings, refresh_table, table: gr.Dataframe,
+               header: gr.Markdown, filters: list, poll: Poll, values: dict) -> dict:
+    """The panel's extra work per poll: the header lists running jobs, so it follows every
+    poll; the library table only changes when a job ends (its pair counts), and is redrawn
+    for the filters the user has now (search included)."""
+    out = {header: header_markdown(store, settings)}
+    if poll.ended:
+        out[table] = refresh_table(*(values[f] for f in filters))
+    return out

@@ -24,6 +24,7 @@ from ui import generate, html
 from ui.header import header_markdown
 from ui.html import escape_html, escape_md
 from ui.identity import current_user
+from ui.tables import noted_table, table_or_note
 
 COLUMNS = ["ID", "Name", "Duration", "Status", "Pairs pend/acc/rej/filt", "Error"]
 STATUS_CHOICES = ["all", "ready", "error"]
@@ -31,6 +32,8 @@ STATUS_CHOICES = ["all", "ready", "error"]
 # time, in the order sent), so an earlier request never overwrites a later one's table.
 TABLE_QUEUE = "library-table"
 PAIR_COLUMNS = ["ID", "Kind", "Strategy", "Segment", "Question", "Status", "Filter reason"]
+SELECT_FOR_PAIRS = "Select a video in the table to see its pairs."
+NO_PAIRS = "This video has no pairs yet: generate some under Generate pairs."
 
 
 @dataclass
@@ -112,8 +115,9 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         with gr.Column(scale=2):
             details = gr.Markdown(elem_id="video-details")
     strip = gr.HTML(elem_id="frame-strip", label="Sampled frames")
-    video_pairs = gr.Dataframe(headers=PAIR_COLUMNS, interactive=False, wrap=True, max_height=300,
-                               label="Pairs of this video", elem_id="video-pairs")
+    video_pairs, pairs_note = noted_table(SELECT_FOR_PAIRS, headers=PAIR_COLUMNS, wrap=True,
+                                          max_height=300, label="Pairs of this video",
+                                          elem_id="video-pairs")
     with gr.Row():
         selected_pair = gr.State(None)
         pair_note = gr.Markdown(elem_id="pair-selected")
@@ -135,7 +139,8 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
 
     def on_select(evt: gr.SelectData, shown: pd.DataFrame):
         video_id = int(selected_row(evt, shown)["ID"])
-        return (video_id, *show_video(store, settings, video_id))
+        *shown_video, pairs = show_video(store, settings, video_id)
+        return (video_id, *shown_video, *table_or_note(pairs, NO_PAIRS))
 
     def who(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
         return current_user(settings, None, request, profile)
@@ -173,7 +178,8 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
             review(store, pair_id, "restore", user=who(request, profile))
         except StoreError as err:
             raise gr.Error(escape_html(err))
-        return (f"Pair **#{pair_id}** restored to pending.", pairs_table(store, video_id),
+        return (f"Pair **#{pair_id}** restored to pending.",
+                *table_or_note(pairs_table(store, video_id), NO_PAIRS),
                 video_table(store, search_text, status_value), header_markdown(store, settings))
 
     # Filter as the user types (the change event carries the box's value, so a search never
@@ -183,10 +189,10 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
 
     for event in (search.change, search.submit, status.change, refresh.click):
         event(show, filters, table, trigger_mode="always_last", concurrency_id=TABLE_QUEUE)
-    table.select(on_select, [table], [selected, player, details, strip, video_pairs])
+    table.select(on_select, [table], [selected, player, details, strip, video_pairs, pairs_note])
     video_pairs.select(on_pair_select, [video_pairs], [selected_pair, pair_note])
     restore.click(on_restore, [selected_pair, selected, *filters],
-                  [pair_note, video_pairs, table, header])
+                  [pair_note, video_pairs, pairs_note, table, header])
     add_outputs = [add_result, table, header, empty_hint]
     add_button.click(on_add_path, [add_path, *filters], add_outputs)
     upload.upload(on_upload, [upload, *filters], add_outputs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -24,7 +25,7 @@ from tpo.train_job import job_params
 from ui.generate import resolve_model, use_offline_model
 from ui.html import escape_html, escape_md
 from ui.identity import current_user
-from ui.jobs import cancel_latest, job_html, latest_job, poll_interval
+from ui.jobs import JobPanel, Poll, latest_job
 
 # Plots of the live view: (title, metric names drawn in it); one line each.
 PLOTS = (("loss (DPO + α·SFT)", ("loss",)),
@@ -193,9 +194,10 @@ def build(store: Store, settings: Settings) -> None:
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         resume_last = gr.Button("Resume the last run (failed or cancelled)",
                                 elem_id="train-resume-last")
-    status = gr.HTML(lambda: job_html(latest_job(store, "train"), empty="No training run yet."),
-                     elem_id="train-job")
-    cancel = gr.Button("Cancel training", size="sm", elem_id="train-cancel")
+    panel = JobPanel(store, "train", what="training", empty="No training run yet.",
+                     busy_s=BUSY_POLL_S, elem_prefix="train")
+    panel.status_html()
+    panel.cancel_button("Cancel training")
     plots = []
     for row_plots in (PLOTS[:3], PLOTS[3:]):
         with gr.Row():
@@ -207,12 +209,10 @@ def build(store: Store, settings: Settings) -> None:
     summary = gr.Markdown(lambda: summary_markdown(latest_job(store, "train")),
                           elem_id="train-summary")
     with gr.Accordion("Log", open=False):
-        log = gr.Code(lambda: jobs.log_tail(latest_job(store, "train"), 60)
-                      if latest_job(store, "train") else "",
-                      lines=14, interactive=False, elem_id="train-log")
-    # Every BUSY_POLL_S while a run is active, every IDLE_POLL_S otherwise (a run started from
-    # the CLI is still noticed); Start speeds it up at once.
-    timer = gr.Timer(poll_interval(latest_job(store, "train"), BUSY_POLL_S))
+        panel.log_code(lines=14, tail=60)
+    seen = gr.State(None)  # the plots' rows and the pair counts at the last poll (after_poll)
+    panel.wire(partial(after_poll, store, plots, summary, counts, seen), inputs=[seen],
+               outputs=[*plots, summary, counts, seen])
 
     def on_start(model_text, choice, folder, preset_name, b, a, rate, n_epochs, steps, use_lora,
                  rank, frames, out, save_every, resume_run, request: gr.Request,
@@ -228,38 +228,27 @@ def build(store: Store, settings: Settings) -> None:
         return submit(resume_params(latest_job(store, "train")))
 
     def submit(params: dict):
-        job_id = jobs.submit(store, "train", params, log_dir=settings.log_dir)
-        return job_html(jobs.get(store, job_id)), gr.Timer(BUSY_POLL_S)
-
-    def on_cancel():
-        return cancel_latest(store, "train", "training")
-
-    def on_tick(last):
-        """Redraw when the run moved on (status, progress, new metrics) or the accepted
-        pairs changed; an unchanged page is not re-sent."""
-        row = latest_job(store, "train")
-        frames = metric_frames(store, row["id"] if row else None)
-        counts_text = data_summary(store)
-        now_seen = [row and row["id"], row and row["status"],
-                    round(row["progress"] or 0, 4) if row else None,
-                    sum(len(f) for f in frames), counts_text]
-        interval = gr.Timer(poll_interval(row, BUSY_POLL_S))
-        if now_seen == last:
-            return (*(gr.update(),) * (len(plots) + 4), last, interval)
-        return (job_html(row, empty="No training run yet."), *frames,
-                jobs.log_tail(row, 60) if row else "", summary_markdown(row), counts_text,
-                now_seen, interval)
+        return panel.submitted(jobs.submit(store, "train", params, log_dir=settings.log_dir))
 
     start.click(on_start, [model, data_choice, data_dir, preset, beta, alpha, lr, epochs,
                            max_steps, lora, lora_r, max_frames, output_dir, save_steps, resume],
-                [status, timer])
-    resume_last.click(on_resume_last, None, [status, timer])
-    cancel.click(on_cancel, None, status)
+                panel.started)
+    resume_last.click(on_resume_last, None, panel.started)
     use_demo.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
                    None, model)
     preset.change(lambda name: tuple(PRESETS[name][k] for k in ("beta", "alpha", "learning_rate")),
                   preset, [beta, alpha, lr])
-    seen = gr.State(None)  # what the last poll showed (see on_tick)
-    timer.tick(on_tick, seen, [status, *plots, log, summary, counts, seen, timer],
-               show_progress="hidden")
 
+
+def after_poll(store: Store, plots: list, summary: gr.Markdown, counts: gr.Markdown,
+               seen: gr.State, poll: Poll, values: dict) -> dict:
+    """The panel's extra work per poll: redraw the plots, the summary and the pair counts
+    when the run moved on (status, progress, new metrics) or the accepted pairs changed; an
+    unchanged page is not re-sent."""
+    frames = metric_frames(store, poll.row["id"] if poll.row else None)
+    counts_text = data_summary(store)
+    now_seen = [sum(len(f) for f in frames), counts_text]
+    if not poll.changed and now_seen == values[seen]:
+        return {}
+    return {**dict(zip(plots, frames)), summary: summary_markdown(poll.row), counts: counts_text,
+            seen: now_seen}

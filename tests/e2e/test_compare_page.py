@@ -125,7 +125,7 @@ def test_every_suggested_question_in_one_go(page: Page, app_url: str, app_data, 
 def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app_data):
     store = Store(app_data / "tpo.db")
     page.goto(app_url)
-    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("tab", name="Evaluate").click()
     page.locator("#eval-use-demo").click()
     models = page.locator("#eval-models textarea").first
     expect(models).to_have_value(re.compile(r"models/demo-smolvlm$"), timeout=JOB_TIMEOUT_MS)

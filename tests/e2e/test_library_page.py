@@ -26,8 +26,13 @@ def test_library_lists_demo_and_shows_frame_strip(page: Page, app_url: str):
     for row, name in enumerate(DEMO_NAMES):  # ingested in spec order, listed by id
         expect(name_cell(table, row)).to_have_text(name, timeout=30_000)
     expect(page.locator("#tpo-header")).to_contain_text(f"{len(DEMO_NAMES)} ready")
+    # An empty table says what to do rather than showing bare headers.
+    pairs_note = page.locator("#video-pairs-empty")
+    expect(pairs_note).to_contain_text("Select a video in the table to see its pairs.")
 
     name_cell(table, 0).click()
+    # its pairs, or "no pairs yet": the hint is gone either way
+    expect(page.get_by_text("Select a video in the table to see its pairs.")).to_have_count(0)
 
     frames = page.locator("#tpo-strip [data-testid=strip-frame]")
     expect(frames).to_have_count(8, timeout=30_000)

@@ -33,7 +33,7 @@ from media import make_video
 from tpo import library
 from tpo.cli import cli
 from tpo.importer import MAX_TEXT_CHARS
-from tpo.schema import SCHEMA_VERSION
+from tpo.store.schema import SCHEMA_VERSION
 from tpo.store import DatabaseCorruptError, DatabaseFullError, Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,7 +224,7 @@ def test_a_lock_held_by_another_process_is_one_line_after_the_busy_timeout(tpo, 
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        monkeypatch.setattr("tpo.store.DEFAULT_BUSY_TIMEOUT_S", 0.5)
+        monkeypatch.setattr("tpo.store.faults.DEFAULT_BUSY_TIMEOUT_S", 0.5)
         start = time.monotonic()
         line = one_error_line(tpo("review", 1, "--accept", db=db))
         assert time.monotonic() - start < 10  # not the old 30 s wait

@@ -1,18 +1,27 @@
-"""The store's schema as an ordered list of migrations (SQLite ``PRAGMA user_version``).
+"""The store's schema as an ordered list of migrations, applied with sqlite-utils'
+:class:`~sqlite_utils.migrations.Migrations` (which records each applied one, by name, in the
+``_sqlite_migrations`` table).
 
-Migration ``i`` (0-based) takes a database at version ``i`` to ``i + 1``. Never edit a
-migration that has shipped: append a new one. Tables follow docs/architecture.md; JSON-valued
-columns are TEXT holding JSON (lists of timestamps, parameters, before/after snapshots).
+Never edit a migration that has shipped: append a new one to :data:`STEPS`. Tables follow
+docs/architecture.md; JSON-valued columns are TEXT holding JSON (lists of timestamps,
+parameters, before/after snapshots).
+
+``PRAGMA user_version`` is kept equal to the number of steps applied: it is what
+:attr:`tpo.store.Store.schema_version` reports, what refuses a database newer than this
+code, and all that databases made before migrations were recorded have. Step ``i``
+(0-based) takes such a database from version ``i`` to ``i + 1``; :func:`migrate` records the
+steps a database at version ``N`` already has as applied, without running them.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import sqlite_utils
+from sqlite_utils.migrations import Migrations
 
 
-def _initial(db: sqlite_utils.Database) -> None:
+def initial(db: sqlite_utils.Database) -> None:
     db["videos"].create(
         {
             "id": int,
@@ -126,7 +135,7 @@ def _initial(db: sqlite_utils.Database) -> None:
     )
 
 
-def _generations(db: sqlite_utils.Database) -> None:
+def generations(db: sqlite_utils.Database) -> None:
     """One row per (video, settings) generation run, so a rerun with the same settings skips
     the video even when it yielded no pair (every segment's question was "None")."""
     db["generations"].create(
@@ -140,7 +149,7 @@ def _generations(db: sqlite_utils.Database) -> None:
     db["pairs"].create_index(["run_key"])
 
 
-def _compare_and_eval(db: sqlite_utils.Database) -> None:
+def compare_and_eval(db: sqlite_utils.Database) -> None:
     """Side-by-side comparisons answered by a job (streamed into the row), one vote per person
     and comparison, and stored evaluation runs with every item's answer."""
     comparisons = db["comparisons"]
@@ -185,6 +194,50 @@ def _compare_and_eval(db: sqlite_utils.Database) -> None:
     db["eval_items"].create_index(["eval_id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_initial, _generations,
-                                                             _compare_and_eval]
-SCHEMA_VERSION = len(MIGRATIONS)
+Step = Callable[[sqlite_utils.Database], None]
+
+# In order; each is recorded under its function's name, so a name never changes either.
+STEPS: list[Step] = [initial, generations, compare_and_eval]
+SCHEMA_VERSION = len(STEPS)
+
+
+def _migration_set(steps: Iterable[Step]) -> Migrations:
+    migrations = Migrations("tpo")
+    for step in steps:
+        migrations()(step)
+    return migrations
+
+
+MIGRATIONS = _migration_set(STEPS)
+
+
+def user_version(db: sqlite_utils.Database) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def is_due(db: sqlite_utils.Database) -> bool:
+    """Whether :func:`migrate` has anything to do (reads only)."""
+    return user_version(db) < SCHEMA_VERSION or bool(MIGRATIONS.pending(db))
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Apply every pending step and set ``user_version``; call it inside a transaction that
+    holds the write lock, so two processes opening one file migrate it once."""
+    # Read again under the lock: another process may have migrated while we waited for it.
+    _record_as_applied(db, [step.__name__ for step in STEPS[:user_version(db)]])
+    MIGRATIONS.apply(db)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _record_as_applied(db: sqlite_utils.Database, names: list[str]) -> None:
+    """Record steps ``names`` as applied without running them: a database made before
+    migrations were recorded has them already (its ``user_version`` says how many). A set
+    of the same name whose steps do nothing writes exactly the records a real run writes."""
+    already = Migrations(MIGRATIONS.name)
+    for name in names:
+        already(name=name)(_nothing)
+    already.apply(db)
+
+
+def _nothing(db: sqlite_utils.Database) -> None:
+    """A step that changes nothing (see :func:`_record_as_applied`)."""

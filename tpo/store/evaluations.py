@@ -1,0 +1,60 @@
+"""Store methods for stored evaluation runs and each question's answer (the ``evals`` and
+``eval_items`` tables). :mod:`tpo.evaluate` writes them; :mod:`tpo.eval_results` reads them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+from tpo.store.columns import encode
+
+
+class EvaluationsMixin:
+    """Part of :class:`tpo.store.Store` (uses its ``db``, ``transaction`` and ``_one``)."""
+
+    def add_evaluation(self, row: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> int:
+        """One ``evals`` row and its ``eval_items`` (their ``eval_id`` filled in), in one
+        transaction; returns the eval id."""
+        with self.transaction() as db:
+            eval_id = db["evals"].insert(encode(dict(row))).last_pk
+            db["eval_items"].insert_all({"eval_id": eval_id, **encode(dict(item))}
+                                        for item in items)
+        return eval_id
+
+    def update_evaluation(self, eval_id: int, changes: Mapping[str, Any]) -> None:
+        with self.transaction() as db:
+            db["evals"].update(eval_id, encode(dict(changes)))
+
+    def get_evaluation(self, eval_id: int) -> dict:
+        """The ``evals`` row, ``summary``, ``spec`` and ``config`` decoded."""
+        return decode_evaluation(self._one("SELECT * FROM evals WHERE id = ?", [eval_id],
+                                           missing=f"no evaluation {eval_id}"))
+
+    def list_evaluations(self, *, suite: str | None = None, job_id: int | None = None,
+                         limit: int = 100) -> list[dict]:
+        """Stored evaluations, newest first."""
+        where, args = [], []
+        if suite:
+            where.append("suite = ?")
+            args.append(suite)
+        if job_id is not None:
+            where.append("job_id = ?")
+            args.append(job_id)
+        sql = "SELECT * FROM evals" + (" WHERE " + " AND ".join(where) if where else "")
+        return [decode_evaluation(r)
+                for r in self.db.query(sql + " ORDER BY id DESC LIMIT ?", [*args, limit])]
+
+    def newest_evaluation_id(self) -> int | None:
+        """The id of the last evaluation stored, None before the first."""
+        return self.db.execute("SELECT max(id) FROM evals").fetchone()[0]
+
+    def evaluation_items(self, eval_id: int) -> list[dict]:
+        """The run's questions in order, ``options`` and ``meta`` decoded, ``correct`` a bool."""
+        rows = self.db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
+        return [{**r, "options": json.loads(r["options"]), "meta": json.loads(r["meta"] or "{}"),
+                 "correct": bool(r["correct"])} for r in rows]
+
+
+def decode_evaluation(row: dict) -> dict:
+    return {**row, "summary": json.loads(row["summary"] or "{}"),
+            "spec": json.loads(row["spec"] or "{}"), "config": json.loads(row["config"] or "{}")}
