@@ -450,11 +450,12 @@ def test_a_second_train_job_waits_for_the_first(tiny_smolvlm_dir, export, store,
                                              max_steps=100_000))
     second = _submit(store, settings, _config(tiny_smolvlm_dir, export, tmp_path / "second",
                                               max_steps=2))
-    waiting = f"waiting for training job #{first}"
+    waiting = f"queued: 1st in line for the GPU, waiting for train job #{first}"
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while waiting not in (jobs.get(store, second)["progress_text"] or ""):
         assert time.monotonic() < deadline, jobs.log_tail(jobs.get(store, second))
         time.sleep(0.2)
+    assert jobs.get(store, second)["status"] == "queued"
     assert jobs.metrics(store, second) == []  # queued: it has not trained a step
     jobs.cancel(store, first)
     assert jobs.wait(store, first, 60)["status"] == "cancelled"

@@ -3,7 +3,8 @@ fine-tune as its own folder."""
 
 from __future__ import annotations
 
-from ui.generate import NO_ADAPTER, model_choices, picked_model, tuned_model
+from ui.generate import generation_model
+from ui.models import NO_ADAPTER, base_model, model_choices
 
 
 def register(store, name: str, path: str) -> None:
@@ -21,9 +22,14 @@ def test_choices_and_what_they_load(store, tmp_path):
     register(store, "full-run", str(full))
     choices = model_choices(store)
     assert choices == [NO_ADAPTER, "#2 full-run", "#1 lora-run"]
-    assert tuned_model(picked_model(store, "#1 lora-run"), "typed") == ("base/model", str(lora))
-    assert tuned_model(picked_model(store, "#2 full-run"), "typed") == (str(full), None)
-    assert tuned_model(picked_model(store, NO_ADAPTER), "typed") == ("typed", None)
+    assert generation_model(store, "typed", "#1 lora-run") == ("base/model", str(lora))
+    assert generation_model(store, "typed", "#2 full-run") == (str(full), None)
+    assert generation_model(store, "typed", NO_ADAPTER) == ("typed", None)
+    # a run picked app-wide (in the model box) loads the same way; Train trains its base
+    assert generation_model(store, "#1 lora-run", NO_ADAPTER) == ("base/model", str(lora))
+    assert base_model(store, "#1 lora-run") == "base/model"
+    assert base_model(store, "#2 full-run") == str(full)
+    assert base_model(store, "typed") == "typed"
 
 
 def test_picking_a_run_in_compare_puts_its_base_first(store, tmp_path):

@@ -194,6 +194,7 @@ def submit(store: Store, comparison_ids: int | Sequence[int], *, log_dir) -> int
     return job_id
 
 
+@jobs.job_kind("compare", gpu=True)
 def run_job(ctx) -> dict:
     """The ``compare`` job kind (:mod:`tpo.jobs`): answer a list of comparisons.
 

@@ -63,6 +63,9 @@ class Settings:
     zero_gpu: bool = field(default=False, metadata={
         "help": "The app runs on a ZeroGPU Space (set by itself from SPACES_ZERO_GPU): a GPU is "
                 "lent only inside a request, so background jobs run on the CPU."})
+    gpu_slots: int = field(default=1, metadata={"env": "TPO_GPU_SLOTS",
+        "help": "How many GPU jobs (generate, train, compare, eval) run at once on this "
+                "machine; later ones wait queued. On a machine without a GPU they share the CPU."})
     auth: str = field(default="", metadata={"env": "TPO_AUTH",
         "help": "Log-ins for the app, 'user:password' pairs separated by commas; every "
                 "review is then recorded under the logged-in name."})
@@ -120,6 +123,8 @@ class Settings:
         if self.logins() and self.hf_oauth:
             raise ValueError("TPO_AUTH log-ins and Hugging Face sign-in exclude each other: "
                              "unset TPO_AUTH on a Space with hf_oauth")
+        if self.gpu_slots < 1:
+            raise ValueError(f"gpu_slots (TPO_GPU_SLOTS) must be at least 1, got {self.gpu_slots}")
         if not 16 <= self.thumb_size <= 1024:
             raise ValueError(f"thumb_size (TPO_THUMB_SIZE) must be 16..1024 px, got {self.thumb_size}")
 

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from tpo.jobs import job_kind
 from tpo.mcq import MCQ_INSTRUCTION, MCQ_SUFFIX
 from tpo.prompts import CAPTION_PROMPT
 from tpo.synth import COLORS, POSITIONS, SHAPES
@@ -203,6 +204,7 @@ def _check_not_another_model(out: Path) -> None:
                      "short): remove it, or give the demo model a folder of its own")
 
 
+@job_kind("demo-model", gpu=False)
 def run_job(ctx) -> dict:
     """The ``demo-model`` job kind (:mod:`tpo.jobs`): params ``{"out": folder}``; installs
     the shipped weights (or trains them, ``"train": true``)."""

@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 
 from tpo.configs import Config
 from tpo.eval_results import frames_label, get_eval, results_table
+from tpo.jobs import job_kind
 from tpo.mcq import MCQItem, match_option, parse_choice
 from tpo.modelref import ModelRef
 from tpo.store import Store, now
@@ -303,6 +304,7 @@ def job_params(models: Sequence[ModelRef], config: EvalConfig, *, cache_dir: Pat
             "cache_dir": str(Path(cache_dir).resolve()), "out_dir": str(Path(out_dir).resolve())}
 
 
+@job_kind("eval", gpu=True)
 def run_job(ctx) -> dict:
     """The ``eval`` job kind (:mod:`tpo.jobs`)."""
     p = ctx.params

@@ -73,6 +73,7 @@ from PIL import Image as PILImage
 
 from tpo import video
 from tpo.errors import TPOError
+from tpo.jobs import job_kind
 from tpo.store import PAIR_STATUSES, Pair, Store, now
 from tpo.prompts import time_prompt
 
@@ -549,6 +550,7 @@ def _readme(store: Store, config: ExportConfig, rows: list[dict], by_kind: dict[
 # Background job
 
 
+@job_kind("export", gpu=False)
 def run_job(ctx) -> dict:
     """The ``export`` job kind (:mod:`tpo.jobs`): params ``{"out_dir": ..., "config": {...}}``
     (and ``"user"``: who asked, the only one the app lets download it when log-ins are on)."""

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from tpo import filters, pairs, textlm, video
+from tpo.jobs import job_kind
 from tpo.store import Store
 
 DEFAULT_WRITER = "smollm2"    # the offline SmolLM2-135M-Instruct (tpo.textlm)
@@ -132,6 +133,7 @@ def job_params(model: str, config: pairs.GenerationConfig, *, adapter: str | Non
             "filters": filters.FilterConfig(drop_truncated=drop_truncated).model_dump()}
 
 
+@job_kind("generate", gpu=True)
 def run_job(ctx) -> dict:
     """The ``generate`` job kind (:mod:`tpo.jobs`): load the model, generate, report."""
     from tpo.vlm import VLM, ModelConfig  # torch loads in the job process only

@@ -120,7 +120,7 @@ def load(spec: str, *, role: str = "text model", max_new_tokens: int = DEFAULT_M
                                    f"a server URL or {' / '.join(SMOLLM2_ALIASES)})", role)
     local_only = _in_hub_cache(text)
     if not local_only:
-        offline = _hub_unreachable()
+        offline = hub_unreachable()
         if offline:
             raise TextModelError(text, "there is no such folder, it is not in the local Hugging "
                                        f"Face cache, and {offline}", role)
@@ -302,7 +302,7 @@ def _in_hub_cache(repo_id: str) -> bool:
     return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
-def _hub_unreachable() -> str | None:
+def hub_unreachable() -> str | None:
     """Why the Hub cannot be asked (offline mode, no connection), or None when it answers."""
     from huggingface_hub import constants
 

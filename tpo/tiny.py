@@ -41,6 +41,8 @@ from transformers import (
 )
 from trl.chat_template_utils import qwen2_5_vl_chat_template, smolvlm_chat_template
 
+from tpo.jobs import job_kind
+
 __all__ = ["ARCHS", "IMAGE_SIZE", "RANDOM_PRESETS", "build_random_model", "build_tiny_model",
            "build_tiny_text_model"]
 
@@ -297,6 +299,7 @@ def build_random_model(out_dir: str | Path, preset: str = "smolvlm2-256m", seed:
     return _save(model, processor, out_dir)
 
 
+@job_kind("tiny-model", gpu=False)
 def run_job(ctx) -> dict:
     """The ``tiny-model`` job kind (:mod:`tpo.jobs`): params ``{"out": folder, "arch": ...}``."""
     arch = ctx.params.get("arch", "smolvlm")

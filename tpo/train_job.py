@@ -2,10 +2,10 @@
 process, or launches ``accelerate launch ... -m tpo.train`` children whose rank 0 reports to
 the job; :func:`job_params` builds its parameters (the Train tab and ``tpo train`` call it).
 
-A job waits for earlier training jobs (one run at a time on this machine's GPUs), exports the
-store's accepted pairs into the run's folder when asked to, reports metrics and progress to
-the store, stops on cancel, turns a failed launch into a clear error, and registers the
-trained model in the store's ``models`` table.
+A GPU kind: the job waits queued for its turn on the GPU (:mod:`tpo.jobs.scheduler`, one
+run at a time by default). It exports the store's accepted pairs into the run's folder when
+asked to, reports metrics and progress to the store, stops on cancel, turns a failed launch
+into a clear error, and registers the trained model in the store's ``models`` table.
 
 The app process imports this module for :func:`job_params`: like :mod:`tpo.train`, it loads
 no ML library at import time (docs/architecture.md).
@@ -23,10 +23,10 @@ import shlex
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
+from tpo.jobs import job_kind
 from tpo.store import Store, now
 from tpo.train import (ERROR_PREFIX, OOM, RESULT_FILE, TrainConfig, callback_classes, log_handler,
                        refuse_earlier_run, cli_args, logger, resolve, train)
@@ -65,6 +65,7 @@ def job_params(config: TrainConfig, *, launcher: str = "python", num_processes: 
             "export": {"frames": frames, "frames_from": frames_from}}
 
 
+@job_kind("train", gpu=True)
 def run_job(ctx) -> dict:
     """The ``train`` job kind (:mod:`tpo.jobs`). Params (:func:`job_params`)::
 
@@ -87,7 +88,6 @@ def run_job(ctx) -> dict:
     launcher = params.get("launcher") or "python"
     n = int(params.get("num_processes") or 1)
     job_params(config, launcher=launcher, num_processes=n)  # validates them
-    _wait_for_turn(ctx)
     if params.get("export_from_store") or not config.data:
         config = _export_for_run(ctx, config, params.get("export") or {})
     check_data(config.data)  # before torch loads: no data fails in a second
@@ -110,22 +110,6 @@ def run_job(ctx) -> dict:
     ctx.log(summary)
     return {"summary": summary, "model_id": model_id,
             "command": "tpo train " + shlex.join(cli_args(config)), **result}
-
-
-def _wait_for_turn(ctx, poll_s: float = 2.0) -> None:
-    """One training run at a time on this machine's GPU(s): a later train job waits, saying
-    for which, until every earlier unfinished one has ended (or it is cancelled)."""
-    from tpo import jobs
-
-    while True:
-        earlier = [j["id"] for j in jobs.list_jobs(ctx.store, kind="train",
-                                                   status=jobs.ACTIVE_STATUSES)
-                   if j["id"] < ctx.job_id]
-        if not earlier:
-            return
-        ctx.progress(0.0, f"queued: waiting for training job #{min(earlier)} to finish")
-        ctx.check_cancelled()
-        time.sleep(poll_s)
 
 
 def _export_for_run(ctx, config: TrainConfig, export: dict) -> TrainConfig:

@@ -1,13 +1,18 @@
-"""Assemble the TPO Studio Blocks: header and tabs, in the order of the work."""
+"""Assemble the TPO Studio Blocks: header, the app-wide model picker, and the tabs in the
+order of the work."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import gradio as gr
 
 from tpo.config import Settings
 from tpo.store import Store
+from tpo.textlm import hub_unreachable
 from ui import compare, curate, evaluate, library, train
 from ui.header import header_markdown, whoami
+from ui.models import ModelPicker
 
 
 # On ZeroGPU a long fine-tune needs dedicated hardware; say so, do not fail.
@@ -19,8 +24,11 @@ ZERO_GPU_NOTE = (
     "this Space and choose a dedicated GPU under *Settings → Space hardware*.")
 
 
-def build_app(store: Store, settings: Settings) -> gr.Blocks:
-    """The whole interface over one store; nothing here holds state between requests."""
+def build_app(store: Store, settings: Settings,
+              hub_check: Callable[[], str | None] = hub_unreachable) -> gr.Blocks:
+    """The whole interface over one store; nothing here holds state between requests.
+    ``hub_check`` is asked once, here: why the Hugging Face Hub cannot be reached, or None
+    (tests pass their own)."""
     with gr.Blocks(title="TPO Studio") as demo:
         header = gr.Markdown(lambda: header_markdown(store, settings), elem_id="tpo-header")
         if settings.multi_user:  # each browser its own name, known only from its request
@@ -33,16 +41,18 @@ def build_app(store: Store, settings: Settings) -> gr.Blocks:
             demo.load(on_load, None, me)
         if settings.zero_gpu:
             gr.Markdown(ZERO_GPU_NOTE, elem_id="zero-gpu-note")
+        picker = ModelPicker.build(store, settings, hub_check())
         with gr.Tabs():
             with gr.Tab("Library", id="library"):
-                videos = library.build(store, settings, header)
+                videos = library.build(store, settings, header, picker)
             with gr.Tab("Curate", id="curate", elem_id="tab-curate"):
                 curate.build(store, settings, header)
             with gr.Tab("Train", id="train", elem_id="tab-train"):
-                train.build(store, settings)
+                train.build(store, settings, picker)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
-                compare.build(store, settings)
+                compare.build(store, settings, picker)
             with gr.Tab("Evaluate", id="evaluate", elem_id="tab-evaluate"):
-                evaluate.build(store, settings)
+                evaluate.build(store, settings, picker)
         demo.load(videos.show, videos.filters, videos.table, concurrency_id=library.TABLE_QUEUE)
+        picker.wire(demo)
     return demo

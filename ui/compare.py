@@ -24,9 +24,9 @@ from tpo.store import Store, StoreError
 from tpo.thumbs import frames_at
 from tpo.video import VideoError
 from ui import html
-from ui.generate import model_choices, picked_model, use_offline_model
 from ui.identity import current_user
 from ui.jobs import job_html
+from ui.models import ModelPicker, model_choices, picked_model
 from ui.tables import noted_table, table_or_note
 
 PLAYER_ID = "tpo-compare-player"
@@ -129,23 +129,23 @@ def frames_html(store: Store, settings: Settings, row: dict | None) -> str:
                                strip_id="compare-strip"))
 
 
-def build(store: Store, settings: Settings) -> None:
-    """Lay out the tab inside the current Blocks and wire its events."""
+def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
+    """Lay out the tab inside the current Blocks and wire its events; the first model
+    follows the app-wide ``picker``."""
     logins = settings.logins()
     comparison = gr.State(None)  # id of the comparison on screen
     queue = gr.State([])  # ids of the comparisons asked together (Prev / Next go through them)
     seen = gr.State(None)  # what the last poll showed (see on_tick)
     with gr.Row():
-        model_a = gr.Textbox(settings.model, label="First model: hub id, local folder or run #id",
-                             scale=3, elem_id="compare-model-a")
+        model_a = gr.Textbox(picker.model.value, scale=3, elem_id="compare-model-a",
+                             label="First model: hub id, local folder or run #id (follows the "
+                                   "model picked above)")
         model_b = gr.Textbox(label="Second model: hub id, local folder or run #id", scale=3,
                              elem_id="compare-model-b")
         run_pick = gr.Dropdown(model_choices(store)[1:], value=None, scale=2,
                                label="Compare a fine-tuned run with its base",
                                elem_id="compare-run")
     with gr.Row():
-        use_demo = gr.Button("Offline demo model as the first", size="sm", scale=0,
-                             elem_id="compare-use-demo")
         blind = gr.Checkbox(True, label="Blind: the two models answer as A and B in random order; "
                                         "names revealed after your vote (off: A is the first)",
                             elem_id="compare-blind")
@@ -308,8 +308,7 @@ def build(store: Store, settings: Settings) -> None:
     upload.upload(on_upload, [upload, user], video)
     run_pick.focus(lambda: gr.update(choices=model_choices(store)[1:]), None, run_pick)
     run_pick.change(lambda c: pick_run(store, c), run_pick, [model_a, model_b])
-    use_demo.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
-                   None, model_a)
+    picker.follow(model_a)
     started = [comparison, queue, *shown, position, seen, timer]
     ask.click(on_ask, [model_a, model_b, video, question, frames, tokens, blind, user], started)
     ask_all.click(on_ask_all, [model_a, model_b, video, frames, tokens, blind, user], started)

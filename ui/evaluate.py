@@ -20,9 +20,9 @@ from tpo.config import Settings
 from tpo.configs import widget_args
 from tpo.modelref import resolve
 from tpo.store import Store, StoreError
-from ui.generate import use_offline_model
 from ui.jobs import JobPanel, Poll, latest_job
 from ui.library import selected_row
+from ui.models import ModelPicker
 from ui.tables import noted_table, table_or_note
 
 BUSY_POLL_S = 1.0  # poll interval while an evaluation runs
@@ -85,15 +85,14 @@ def parse_numbers(text: str, what: str) -> tuple[float, ...] | None:
         raise gr.Error(f"{what}: numbers separated by commas, e.g. 30, 60, 120")
 
 
-def build(store: Store, settings: Settings) -> None:
-    """Lay out the section inside the current Blocks and wire its events."""
+def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
+    """Lay out the section inside the current Blocks and wire its events; the list of
+    models starts as the app-wide ``picker``'s one model (and follows it)."""
     with gr.Accordion("Evaluate: multiple-choice accuracy on a benchmark or the needle suite",
                       open=True, elem_id="eval-panel"):
-        with gr.Row():
-            models = gr.Textbox(settings.model, lines=2, scale=3, elem_id="eval-models",
-                                label="Models, one per line: hub id, local folder or run #id")
-            use_demo = gr.Button("Add the offline demo model", size="sm", scale=0,
-                                 elem_id="eval-use-demo")
+        models = gr.Textbox(picker.model.value, lines=2, elem_id="eval-models",
+                            label="Models, one per line: hub id, local folder or run #id "
+                                  "(starts as the model picked above; add lines to compare)")
         with gr.Row():
             suite = gr.Dropdown(list(ev.SUITES), value="needle", label="Suite", scale=1,
                                 elem_id="eval-suite")
@@ -167,11 +166,6 @@ def build(store: Store, settings: Settings) -> None:
                                out_dir=settings.data_dir / "evals")
         return panel.submitted(jobs.submit(store, "eval", params, log_dir=settings.log_dir))
 
-    def on_add_demo(text, progress=gr.Progress()):
-        tiny = use_offline_model(store, settings, progress)
-        lines = [line for line in (text or "").splitlines() if line.strip()]
-        return "\n".join(lines + [tiny] if tiny not in lines else lines)
-
     def on_diff(first_id, second_id):
         if first_id is None or second_id is None:
             raise gr.Error("Give two evaluation numbers (or select two rows of the table).")
@@ -199,7 +193,7 @@ def build(store: Store, settings: Settings) -> None:
     compare_evals.click(on_diff, [first, second], [diff_summary, diff_table])
     suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
     run.click(on_run, [models, suite, path, frames, limit, lengths, depths], panel.started)
-    use_demo.click(on_add_demo, models, models)
+    picker.follow(models)
 
 
 def after_poll(store: Store, results: tuple, tasks: tuple, gallery: gr.Gallery,

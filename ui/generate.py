@@ -15,44 +15,17 @@ import gradio as gr
 from tpo import jobs
 from tpo.config import Settings
 from tpo.configs import widget_args
-from tpo.demo_model import DEFAULT_FOLDER, is_demo_model
 from tpo.filters import FilterConfig
 from tpo.generate import DEFAULT_JUDGE, DEFAULT_WRITER, job_params
-from tpo.modelref import find_registered, registered
+from tpo.modelref import registered
 from tpo.pairs import GenerationConfig
-from tpo.store import Store, StoreError
+from tpo.store import Store
 from ui.header import header_markdown
 from ui.jobs import JobPanel, Poll
+from ui.models import NO_ADAPTER, ModelPicker, model_choices, picked_model, resolve_pick
 
 SCOPES = ["all ready videos", "selected video"]
-NO_ADAPTER = "(none: the base model above)"
-
-
-def model_choices(store: Store) -> list[str]:
-    """Registered fine-tuned models as "#id name", for the dropdowns that pick one."""
-    return [NO_ADAPTER] + [f"#{m['id']} {m['name']}" for m in store.list_models()]
-
-
-def picked_model(store: Store, choice: str | None) -> dict | None:
-    """The models row a "#id name" choice names, or None for the base model (or a run
-    deleted since the list was shown)."""
-    if not choice or choice == NO_ADAPTER:
-        return None
-    try:
-        return find_registered(store, choice)
-    except StoreError:
-        return None
 BUSY_POLL_S = 1.0  # poll interval while a generation runs
-DEMO_INSTALL_TIMEOUT_S = 300
-
-
-def resolve_model(text: str) -> str:
-    """A local folder as an absolute path (the job runs elsewhere), else the hub id as typed."""
-    text = text.strip()
-    if not text:
-        raise gr.Error("Name a model: a Hugging Face id or a local folder.")
-    path = Path(text).expanduser()
-    return str(path.resolve()) if path.is_dir() else text
 
 
 def resolve_text_model(text: str | None, empty: str) -> str:
@@ -66,40 +39,27 @@ def resolve_text_model(text: str | None, empty: str) -> str:
     return str(path.resolve()) if path.exists() else text
 
 
-def use_offline_model(store: Store, settings: Settings, progress: gr.Progress) -> str:
-    """The offline demo model's folder, installed (as a job: it needs torch) on first use."""
-    path = settings.models_dir / DEFAULT_FOLDER
-    if not is_demo_model(path):
-        progress(0.1, desc="installing the offline demo model")
-        job_id = jobs.submit(store, "demo-model", {"out": str(path.resolve())},
-                             log_dir=settings.log_dir)
-        row = jobs.wait(store, job_id, timeout_s=DEMO_INSTALL_TIMEOUT_S)
-        if row["status"] != "succeeded":
-            raise gr.Error(f"Could not install the demo model: {row['error'] or row['status']}")
-    gr.Info("Using the offline demo model: a small SmolVLM trained on synthetic videos like the "
-            "demo library's. It answers their questions (colours, numbers, counts, order) well "
-            "on short clips and worse on long videos - the gap TPO is meant to close.")
-    return str(path.resolve())
-
-
-def tuned_model(row: dict | None, base: str) -> tuple[str, str | None]:
-    """(model, adapter) to load: the typed base, or a registered run (:func:`registered`)."""
-    if row is None:
-        return base, None
-    ref = registered(row)
+def generation_model(store: Store, model_text: str, tuned_choice: str | None
+                     ) -> tuple[str, str | None]:
+    """(model, adapter) to load: the fine-tuned run chosen in the panel, else what the model
+    box names (a registered run there loads as its base + adapter, like in Compare)."""
+    row = picked_model(store, tuned_choice)
+    ref = registered(row) if row else resolve_pick(store, model_text)
     return ref.model, ref.adapter
 
 
 def build(store: Store, settings: Settings, selected: gr.State, table: gr.Dataframe,
-          header: gr.Markdown, refresh_table, filters: list[gr.components.Component]) -> None:
+          header: gr.Markdown, refresh_table, filters: list[gr.components.Component],
+          picker: ModelPicker) -> None:
     """Lay out the panel inside the current Blocks and wire it; ``refresh_table(*values)``
     gives the library table's value for the current values of the ``filters`` components
-    (so a finished job redraws the table the user is looking at, search included)."""
+    (so a finished job redraws the table the user is looking at, search included). The
+    model box follows the app-wide ``picker``."""
     with gr.Accordion("Generate pairs", open=False, elem_id="generate-panel"):
         with gr.Row():
-            model = gr.Textbox(settings.model, label="Model: Hugging Face id or local folder",
-                               scale=4, elem_id="generate-model")
-            use_demo = gr.Button("Use the offline demo model", scale=1, elem_id="generate-use-demo")
+            model = gr.Textbox(picker.model.value, scale=4, elem_id="generate-model",
+                               label="Model: Hugging Face id, local folder or run #id "
+                                     "(follows the model picked above)")
             tuned = gr.Dropdown(model_choices(store), value=NO_ADAPTER, scale=2,
                                 label="Fine-tuned model (a LoRA run on top of its base)",
                                 elem_id="generate-tuned")
@@ -156,7 +116,7 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
                                       questions=source, max_new_tokens=int(tokens))
         except (TypeError, ValueError) as err:
             raise gr.Error(str(err))
-        base, adapter = tuned_model(picked_model(store, tuned_choice), resolve_model(model_text))
+        base, adapter = generation_model(store, model_text, tuned_choice)
         params = job_params(base, config, force=bool(redo), adapter=adapter,
                             video_ids=[video_id] if scope_value == "selected video" else None,
                             drop_truncated=bool(drop),
@@ -165,13 +125,10 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
         return panel.submitted(job_id)
 
-    def on_use_demo(progress=gr.Progress()):
-        return use_offline_model(store, settings, progress)
-
     start.click(on_start, [model, tuned, scope, selected, localized, comprehensive, strategy, dense,
                            sparse, questions, max_tokens, drop_truncated, force, writer, judge],
                 panel.started)
-    use_demo.click(on_use_demo, None, model)
+    picker.follow(model)
     tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 import gradio as gr
 
 from tpo import jobs
+from tpo.jobs.scheduler import ordinal
 from tpo.store import Store
 from ui.html import note
 
@@ -23,17 +24,20 @@ STATUS_COLOURS = {"queued": "#888", "running": "#2563eb", "cancelling": "#d97706
 IDLE_POLL_S = 10.0  # how often a panel looks for a job started elsewhere (CLI, another page)
 
 
-def job_html(row: dict | None, *, empty: str = "No job yet.") -> str:
-    """One job as a status line, a progress bar and, when it failed, its error."""
+def job_html(row: dict | None, *, empty: str = "No job yet.", position: int | None = None) -> str:
+    """One job as a status line, a progress bar and, when it failed, its error. ``position``:
+    a queued GPU job's place in line for the GPU (1: next), shown after its status."""
     if row is None:
         return note(empty)
     status, pct = row["status"], round(100 * (row.get("progress") or 0.0))
     colour = STATUS_COLOURS.get(status, "#888")
     text = escape(row.get("progress_text") or "")
+    place = f" · {ordinal(position)} in line" if position else ""
     parts = [
         f'<div class="tpo-job" data-job-id="{row["id"]}" data-status="{status}">',
         f'<div><b>job #{row["id"]}</b> {escape(row["kind"])} · '
-        f'<span class="tpo-job-status" style="color:{colour}">{status}</span> · {pct}%</div>',
+        f'<span class="tpo-job-status" style="color:{colour}">{status}{place}</span> · '
+        f'{pct}%</div>',
         f'<div class="tpo-progress"><div style="width:{pct}%;background:{colour}"></div></div>',
         f'<div class="tpo-job-text">{text}</div>',
     ]
@@ -41,6 +45,12 @@ def job_html(row: dict | None, *, empty: str = "No job yet.") -> str:
         parts.append(f'<div class="tpo-job-error">{escape(row["error"])}</div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def status_html(store: Store, row: dict | None, *, empty: str = "No job yet.") -> str:
+    """:func:`job_html` of ``row`` with its place in the GPU queue, read from the store."""
+    position = jobs.queue_position(store, row) if row is not None else None
+    return job_html(row, empty=empty, position=position)
 
 
 def latest_job(store: Store, kind: str) -> dict | None:
@@ -54,7 +64,7 @@ def cancel_latest(store: Store, kind: str, what: str) -> str:
     row = latest_job(store, kind)
     if row is None or row["status"] in jobs.FINISHED_STATUSES:
         raise gr.Error(f"No {what} is running.")
-    return job_html(jobs.cancel(store, row["id"]))
+    return status_html(store, jobs.cancel(store, row["id"]))
 
 
 def poll_interval(row: dict | None, busy_s: float) -> float:
@@ -113,8 +123,9 @@ class JobPanel:
 
     def status_html(self) -> gr.HTML:
         """The status line (``#{prefix}-job``), filled when the page loads."""
-        self.status = gr.HTML(lambda: job_html(latest_job(self.store, self.kind), empty=self.empty),
-                              elem_id=f"{self.elem_prefix}-job")
+        self.status = gr.HTML(
+            lambda: status_html(self.store, latest_job(self.store, self.kind), empty=self.empty),
+            elem_id=f"{self.elem_prefix}-job")
         return self.status
 
     def cancel_button(self, label: str, **button_args) -> gr.Button:
@@ -157,7 +168,7 @@ class JobPanel:
 
     def submitted(self, job_id: int) -> dict:
         """The status of a job just submitted, and the fast poll interval."""
-        return {self.status: job_html(jobs.get(self.store, job_id)),
+        return {self.status: status_html(self.store, jobs.get(self.store, job_id)),
                 self.timer: gr.Timer(self.busy_s)}
 
     def tick(self, values: dict) -> dict:
@@ -170,7 +181,7 @@ class JobPanel:
                  and row["status"] in jobs.FINISHED_STATUSES)
         out = {self.seen: key, self.timer: gr.Timer(poll_interval(row, self.busy_s))}
         if changed:
-            out[self.status] = job_html(row, empty=self.empty)
+            out[self.status] = status_html(self.store, row, empty=self.empty)
         active = row is not None and row["status"] in jobs.ACTIVE_STATUSES
         if self.log is not None and row is not None and (changed or active):
             out[self.log] = jobs.log_tail(row, self.log_lines)  # lines come without progress

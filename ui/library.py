@@ -93,8 +93,9 @@ def video_details(row: dict) -> str:
     return "\n".join(lines)
 
 
-def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
-    """Lay out the tab inside the current ``gr.Blocks`` and wire its events."""
+def build(store: Store, settings: Settings, header: gr.Markdown, picker) -> LibraryTab:
+    """Lay out the tab inside the current ``gr.Blocks`` and wire its events; ``picker``: the
+    app-wide :class:`ui.models.ModelPicker` (Generate's model follows it)."""
     selected = gr.State(None)
     with gr.Row():
         search = gr.Textbox(placeholder="search name or path", show_label=False, scale=4,
@@ -135,7 +136,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> LibraryTab:
         add_result = gr.Markdown(elem_id="library-add-result")
     filters = [search, status]
     generate.build(store, settings, selected, table, header,
-                   lambda s, st: video_table(store, s, st), filters)
+                   lambda s, st: video_table(store, s, st), filters, picker)
 
     def on_select(evt: gr.SelectData, shown: pd.DataFrame):
         video_id = int(selected_row(evt, shown)["ID"])

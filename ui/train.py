@@ -22,10 +22,10 @@ from tpo.config import Settings
 from tpo.store import Store
 from tpo.train import PRESETS, TrainConfig  # torch loads only in the job
 from tpo.train_job import job_params
-from ui.generate import resolve_model, use_offline_model
 from ui.html import escape_html, escape_md
 from ui.identity import current_user
 from ui.jobs import JobPanel, Poll, latest_job
+from ui.models import ModelPicker, base_model, resolve_model
 
 # Plots of the live view: (title, metric names drawn in it); one line each.
 PLOTS = (("loss (DPO + α·SFT)", ("loss",)),
@@ -155,13 +155,14 @@ def resume_params(row: dict | None) -> dict:
     return params
 
 
-def build(store: Store, settings: Settings) -> None:
-    """Lay out the tab inside the current Blocks and wire its events."""
+def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
+    """Lay out the tab inside the current Blocks and wire its events; the base model follows
+    the app-wide ``picker`` (a picked run: the model it was trained on)."""
     defaults = TrainConfig(model=settings.model, data=None, output_dir="data/runs/defaults")
     with gr.Row():
-        model = gr.Textbox(settings.model, label="Base model: Hugging Face id or local folder",
-                           scale=4, elem_id="train-model")
-        use_demo = gr.Button("Use the offline demo model", scale=1, elem_id="train-use-demo")
+        model = gr.Textbox(base_model(store, picker.model.value), elem_id="train-model",
+                           label="Base model: Hugging Face id or local folder (follows the "
+                                 "model picked above)")
     with gr.Row():
         data_choice = gr.Radio(DATA_CHOICES, value=DATA_CHOICES[0], label="Data", scale=2)
         data_dir = gr.Textbox(label="Export folder (when training from a folder)", scale=2,
@@ -234,8 +235,7 @@ def build(store: Store, settings: Settings) -> None:
                            max_steps, lora, lora_r, max_frames, output_dir, save_steps, resume],
                 panel.started)
     resume_last.click(on_resume_last, None, panel.started)
-    use_demo.click(lambda progress=gr.Progress(): use_offline_model(store, settings, progress),
-                   None, model)
+    picker.follow(model, partial(base_model, store))
     preset.change(lambda name: tuple(PRESETS[name][k] for k in ("beta", "alpha", "learning_rate")),
                   preset, [beta, alpha, lr])
 

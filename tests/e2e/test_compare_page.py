@@ -39,7 +39,7 @@ def open_with_two_models(page: Page, app_url: str, second_model, *, tokens: int)
     second, 4 frames and `tokens` new tokens per answer."""
     page.goto(app_url)
     page.get_by_role("tab", name="Compare").click()
-    page.locator("#compare-use-demo").click()
+    page.locator("#model-use-demo").click()  # the app-wide picker; the first model follows it
     model_a = page.locator("#compare-model-a textarea, #compare-model-a input").first
     expect(model_a).to_have_value(re.compile(r"models/demo-smolvlm$"), timeout=JOB_TIMEOUT_MS)
     page.locator("#compare-model-b textarea, #compare-model-b input").first.fill(str(second_model))
@@ -126,10 +126,11 @@ def test_needle_evaluation_shows_table_and_heatmap(page: Page, app_url: str, app
     store = Store(app_data / "tpo.db")
     page.goto(app_url)
     page.get_by_role("tab", name="Evaluate").click()
-    page.locator("#eval-use-demo").click()
+    page.locator("#model-use-demo").click()
     models = page.locator("#eval-models textarea").first
-    expect(models).to_have_value(re.compile(r"models/demo-smolvlm$"), timeout=JOB_TIMEOUT_MS)
-    models.fill(models.input_value().splitlines()[-1])  # only the offline model
+    # the picked model alone, never added under another one
+    expect(models).to_have_value(re.compile(r"^[^\n]*models/demo-smolvlm$"),
+                                 timeout=JOB_TIMEOUT_MS)
     page.locator("#eval-lengths textarea, #eval-lengths input").first.fill("10, 20")
     page.locator("#eval-depths textarea, #eval-depths input").first.fill("0, 1")
     page.get_by_label("Frames per question").fill("4")

@@ -22,7 +22,7 @@ def test_generate_with_the_demo_model_fills_the_queue_then_restore_a_filtered_pa
     expect(table.get_by_test_id("cell-0-1")).to_have_text("shapes_parade.mp4", timeout=30_000)
     page.get_by_text("Generate pairs").click()
 
-    page.locator("#generate-use-demo").click()
+    page.locator("#model-use-demo").click()  # the app-wide picker; the panel follows it
     model = page.locator("#generate-model textarea, #generate-model input").first
     expect(model).to_have_value(re.compile(r"models/demo-smolvlm$"), timeout=JOB_TIMEOUT_MS)
     for label, value in [("Localized pairs per video", "2"), ("Comprehensive pairs per video", "2"),

@@ -30,7 +30,7 @@ def test_train_from_accepted_pairs(page: Page, app_url: str, app_data):
     page.goto(app_url)
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-counts")).to_contain_text("accepted pairs")
-    page.locator("#train-use-demo").click()
+    page.locator("#model-use-demo").click()  # the app-wide picker; the tab follows it
     model = page.locator("#train-model textarea, #train-model input").first
     expect(model).to_have_value(re.compile(r"models/demo-smolvlm$"), timeout=JOB_TIMEOUT_MS)
     page.get_by_label("Max steps (-1: epochs decide)").fill("3")

@@ -76,6 +76,34 @@ class JobsMixin:
                 [*changes.values(), job_id, *from_statuses])
         return cursor.rowcount == 1
 
+    def gpu_jobs(self) -> list[dict]:
+        """The unfinished jobs that need the GPU (``gpu = 1``), oldest first: the ones holding
+        a slot (running or cancelling) and the queue (queued). A queued job whose worker has
+        not yet said what it needs (``gpu`` NULL: still importing its kind) is in the queue
+        too, so GPU jobs start in the order they were submitted."""
+        return [decode_job(row) for row in self.db.query(
+            f"SELECT * FROM jobs WHERE (gpu = 1 OR (gpu IS NULL AND status = 'queued'))"
+            f" AND status IN ({marks(ACTIVE_STATUSES)}) ORDER BY id", ACTIVE_STATUSES)]
+
+    def start_gpu_job(self, job_id: int, slots: int, **changes: Any) -> bool:
+        """Start queued GPU job ``job_id`` (one marked ``gpu = 1``: status 'running' plus
+        ``changes``) only if no older GPU job (or older job not yet classified) is queued and
+        fewer than ``slots`` GPU jobs hold a slot; one statement, so two workers never take the last slot both. Returns whether
+        it started."""
+        changes = encode({**changes, "status": "running", "updated_at": now()})
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        holding = ("running", "cancelling")
+        with self.transaction() as db:
+            cursor = db.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'queued' AND gpu = 1"
+                " AND NOT EXISTS (SELECT 1 FROM jobs AS older WHERE"
+                "   (older.gpu = 1 OR older.gpu IS NULL)"  # NULL: not yet classified
+                "   AND older.status = 'queued' AND older.id < ?)"
+                " AND (SELECT COUNT(*) FROM jobs AS busy WHERE busy.gpu = 1"
+                f"   AND busy.status IN ({marks(holding)})) < ?",
+                [*changes.values(), job_id, job_id, *holding, slots])
+        return cursor.rowcount == 1
+
     def settle_ended_job(self, job_id: int, error: str, *, pid: int | None) -> bool:
         """Record the end of a job whose process is gone: failed with ``error``, or
         cancelled if it was being cancelled. Only while the job is unfinished and its pid is

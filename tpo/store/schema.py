@@ -194,10 +194,16 @@ def compare_and_eval(db: sqlite_utils.Database) -> None:
     db["eval_items"].create_index(["eval_id"])
 
 
+def job_resources(db: sqlite_utils.Database) -> None:
+    """Whether a job needs the GPU, recorded by its worker once it has loaded the job's kind
+    (NULL until then): the scheduler counts and queues GPU jobs by it (:mod:`tpo.jobs`)."""
+    db["jobs"].add_column("gpu", int)  # 1: a GPU kind (queued for a slot), 0: runs at once
+
+
 Step = Callable[[sqlite_utils.Database], None]
 
 # In order; each is recorded under its function's name, so a name never changes either.
-STEPS: list[Step] = [initial, generations, compare_and_eval]
+STEPS: list[Step] = [initial, generations, compare_and_eval, job_resources]
 SCHEMA_VERSION = len(STEPS)
 
 
