@@ -26,6 +26,17 @@ def store(settings) -> Store:
     s.close()
 
 
+@pytest.fixture
+def stop_workers(store):
+    """Kill the job workers a test left running: they are in sessions of their own, so they
+    would outlive it (use with ``pytestmark = pytest.mark.usefixtures("stop_workers")``)."""
+    from tpo import jobs
+
+    yield
+    for row in jobs.list_jobs(store, status=jobs.ACTIVE_STATUSES):
+        jobs.cancel(store, row["id"], force=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_smolvlm_dir(tmp_path_factory):
     from tpo.tiny import build_tiny_model  # torch: imported only by tests that need a model

@@ -24,12 +24,7 @@ DEADLINE_S = 60.0
 LONG = {"steps": 2000, "sleep_s": 0.05}  # far longer than any test waits for it
 
 
-@pytest.fixture(autouse=True)
-def no_worker_outlives_its_test(store):
-    """Kill what a test left running: workers are in sessions of their own."""
-    yield
-    for row in jobs.list_jobs(store, status=jobs.ACTIVE_STATUSES):
-        jobs.cancel(store, row["id"], force=True)
+pytestmark = pytest.mark.usefixtures("stop_workers")  # no worker outlives its test
 
 
 def submit(store: Store, tmp_path: Path, kind: str = "selftest-gpu", **params) -> int:

