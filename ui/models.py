@@ -31,8 +31,9 @@ STORAGE_KEY = "tpo-model-pick"
 # a new random key per start, would forget every browser's pick whenever the app restarts).
 STORAGE_SECRET = "tpo-studio-model-pick"
 DEMO_INFO = ("Using the offline demo model: a small SmolVLM trained on synthetic videos like the "
-             "demo library's. It answers their questions (colours, numbers, counts, order) well "
-             "on short clips and worse on long videos - the gap TPO is meant to close.")
+             "demo library's. On short clips it names colours and counts well above chance, "
+             "digits and order hardly; on long videos it does worse - the gap TPO is meant "
+             "to close.")
 
 
 def model_choices(store: Store) -> list[str]:
