@@ -25,7 +25,7 @@ from tpo.thumbs import frames_at
 from tpo.video import VideoError
 from ui import html
 from ui.identity import current_user
-from ui.jobs import job_html
+from ui.jobs import status_html
 from ui.models import ModelPicker, model_choices, picked_model
 from ui.tables import noted_table, table_or_note
 
@@ -199,7 +199,7 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
         row = row or compare.get(store, comparison_id)
         job = jobs.get(store, row["job_id"]) if row["job_id"] else None
         return (side_html(row, "a", name), side_html(row, "b", name), reveal_html(row, name),
-                job_html(job) if job and job["status"] != "succeeded" else "",
+                status_html(store, job) if job and job["status"] != "succeeded" else "",
                 frames_html(store, settings, row) if row["status"] == "done" else "")
 
     def on_video(choice):
