@@ -1,11 +1,14 @@
-"""Servers the tests start as real processes (the app, `transformers serve`): wait until one
-answers, and stop it, without leaving it behind."""
+"""Servers and workers the tests start as real processes (the app, `transformers serve`, job
+workers): wait until one answers or a condition holds, and stop it, without leaving it
+behind."""
 
 from __future__ import annotations
 
 import subprocess
 import time
 from typing import Callable
+
+import pytest
 
 
 def wait_until_ready(proc: subprocess.Popen, ready: Callable[[], bool], timeout_s: float,
@@ -35,3 +38,13 @@ def stop(proc: subprocess.Popen, grace_s: float = 20) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``predicate()`` every 50 ms until it is true; fail the test naming ``what`` after
+    ``timeout_s`` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)

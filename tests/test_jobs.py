@@ -10,10 +10,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from processes import wait_until
 
 from tpo import jobs
 from tpo.store import Store, StoreError, now
@@ -27,14 +27,6 @@ pytestmark = pytest.mark.usefixtures("stop_workers")  # no worker outlives its t
 
 def submit(store: Store, tmp_path: Path, **params) -> int:
     return jobs.submit(store, "selftest", params, log_dir=tmp_path / "logs")
-
-
-def wait_until(predicate, what: str):
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def process_gone(pid: int) -> bool:

@@ -11,10 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from processes import wait_until
 
 from tpo import jobs
 from tpo.jobs import registry, scheduler
@@ -29,14 +29,6 @@ pytestmark = pytest.mark.usefixtures("stop_workers")  # no worker outlives its t
 
 def submit(store: Store, tmp_path: Path, kind: str = "selftest-gpu", **params) -> int:
     return jobs.submit(store, kind, params, log_dir=tmp_path / "logs")
-
-
-def wait_until(predicate, what: str):
-    deadline = time.monotonic() + DEADLINE_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def wait_running(store: Store, job_id: int) -> dict:
@@ -125,12 +117,19 @@ def test_a_cpu_job_runs_beside_a_gpu_job(store, tmp_path):
     assert jobs.get(store, gpu)["status"] == "running"
 
 
-def test_cancelling_a_queued_gpu_job_stops_its_waiting_worker(store, tmp_path):
+def one_running_one_waiting(store: Store, tmp_path: Path) -> tuple[int, int, int]:
+    """A long GPU job holding the one slot and a second one waiting behind it: their ids and
+    the waiting worker's pid."""
     first = submit(store, tmp_path, **LONG)
     wait_running(store, first)
     second = submit(store, tmp_path, steps=2)
     pid = wait_text(store, second, "queued: 1st in line for the GPU, waiting for "
                                    f"selftest-gpu job #{first} to finish")["pid"]
+    return first, second, pid
+
+
+def test_cancelling_a_queued_gpu_job_stops_its_waiting_worker(store, tmp_path):
+    first, second, pid = one_running_one_waiting(store, tmp_path)
 
     asked = jobs.cancel(store, second)
     assert asked["status"] in ("cancelling", "cancelled")
@@ -144,11 +143,7 @@ def test_cancelling_a_queued_gpu_job_stops_its_waiting_worker(store, tmp_path):
 
 
 def test_a_waiting_worker_stopped_from_outside_says_so(store, tmp_path):
-    first = submit(store, tmp_path, **LONG)
-    wait_running(store, first)
-    second = submit(store, tmp_path, steps=2)
-    pid = wait_text(store, second, "queued: 1st in line for the GPU, waiting for "
-                                   f"selftest-gpu job #{first} to finish")["pid"]
+    first, second, pid = one_running_one_waiting(store, tmp_path)
 
     os.kill(pid, signal.SIGTERM)  # not through cancel()
     row = jobs.wait(store, second, DEADLINE_S)
