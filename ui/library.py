@@ -184,11 +184,12 @@ def build(store: Store, settings: Settings, header: gr.Markdown, picker) -> Libr
                 video_table(store, search_text, status_value), header_markdown(store, settings))
 
     # Filter as the user types (the change event carries the box's value, so a search never
-    # runs on a stale one) and on Enter; "always_last" drops keystrokes a newer one replaced.
+    # runs on a stale one; Enter adds nothing to it, so it triggers no second query);
+    # "always_last" drops keystrokes a newer one replaced.
     def show(search_text: str, status_value: str) -> pd.DataFrame:
         return video_table(store, search_text, status_value)
 
-    for event in (search.change, search.submit, status.change, refresh.click):
+    for event in (search.change, status.change, refresh.click):
         event(show, filters, table, trigger_mode="always_last", concurrency_id=TABLE_QUEUE)
     table.select(on_select, [table], [selected, player, details, strip, video_pairs, pairs_note])
     video_pairs.select(on_pair_select, [video_pairs], [selected_pair, pair_note])
