@@ -2,11 +2,11 @@
 
     python bench/eval_bench.py [--quick] [--cache data/bench]
 
-Answers the needle-in-a-haystack suite (tpo.needle, a small grid rendered once under --cache)
-with tpo.evaluate.answer_items - the code `tpo eval` runs - at batch sizes 1, 4 and 8, all in
+Answers the needle-in-a-haystack suite (tpo.evaluation.needle, a small grid rendered once under --cache)
+with tpo.evaluation.evaluate.answer_items - the code `tpo eval` runs - at batch sizes 1, 4 and 8, all in
 this run, with two models:
 
-* tiny  - the offline tiny SmolVLM (tpo.tiny.build_tiny_model)
+* tiny  - the offline tiny SmolVLM (tpo.models.tiny.build_tiny_model)
 * 256m  - a random-weight model of SmolVLM2-256M's real size (built once and cached under
           --cache, as bench/generate_bench.py does); skipped with --quick
 
@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generate_bench import ensure_random_model  # noqa: E402
 
-from tpo.evaluate import EvalConfig, answer_items  # noqa: E402
-from tpo.needle import NeedleConfig, build_needle_suite  # noqa: E402
-from tpo.tiny import build_tiny_model  # noqa: E402
-from tpo.vlm import VLM, ModelConfig  # noqa: E402
+from tpo.evaluation.evaluate import EvalConfig, answer_items  # noqa: E402
+from tpo.evaluation.needle import NeedleConfig, build_needle_suite  # noqa: E402
+from tpo.models.tiny import build_tiny_model  # noqa: E402
+from tpo.models.vlm import VLM, ModelConfig  # noqa: E402
 
 BATCH_SIZES = (1, 4, 8)
 # (needle grid, frames per question, answer tokens). The 256M model spends ~2 s of CPU per

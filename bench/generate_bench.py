@@ -2,15 +2,15 @@
 
     python bench/generate_bench.py [--quick] [--cache data/bench]
 
-Generates the preference pairs of one synthetic demo-like video (tpo.synth, rendered once and
+Generates the preference pairs of one synthetic demo-like video (tpo.media.synth, rendered once and
 cached under --cache; its ground-truth questions are used, so no captions or question writing)
 with two models, each two ways, all in this run:
 
-* tiny   - the offline tiny SmolVLM (tpo.tiny.build_tiny_model, ~0.2M parameters, 64 px frames)
-* 256m   - a random-weight model of SmolVLM2-256M's real size (tpo.tiny.build_random_model,
+* tiny   - the offline tiny SmolVLM (tpo.models.tiny.build_tiny_model, ~0.2M parameters, 64 px frames)
+* 256m   - a random-weight model of SmolVLM2-256M's real size (tpo.models.tiny.build_random_model,
            512 px frames, 64 tokens each; built once and cached under --cache)
 
-* real   - tpo.pairs.generate_for_video: plans every pair, decodes the union of their frames
+* real   - tpo.generation.pairs.generate_for_video: plans every pair, decodes the union of their frames
            once and answers on those
 * naive  - the same call with the model wrapped so that each answer first opens the video and
            decodes its own frames again (what a pipeline without frame reuse does). The
@@ -40,11 +40,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from tpo.pairs import GenerationConfig, generate_for_video  # noqa: E402
-from tpo.synth import DEMO_SPECS, build_demo_library  # noqa: E402
-from tpo.tiny import build_random_model, build_tiny_model  # noqa: E402
-from tpo.video import open_video  # noqa: E402
-from tpo.vlm import VLM, ModelConfig, VideoQuestion  # noqa: E402
+from tpo.generation.pairs import GenerationConfig, generate_for_video  # noqa: E402
+from tpo.media.synth import DEMO_SPECS, build_demo_library  # noqa: E402
+from tpo.models.tiny import build_random_model, build_tiny_model  # noqa: E402
+from tpo.media.video import open_video  # noqa: E402
+from tpo.models.vlm import VLM, ModelConfig, VideoQuestion  # noqa: E402
 
 PRESET = "smolvlm2-256m"
 # (demo video, pair settings, answer length in tokens). The 256M model spends ~2 s of CPU per

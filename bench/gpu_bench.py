@@ -5,13 +5,13 @@
 
 One command for a lent GPU machine (it never runs in the test suite). All in one run:
 
-1. The dataset: a 90 s synthetic video (tpo.synth ``mixed_signals``), one localized pair per
+1. The dataset: a 90 s synthetic video (tpo.media.synth ``mixed_signals``), one localized pair per
    timed event, accepted and exported as the paper's records: 64 frames uniformly over the
    whole video, the same frames for chosen and rejected (bench/train_bench.py ``prepare``).
 2. Random-weight models built from the real configs of SmolVLM2-256M-Video-Instruct and
-   SmolVLM2-2.2B-Instruct (``tpo.tiny.RANDOM_PRESETS``: the config values are typed in; no hub),
+   SmolVLM2-2.2B-Instruct (``tpo.models.tiny.RANDOM_PRESETS``: the config values are typed in; no hub),
    initialised on the GPU in bf16.
-3. Per model, tpo.train.train (TRL's DPOTrainer, DPO + SFT, bf16, gradient checkpointing on)
+3. Per model, tpo.training.train.train (TRL's DPOTrainer, DPO + SFT, bf16, gradient checkpointing on)
    three ways: LoRA with the reference computed by the policy with its adapters disabled
    (what tpo does), LoRA with a separate frozen reference copy, and the full fine-tune (TRL
    keeps its own reference copy). Each in a fresh process (bench/train_bench.py ``worker``):

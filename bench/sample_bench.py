@@ -6,11 +6,11 @@ Encodes (once; cached under --cache and reused) a 30-minute 320x180 video at 10 
 2-hour one at 2 fps, H.264 with a keyframe every 250 frames, then for each takes the same
 64 uniformly planned frames three ways, all in this run:
 
-* decord      - tpo.video with backend="decord" (get_batch on the planned indices)
-* pyav-seek   - tpo.video with backend="pyav" (seek to the keyframe before each, decode on)
+* decord      - tpo.media.video with backend="decord" (get_batch on the planned indices)
+* pyav-seek   - tpo.media.video with backend="pyav" (seek to the keyframe before each, decode on)
 * sequential  - PyAV decoding every frame from the start, keeping the planned ones
 
-The first two include opening the file (tpo.video indexes the packets on open); the
+The first two include opening the file (tpo.media.video indexes the packets on open); the
 sequential decode needs no index and is given the planned times. It asserts the
 three return the same timestamps and pixel-identical frames, each showing the frame number
 it should, and prints seconds and ratios against decord.
@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from tpo.video import open_video  # noqa: E402
+from tpo.media.video import open_video  # noqa: E402
 
 SIZE = (320, 180)
 GOP = 250
@@ -105,7 +105,7 @@ def sequential(path: Path, wanted: set[float]):
 
 
 def with_tpo(path: Path, backend: str, n: int):
-    """Open (index) and sample n frames with tpo.video's reader `backend`."""
+    """Open (index) and sample n frames with tpo.media.video's reader `backend`."""
     with open_video(path, backend=backend) as video:
         frames = video.sample(n)
         return frames.timestamps, frames.images

@@ -2,29 +2,29 @@
 
     python bench/train_bench.py [--quick] [--cache data/bench]
 
-Trains TPO (tpo.train.train: DPO + alpha * SFT with TRL's DPOTrainer, LoRA on the language
+Trains TPO (tpo.training.train.train: DPO + alpha * SFT with TRL's DPOTrainer, LoRA on the language
 model's projections, the project's defaults otherwise) on one small real dataset, with two
 models, each two ways, all in this run:
 
-* tiny      - the offline tiny SmolVLM (tpo.tiny.build_tiny_model, ~0.3M parameters,
+* tiny      - the offline tiny SmolVLM (tpo.models.tiny.build_tiny_model, ~0.3M parameters,
               64 px frames)
-* 256m      - a random-weight model of SmolVLM2-256M's real size (tpo.tiny.build_random_model,
+* 256m      - a random-weight model of SmolVLM2-256M's real size (tpo.models.tiny.build_random_model,
               512 px frames, 64 tokens each; built once and cached under --cache/models)
 
-* adapter-off - what tpo.train does: ref_model=None with a PEFT policy, so TRL computes the
+* adapter-off - what tpo.training.train does: ref_model=None with a PEFT policy, so TRL computes the
                 reference log-probs with the policy's LoRA adapters disabled (one copy of the
                 weights in memory)
 * ref-copy    - the same run with an explicit ref_model: a second, frozen copy of the base
                 model loaded from the same folder and passed to DPOTrainer beside the LoRA policy
                 (TRL 1.16 accepts it and then uses that model, never the adapter-off path)
 
-Both ways go through the very same tpo.train.train call: DPOTrainer is wrapped, in the
+Both ways go through the very same tpo.training.train.train call: DPOTrainer is wrapped, in the
 worker process only, by a subclass that counts the forward passes of the policy's and the
 reference's language model, and that for ref-copy loads the copy and passes it as ref_model.
 
-The dataset is built once: a synthetic video of tpo.synth (rendered once, cached under
+The dataset is built once: a synthetic video of tpo.media.synth (rendered once, cached under
 --cache/videos) is ingested into a temporary store, one localized pair per timed event is
-saved with save_generation and accepted with tpo.review.review, and tpo.export.export_pairs
+saved with save_generation and accepted with tpo.curation.review.review, and tpo.curation.export.export_pairs
 writes them (jsonl, FRAMES frames a pair).
 
 Every configuration trains in its own fresh subprocess, so that memory peaks never mix. The
@@ -75,7 +75,7 @@ sys.path.insert(0, str(ROOT))  # run from anywhere
 # subprocesses only: see the docstring on ru_maxrss.
 
 PRESET = "smolvlm2-256m"
-VIDEO = "countdown"  # tpo.synth demo video: 60 s, 6 timed events -> 6 localized pairs
+VIDEO = "countdown"  # tpo.media.synth demo video: 60 s, 6 timed events -> 6 localized pairs
 FRAMES = 4  # frames per exported pair (per side of the DPO batch: chosen and rejected)
 VARIANTS = ("adapter-off", "ref-copy")
 LABELS = {PRESET: "256m", "smolvlm2-2.2b": "2.2b"}  # short names of the random presets
@@ -188,13 +188,13 @@ def prepare(cache: Path, tmp: Path, video_name: str = VIDEO, frames: int = FRAME
     (once; on `device`, in bf16 there); prints the paths as a RESULT line."""
     import torch
 
-    from tpo.export import ExportConfig, export_pairs
-    from tpo.library import ingest
-    from tpo.review import review
+    from tpo.curation.export import ExportConfig, export_pairs
+    from tpo.media.library import ingest
+    from tpo.curation.review import review
     from tpo.store import Store
-    from tpo.synth import DEMO_SPECS, build_demo_library
-    from tpo.tiny import build_random_model, build_tiny_model
-    from tpo.video import open_video
+    from tpo.media.synth import DEMO_SPECS, build_demo_library
+    from tpo.models.tiny import build_random_model, build_tiny_model
+    from tpo.media.video import open_video
 
     spec = next(s for s in DEMO_SPECS if s.name == video_name)
     video = build_demo_library(cache / "videos", [spec])[0]
@@ -295,13 +295,13 @@ def model_flops(shapes: list[tuple[str, int, int, bool]], dims: dict) -> float:
 
 
 def worker(job: dict) -> None:
-    """Train one configuration with tpo.train.train and print its measurements."""
+    """Train one configuration with tpo.training.train.train and print its measurements."""
     import torch
     import trl
     from transformers import TrainerCallback
 
-    from tpo.train import TrainConfig, train
-    from tpo.vlm import load_model
+    from tpo.training.train import TrainConfig, train
+    from tpo.models.vlm import load_model
 
     ref_copy = job["variant"] == "ref-copy"
     counts = {"policy": 0, "ref": 0}
@@ -332,7 +332,7 @@ def worker(job: dict) -> None:
         """TRL's DPOTrainer, counting language-model forwards; ref-copy: with a ref_model."""
 
         def __init__(self, model=None, ref_model=None, **kwargs):
-            assert ref_model is None, "tpo.train passes no ref_model"
+            assert ref_model is None, "tpo.training.train passes no ref_model"
             _language_model(model).register_forward_pre_hook(counter("policy"), with_kwargs=True)
             _vision_model(model).register_forward_pre_hook(vision_counter, with_kwargs=True)
             info["dims"] = _dims(model)
@@ -382,7 +382,7 @@ def worker(job: dict) -> None:
             self.steps.append(time.perf_counter())
             self.cpu.append(cpu_s())
 
-    trl.DPOTrainer = BenchDPOTrainer  # tpo.train imports it from trl when train() runs
+    trl.DPOTrainer = BenchDPOTrainer  # tpo.training.train imports it from trl when train() runs
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     clock = Clock()
@@ -494,7 +494,7 @@ def main() -> None:
     first = results[0]
     versions = " · ".join(f"{name} {version}" for name, version in first["versions"].items())
     print(f"\n{versions}; device {first['device']}, torch threads "
-          f"{first['threads']}; tpo.train defaults (LoRA r=64 on the language model, gradient "
+          f"{first['threads']}; tpo.training.train defaults (LoRA r=64 on the language model, gradient "
           "checkpointing on, fp32 on CPU), lr 1e-3")
     for r in results:
         if r["variant"] == "ref-copy":

@@ -1,5 +1,5 @@
 """A minimal real HTTP server that speaks the OpenAI chat-completions JSON (or, on purpose,
-fails to), in a thread, for tests of the question writer and judge (:mod:`tpo.textlm`)."""
+fails to), in a thread, for tests of the question writer and judge (:mod:`tpo.models.textlm`)."""
 
 from __future__ import annotations
 

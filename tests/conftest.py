@@ -39,13 +39,13 @@ def stop_workers(store):
 
 @pytest.fixture(scope="session")
 def tiny_smolvlm_dir(tmp_path_factory):
-    from tpo.tiny import build_tiny_model  # torch: imported only by tests that need a model
+    from tpo.models.tiny import build_tiny_model  # torch: imported only by tests that need a model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-smolvlm", "smolvlm")
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2vl_dir(tmp_path_factory):
-    from tpo.tiny import build_tiny_model
+    from tpo.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2vl", "qwen2vl")

@@ -1,4 +1,4 @@
-"""Benchmark readers (tpo.benchmarks): small copies of each real layout with real videos."""
+"""Benchmark readers (tpo.evaluation.benchmarks): small copies of each real layout with real videos."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from media import make_video
 
-from tpo.benchmarks import BenchmarkError, SuiteLoad, load_suite
+from tpo.evaluation.benchmarks import BenchmarkError, SuiteLoad, load_suite
 
 
 @pytest.fixture(scope="module")
@@ -308,7 +308,7 @@ def test_longvideobench_rejects_the_test_split(tmp_path):
 def test_unknown_suite_and_needle():
     with pytest.raises(BenchmarkError, match="unknown benchmark 'mvbench'"):
         load_suite("mvbench:/x")
-    with pytest.raises(BenchmarkError, match="tpo.needle"):
+    with pytest.raises(BenchmarkError, match="tpo.evaluation.needle"):
         load_suite("needle")
     with pytest.raises(BenchmarkError, match="videomme:PATH"):
         load_suite("videomme")

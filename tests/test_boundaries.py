@@ -107,7 +107,7 @@ def test_tpo_serve_starts_the_app_through_its_entry_point(tmp_path):
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_module_imports_another_modules_private_names(path):
     """A name with a leading underscore is its module's own; what another module needs is
-    public (tpo.vlm.load_model, tpo.train.log_handler, ...)."""
+    public (tpo.models.vlm.load_model, tpo.training.train.log_handler, ...)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     private = [f"{node.module}.{a.name}" for node in ast.walk(tree)
                if isinstance(node, ast.ImportFrom) and node.module and not node.level

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from media import make_bad_files, make_video
 
-from tpo import compare, jobs
-from tpo.compare import CompareConfig, VoteError, wilson
-from tpo.library import ingest
-from tpo.modelref import ModelRef
+from tpo import jobs
+from tpo.evaluation import compare
+from tpo.evaluation.compare import CompareConfig, VoteError, wilson
+from tpo.media.library import ingest
+from tpo.models.modelref import ModelRef
 from tpo.store import StoreError, now
 
 JOB_TIMEOUT_S = 300
@@ -113,9 +114,9 @@ def test_compare_config_is_validated():
 
 def expected_answer(store, video_id: int, model_dir, n_frames: int, max_new_tokens: int) -> str:
     """What VLM.answer says on the frames the job samples (greedy: the same text)."""
-    from tpo.prompts import VideoQuestion
-    from tpo.video import sample
-    from tpo.vlm import VLM, ModelConfig
+    from tpo.models.prompts import VideoQuestion
+    from tpo.media.video import sample
+    from tpo.models.vlm import VLM, ModelConfig
 
     vid = store.get_video(video_id)
     frames = sample(vid["path"], n_frames)
@@ -229,9 +230,9 @@ def test_a_comparison_whose_job_was_killed_reads_as_failed(store, video_id):
 
 
 def test_stream_grows_to_the_answer(tiny_smolvlm_dir, tmp_path):
-    from tpo.prompts import VideoQuestion
-    from tpo.video import probe, sample
-    from tpo.vlm import VLM, ModelConfig
+    from tpo.models.prompts import VideoQuestion
+    from tpo.media.video import probe, sample
+    from tpo.models.vlm import VLM, ModelConfig
 
     path = make_video(tmp_path / "clip.mp4", duration_s=2, fps=4, size=(64, 48))
     frames = sample(path, 3)

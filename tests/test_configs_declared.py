@@ -10,9 +10,9 @@ import pytest
 from tpo.cli import cli
 from tpo.configs import ConfigError, click_option, field_spec, widget_args
 from tpo.errors import TPOError
-from tpo.evaluate import EvalConfig
-from tpo.filters import FilterConfig
-from tpo.pairs import GenerationConfig
+from tpo.evaluation.evaluate import EvalConfig
+from tpo.generation.filters import FilterConfig
+from tpo.generation.pairs import GenerationConfig
 
 
 @pytest.mark.parametrize("config, values, message", [

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tpo import jobs
 from tpo.cli import cli
-from tpo.train import PRESETS, build_parser, hyperparameters, parse_command_line
+from tpo.training.train import PRESETS, build_parser, hyperparameters, parse_command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ["--model", "m", "--data", "d", "--output", "o"]

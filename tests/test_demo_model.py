@@ -1,7 +1,7 @@
 """The offline demo model: its training data, its inputs, and that it really answers.
 
 The shipped weights are installed once per session (seconds) and asked about clips it never
-saw, through the same path every model takes (real H.264 files, tpo.video, tpo.vlm).
+saw, through the same path every model takes (real H.264 files, tpo.media.video, tpo.models.vlm).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tpo import demo_data, demo_eval, demo_model, demo_train, synth
-from tpo.mcq import parse_choice, same_words
-from tpo.prompts import time_prompt
-from tpo.vlm import VLM, ModelConfig
+from tpo.media import synth
+from tpo.models import demo_data, demo_eval, demo_model, demo_train
+from tpo.evaluation.mcq import parse_choice, same_words
+from tpo.models.prompts import time_prompt
+from tpo.models.vlm import VLM, ModelConfig
 
 
 @pytest.fixture(scope="session")
@@ -119,8 +120,8 @@ def test_free_form_grading_ignores_case_and_punctuation():
 
 
 def test_open_answers_grade_the_demo_model_on_the_synthetic_suite(demo_dir, tmp_path):
-    from tpo.evaluate import EvalConfig, answer_items, summarize
-    from tpo.synthetic_suite import load_synthetic_suite
+    from tpo.evaluation.evaluate import EvalConfig, answer_items, summarize
+    from tpo.evaluation.synthetic_suite import load_synthetic_suite
 
     for i in range(6):  # single-event clips: the colour or number question, and a count
         spec = demo_data.clip_spec(random.Random(demo_eval.HELD_OUT_SEED + 950 + i), 12.0, 1)

@@ -12,14 +12,14 @@ import pytest
 from media import make_video
 from PIL import Image
 
-from tpo import eval_results as er
-from tpo import evaluate as ev
+from tpo.evaluation import eval_results as er
+from tpo.evaluation import evaluate as ev
 from tpo import jobs
-from tpo.evaluate import EvalConfig
-from tpo.mcq import MCQItem
-from tpo.modelref import ModelRef
-from tpo.needle import NeedleConfig, build_needle_suite
-from tpo.prompts import Reply
+from tpo.evaluation.evaluate import EvalConfig
+from tpo.evaluation.mcq import MCQItem
+from tpo.models.modelref import ModelRef
+from tpo.evaluation.needle import NeedleConfig, build_needle_suite
+from tpo.models.prompts import Reply
 from tpo.store import StoreError
 
 JOB_TIMEOUT_S = 300

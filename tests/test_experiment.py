@@ -14,17 +14,17 @@ import datasets
 import pytest
 from click.testing import CliRunner
 
-from tpo import eval_results as er
-from tpo import synth
+from tpo.evaluation import eval_results as er
+from tpo.media import synth
 from tpo.cli import cli
-from tpo.evaluate import EvalConfig, load_suite
-from tpo.experiment import (HELDOUT_SEED_BASE, STATE_FILE, TRAIN_SEED_BASE, ExperimentConfig,
+from tpo.evaluation.evaluate import EvalConfig, load_suite
+from tpo.evaluation.experiment import (HELDOUT_SEED_BASE, STATE_FILE, TRAIN_SEED_BASE, ExperimentConfig,
                             ExperimentError, ExperimentInterrupted, Reporter, run_experiment,
                             video_specs)
-from tpo.library import file_sha256
-from tpo.mcq import LETTERS
+from tpo.media.library import file_sha256
+from tpo.evaluation.mcq import LETTERS
 from tpo.store import Store
-from tpo.synthetic_suite import length_label, load_synthetic_suite
+from tpo.evaluation.synthetic_suite import length_label, load_synthetic_suite
 
 # A loop that runs in about a minute on 2 CPU cores with the tiny model: 2 + 2 short videos
 # at 1 fps, 8 frames, 2 + 2 pairs a video, 2 optimizer steps, a 2 x 2 needle grid. The tiny
@@ -267,7 +267,7 @@ def test_length_labels(seconds, label):
 
 
 def test_the_sft_ablation_is_a_train_option():
-    from tpo.train import TrainConfig, cli_args
+    from tpo.training.train import TrainConfig, cli_args
 
     sft = ExperimentConfig(model="m", **TINY).training("sft", "out", base="m")
     assert (sft.dpo_weight, sft.alpha) == (0.0, 0.5)

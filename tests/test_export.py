@@ -16,13 +16,13 @@ from click.testing import CliRunner
 from media import make_video, read_index
 
 from tpo.cli import cli
-from tpo.export import COLUMNS, ExportConfig, ExportError, export_pairs
-from tpo.prompts import time_prompt
-from tpo.importer import ImportValidationError, import_file
-from tpo.library import ingest
-from tpo.review import effective, replay, review
+from tpo.curation.export import COLUMNS, ExportConfig, ExportError, export_pairs
+from tpo.models.prompts import time_prompt
+from tpo.curation.importer import ImportValidationError, import_file
+from tpo.media.library import ingest
+from tpo.curation.review import effective, replay, review
 from tpo.store import Store
-from tpo.video import open_video
+from tpo.media.video import open_video
 
 FPS = 4  # the clip's frame k is at k / FPS s and shows k as bars (media.read_index)
 # The 20 s clip's whole-video frames: 20 (one per second), the centres of 20 equal bins.
@@ -37,7 +37,7 @@ def clip(tmp_path_factory):
 
 
 def _pair(kind, strategy, question, chosen, rejected, segment, chosen_t, rejected_t, status):
-    """A pair row as tpo.pairs makes it."""
+    """A pair row as tpo.generation.pairs makes it."""
     return {"kind": kind, "strategy": strategy, "question": question, "chosen": chosen,
             "rejected": rejected, "segment_start": segment[0] if segment else None,
             "segment_end": segment[1] if segment else None, "chosen_timestamps": chosen_t,
@@ -178,7 +178,7 @@ def test_export_through_one_dpo_step_on_the_tiny_model(lib, tmp_path, tiny_smolv
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig, DPOTrainer
 
-    from tpo.vlm import configure_for_frames
+    from tpo.models.vlm import configure_for_frames
 
     out = tmp_path / "out"
     export_pairs(lib.store, out, ExportConfig(frames=4))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tpo.filters import FilterConfig, is_refusal, judge_reason, parse_verdict, rule_reason
+from tpo.generation.filters import FilterConfig, is_refusal, judge_reason, parse_verdict, rule_reason
 
 Q = "What colour is the circle in the top-left of the frame?"
 

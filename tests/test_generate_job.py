@@ -8,9 +8,9 @@ from chat_server import MODEL_ID, ChatServer, closed_port_url
 from media import make_video
 
 from tpo import jobs
-from tpo.generate import job_params
-from tpo.library import ingest
-from tpo.pairs import GenerationConfig
+from tpo.generation.generate import job_params
+from tpo.media.library import ingest
+from tpo.generation.pairs import GenerationConfig
 
 SMALL = GenerationConfig(localized=1, comprehensive=1, segment_min_s=3, segment_max_s=5,
                          segment_frames=4, dense=8, sparse=2, caption_frames=2, max_side=64)

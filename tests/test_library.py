@@ -7,8 +7,8 @@ import shutil
 import pytest
 from media import make_bad_files, make_video
 
-from tpo import library, synth
-from tpo.library import build_demo, ingest
+from tpo.media import library, synth
+from tpo.media.library import build_demo, ingest
 
 
 @pytest.fixture(scope="module")

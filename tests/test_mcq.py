@@ -1,10 +1,10 @@
-"""MCQItem and reading the chosen letter out of real-looking model answers (tpo.mcq)."""
+"""MCQItem and reading the chosen letter out of real-looking model answers (tpo.evaluation.mcq)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tpo.mcq import MCQ_SUFFIX, MCQItem, match_option, parse_choice
+from tpo.evaluation.mcq import MCQ_SUFFIX, MCQItem, match_option, parse_choice
 
 OPTIONS = ["blue square", "green triangle", "red circle", "red"]  # C contains D's text
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tpo.modelref import ModelRef, resolve
+from tpo.models.modelref import ModelRef, resolve
 from tpo.store import StoreError, now
 
 

@@ -1,4 +1,4 @@
-"""Tests for tpo.needle: a tiny suite really rendered into tmp_path, its grid and heatmap."""
+"""Tests for tpo.evaluation.needle: a tiny suite really rendered into tmp_path, its grid and heatmap."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tpo.mcq import MCQItem
-from tpo.needle import NeedleConfig, build_needle_suite, heatmap_png, needle_grid
-from tpo.synth import COLORS, event_box
-from tpo.video import open_video
+from tpo.evaluation.mcq import MCQItem
+from tpo.evaluation.needle import NeedleConfig, build_needle_suite, heatmap_png, needle_grid
+from tpo.media.synth import COLORS, event_box
+from tpo.media.video import open_video
 
 TINY = NeedleConfig(lengths_s=(10, 20), depths=(0, 1), fps=1, needle_len_s=3)
 

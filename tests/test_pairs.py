@@ -12,14 +12,15 @@ import pytest
 from chat_server import MODEL_ID, ChatServer
 from media import make_video
 
-from tpo import synth, textlm
-from tpo.filters import FilterConfig
-from tpo.generate import generate
-from tpo.library import ingest
-from tpo.pairs import (PAIR_FORMAT_VERSION, GenerationConfig, choose_segments, generate_for_video,
+from tpo.media import synth
+from tpo.models import textlm
+from tpo.generation.filters import FilterConfig
+from tpo.generation.generate import generate
+from tpo.media.library import ingest
+from tpo.generation.pairs import (PAIR_FORMAT_VERSION, GenerationConfig, choose_segments, generate_for_video,
                        run_key)
-from tpo.video import open_video
-from tpo.vlm import VLM, ModelConfig
+from tpo.media.video import open_video
+from tpo.models.vlm import VLM, ModelConfig
 
 SMALL = dict(segment_min_s=3, segment_max_s=6, segment_frames=4, incomplete_frames=2, dense=8,
              sparse=2, caption_frames=2, overview_chunks=2, max_side=64)
@@ -181,7 +182,7 @@ ALL_YES = "CORRECT: YES\nBETTER: YES\nCLEAR: YES"
 @pytest.fixture(scope="module")
 def tiny_writer(tmp_path_factory):
     """A real local text model (tiny, random) as question writer."""
-    from tpo.tiny import build_tiny_text_model
+    from tpo.models.tiny import build_tiny_text_model
 
     folder = build_tiny_text_model(tmp_path_factory.mktemp("models") / "tiny-text")
     with textlm.load(str(folder), role="question writer", max_new_tokens=6) as writer:

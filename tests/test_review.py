@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tpo.review import bulk_review, effective, replay, review
+from tpo.curation.review import bulk_review, effective, replay, review
 from tpo.store import ConflictError, StoreError
 
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tpo.review import effective
+from tpo.curation.review import effective
 from tpo.store import NotFoundError, Pair, StoreError, swap_sides
 
 

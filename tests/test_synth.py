@@ -1,4 +1,4 @@
-"""Tests for tpo.synth: real H.264 files rendered into tmp_path and decoded with PyAV."""
+"""Tests for tpo.media.synth: real H.264 files rendered into tmp_path and decoded with PyAV."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from tpo import synth
-from tpo.synth import (COLORS, DEMO_SPECS, VideoSpec, build_demo_library, event_box, ground_truth,
+from tpo.media import synth
+from tpo.media.synth import (COLORS, DEMO_SPECS, VideoSpec, build_demo_library, event_box, ground_truth,
                        needle_spec, number_event, random_events, render_video, shape_event)
 
 # 12 s at 4 fps = 48 frames; a keyframe every 10 frames. Events in different corners,

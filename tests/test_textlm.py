@@ -1,4 +1,4 @@
-"""The question writer and judge models (tpo.textlm): the real SmolLM2 GGUF, a real
+"""The question writer and judge models (tpo.models.textlm): the real SmolLM2 GGUF, a real
 ``transformers serve`` OpenAI-compatible server, tiny local models, and servers that are
 down or answer garbage."""
 
@@ -16,9 +16,10 @@ from chat_server import MODEL_ID, ChatServer, closed_port_url
 from media import make_video
 from processes import stop, wait_until_ready
 
-from tpo import filters, textlm
-from tpo.pairs import LOCALIZED_WRITER_PROMPT, GenerationConfig, generate_for_video
-from tpo.textlm import TextModelError
+from tpo.generation import filters
+from tpo.models import textlm
+from tpo.generation.pairs import LOCALIZED_WRITER_PROMPT, GenerationConfig, generate_for_video
+from tpo.models.textlm import TextModelError
 
 SERVE_START_TIMEOUT_S = 180  # importing torch and transformers on a busy 2-core machine
 CAPTION = "A red ball rolls across a wooden table, hits a blue cup and falls off the edge."
@@ -36,7 +37,7 @@ def smollm2():
 
 @pytest.fixture(scope="module")
 def tiny_text_dir(tmp_path_factory):
-    from tpo.tiny import build_tiny_text_model
+    from tpo.models.tiny import build_tiny_text_model
 
     return build_tiny_text_model(tmp_path_factory.mktemp("models") / "tiny-text")
 
@@ -86,7 +87,7 @@ def test_smollm2_writes_and_judges_real_pairs(smollm2, tiny_smolvlm_dir, tmp_pat
     """The whole pipeline with SmolLM2 as writer and judge: every question is its own, every
     pair records both, and the judge's verdict (or its unreadability) is the only judge
     reason there can be."""
-    from tpo.vlm import VLM, ModelConfig
+    from tpo.models.vlm import VLM, ModelConfig
 
     clip = make_video(tmp_path / "clip.mp4", duration_s=12, fps=4, size=(64, 48))
     config = GenerationConfig(localized=1, comprehensive=1, questions="model", segment_min_s=3,

@@ -9,8 +9,8 @@ import pytest
 from media import make_video
 from PIL import Image
 
-from tpo import video
-from tpo.thumbs import format_time, frame_strip, frames_at
+from tpo.media import video
+from tpo.media.thumbs import format_time, frame_strip, frames_at
 
 
 def test_strip_matches_uniform_sampling_and_is_cached(tmp_path):

@@ -13,7 +13,7 @@ from transformers import (
 )
 from trl.chat_template_utils import get_training_chat_template
 
-from tpo.tiny import ARCHS, IMAGE_SIZE, build_tiny_model, build_tiny_text_model
+from tpo.models.tiny import ARCHS, IMAGE_SIZE, build_tiny_model, build_tiny_text_model
 
 # Placeholders the chat template writes per image, and what a frame expands to in the prompt.
 PLACEHOLDER = {"smolvlm": "<image>", "qwen2vl": "<|vision_start|><|image_pad|><|vision_end|>"}
@@ -94,7 +94,7 @@ def test_random_preset_has_smolvlm2_256m_real_size():
     import torch
     from transformers import SmolVLMForConditionalGeneration
 
-    from tpo.tiny import RANDOM_PRESETS, _preset_config, _preset_processor
+    from tpo.models.tiny import RANDOM_PRESETS, _preset_config, _preset_processor
 
     preset = RANDOM_PRESETS["smolvlm2-256m"]
     processor = _preset_processor(preset)
@@ -122,7 +122,7 @@ def test_random_preset_has_smolvlm2_256m_real_size():
 
 
 def test_unknown_random_preset_is_refused(tmp_path):
-    from tpo.tiny import build_random_model
+    from tpo.models.tiny import build_random_model
 
     with pytest.raises(ValueError, match="smolvlm2-256m"):
         build_random_model(tmp_path, "llava-7b")

@@ -1,4 +1,4 @@
-"""TPO training (tpo.train) for real: the tiny random models, a real export of reviewed
+"""TPO training (tpo.training.train) for real: the tiny random models, a real export of reviewed
 pairs, TRL's DPOTrainer on the CPU - LoRA and full fine-tune, the SFT term, resume, the
 `train` job (metrics, cancel, clear failures, model registry) and two processes over gloo."""
 
@@ -21,18 +21,19 @@ import torch
 from media import make_video, read_index
 from transformers import TrainerCallback
 
-from tpo import export as export_module
-from tpo import jobs, train_job
-from tpo.export import ExportConfig, export_pairs
-from tpo.library import ingest
-from tpo.review import review
+from tpo.curation import export as export_module
+from tpo import jobs
+from tpo.training import train_job
+from tpo.curation.export import ExportConfig, export_pairs
+from tpo.media.library import ingest
+from tpo.curation.review import review
 from tpo.store import Store
-from tpo.train import (LANGUAGE_LORA_TARGET, OOM, TrainConfig, _clear_errors, build_parser,
+from tpo.training.train import (LANGUAGE_LORA_TARGET, OOM, TrainConfig, _clear_errors, build_parser,
                        config_from_args, resolve, train)
-from tpo.train_data import NO_DATA, TrainError, cap_frames, load_pairs
-from tpo.train_job import _free_port, job_params
-from tpo.video import open_video
-from tpo.vlm import ModelConfig, ModelLoadError, time_prompt
+from tpo.training.train_data import NO_DATA, TrainError, cap_frames, load_pairs
+from tpo.training.train_job import _free_port, job_params
+from tpo.media.video import open_video
+from tpo.models.vlm import ModelConfig, ModelLoadError, time_prompt
 
 FPS = 4
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +129,7 @@ def _logits(vlm, export):
 
 def test_lora_run_trains_the_language_model_and_writes_its_outputs(tiny_smolvlm_dir, export,
                                                                    tmp_path):
-    from tpo.vlm import VLM
+    from tpo.models.vlm import VLM
 
     out = tmp_path / "run"
     snap = _Snapshots()
@@ -222,7 +223,7 @@ def test_full_fine_tune_freezes_the_vision_encoder(tiny_smolvlm_dir, export, tmp
     moved = [n for n in snap.before if not torch.equal(snap.before[n], snap.after[n])]
     assert any("text_model.layers" in n for n in moved)
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
-    from tpo.vlm import VLM
+    from tpo.models.vlm import VLM
 
     with VLM.load(ModelConfig(model=str(out), device="cpu")) as tuned:  # a complete model
         assert torch.isfinite(_logits(tuned, export)).all()
@@ -295,9 +296,9 @@ def test_clear_errors_for_missing_data_model_oom_and_full_disk(tiny_smolvlm_dir,
 
 
 def test_importing_the_module_loads_no_ml_library():
-    """The app process imports tpo.train for TrainConfig and tpo.train_job for job_params
+    """The app process imports tpo.training.train for TrainConfig and tpo.training.train_job for job_params
     (docs/architecture.md)."""
-    code = ("import sys, tpo.train as t, tpo.train_job as j; "
+    code = ("import sys, tpo.training.train as t, tpo.training.train_job as j; "
             "j.job_params(t.TrainConfig('m', 'd', 'o')); "
             "print(sorted({'torch', 'transformers', 'trl', 'peft', 'datasets'} & "
             "set(sys.modules)))")
@@ -306,7 +307,7 @@ def test_importing_the_module_loads_no_ml_library():
     assert out == "[]"
     from transformers import TrainerCallback
 
-    from tpo.train import MetricsCallback  # built on first use
+    from tpo.training.train import MetricsCallback  # built on first use
 
     assert issubclass(MetricsCallback, TrainerCallback)
 
@@ -329,7 +330,7 @@ def test_config_validation_and_cli():
     with pytest.raises(ValueError, match="frames_from must be one of whole"):
         job_params(config, export_from_store=True, frames_from="segment")
     assert job_params(config)["export"] == {"frames": 64, "frames_from": "whole"}
-    # train_job repeats tpo.export's choices (importing it would load datasets in the app).
+    # train_job repeats tpo.curation.export's choices (importing it would load datasets in the app).
     assert train_job.FRAME_SOURCES == export_module.FRAME_SOURCES
     assert train_job.DEFAULT_FRAMES == export_module.DEFAULT_FRAMES == ExportConfig().frames
     for bad in ({"preset": "gpt"}, {"alpha": -1.0}, {"warmup_ratio": 1.5},
@@ -395,7 +396,7 @@ def _models(store):
 def test_train_job_on_the_accepted_pairs_reports_metrics_and_registers_the_model(
         tiny_smolvlm_dir, export, store, settings, tmp_path):
     """No data folder: the job exports the store's accepted pairs into the run's folder."""
-    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train_job:run_job'"
+    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.training.train_job:run_job'"
     _accept_pairs(store, export.clip)
     out = tmp_path / "job-run"
     job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, out, data=None,
@@ -491,7 +492,7 @@ def test_two_ranks_with_torchrun(tiny_smolvlm_dir, export, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(_free_port()), "-m", "tpo.train",
+               "--master_port", str(_free_port()), "-m", "tpo.training.train",
                "--model", str(tiny_smolvlm_dir), "--data", str(export.dir), "--output", str(out),
                "--max-steps", "2", "--lr", "1e-3", "--warmup-ratio", "0", "--lora-r", "8",
                "--cache-dir", export.cache, "--use-cpu"]
@@ -508,7 +509,7 @@ def test_two_ranks_with_torchrun(tiny_smolvlm_dir, export, tmp_path):
 
 def test_train_job_with_accelerate_on_two_processes(tiny_smolvlm_dir, export, store, settings,
                                                     tmp_path):
-    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.train_job:run_job'"
+    assert "train" in jobs.KINDS, "tpo.jobs.KINDS needs 'train': 'tpo.training.train_job:run_job'"
     out = tmp_path / "accel"
     job_id = _submit(store, settings, _config(tiny_smolvlm_dir, export, out, max_steps=2),
                      launcher="accelerate", num_processes=2,

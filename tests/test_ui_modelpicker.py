@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tpo.demo_model import DEMO_VERSION, MARKER
+from tpo.models.demo_model import DEMO_VERSION, MARKER
 from ui import models
 from ui.models import (default_pick, demo_folder, follow_values, hub_note, initial_pick, recall,
                        remember, restored_pick)
@@ -21,7 +21,7 @@ def no_progress(*_args, **_kwargs) -> None:
 
 
 def install_fake_demo(settings) -> str:
-    """A folder :func:`tpo.demo_model.is_demo_model` accepts (no weights: nothing loads it)."""
+    """A folder :func:`tpo.models.demo_model.is_demo_model` accepts (no weights: nothing loads it)."""
     folder = demo_folder(settings)
     folder.mkdir(parents=True)
     (folder / MARKER).write_text(json.dumps({"version": DEMO_VERSION}))

@@ -1,4 +1,4 @@
-"""tpo.video on real encoded files: exact timestamps, the right frames, clear errors.
+"""tpo.media.video on real encoded files: exact timestamps, the right frames, clear errors.
 
 Every clip is encoded here (tests/media.py) and every frame shows its own index, so each test
 checks that the pixels returned are those of the frame the index and timestamp claim.
@@ -16,8 +16,8 @@ import pytest
 
 from media import UNREADABLE_KINDS, make_bad_files, make_video, read_index
 
-import tpo.video  # noqa: E402
-from tpo.video import Frames, VideoError, VideoInfo, open_video, probe, sample  # noqa: E402
+import tpo.media.video  # noqa: E402
+from tpo.media.video import Frames, VideoError, VideoInfo, open_video, probe, sample  # noqa: E402
 
 FPS = 10
 VFR_TIMES = [0.0, 0.1, 0.2, 0.5, 0.6, 1.5, 1.6, 1.7, 3.0, 3.05, 3.1, 4.0]  # 1.7 -> 3.0 held
@@ -334,9 +334,9 @@ def test_decode_false_decodes_nothing(clips, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("pixels decoded")
 
-    monkeypatch.setattr(tpo.video._PyAVReader, "decode", refuse)
-    monkeypatch.setattr(tpo.video._DecordReader, "decode", refuse)
-    monkeypatch.setattr(tpo.video._DecordReader, "__init__", refuse)  # not even opened
+    monkeypatch.setattr(tpo.media.video._PyAVReader, "decode", refuse)
+    monkeypatch.setattr(tpo.media.video._DecordReader, "decode", refuse)
+    monkeypatch.setattr(tpo.media.video._DecordReader, "__init__", refuse)  # not even opened
     frames = sample(clips["long"], 64, segment=(60, 300), sparse=8, seed=1, decode=False)
     assert len(frames.indices) == 8 and frames.images is None
 

@@ -12,9 +12,9 @@ from media import make_video
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from tpo.tiny import ARCHS, IMAGE_SIZE, build_tiny_text_model
-from tpo.video import probe, sample
-from tpo.vlm import ModelConfig, ModelLoadError, VideoQuestion, VLM, time_prompt
+from tpo.models.tiny import ARCHS, IMAGE_SIZE, build_tiny_text_model
+from tpo.media.video import probe, sample
+from tpo.models.vlm import ModelConfig, ModelLoadError, VideoQuestion, VLM, time_prompt
 
 MAX_NEW_TOKENS = 8
 

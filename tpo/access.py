@@ -22,7 +22,7 @@ from typing import Iterable
 
 from tpo.config import Settings
 from tpo.errors import TPOError
-from tpo.library import find_video_files
+from tpo.media.library import find_video_files
 
 
 class AccessError(TPOError, PermissionError):
@@ -36,7 +36,7 @@ def can_add_by_path(settings: Settings, user: str) -> bool:
 
 def check_server_paths(settings: Settings, user: str, paths: Iterable[str | Path]) -> list[Path]:
     """The video files that ``paths`` (files or folders) name, resolved, for
-    :func:`tpo.library.ingest`.
+    :func:`tpo.media.library.ingest`.
 
     In a shared app raises :class:`AccessError` unless ``user`` is an admin and every path,
     and every file found in a folder, resolves (symlinks and ``..`` followed) below a library

@@ -16,18 +16,19 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from tpo import __version__, video
+from tpo import __version__
+from tpo.media import video
 from tpo.config import Settings
 from tpo.configs import click_option
 from tpo.errors import TPOError
-from tpo.evaluate import EvalConfig
-from tpo.experiment import config_fields as experiment_fields  # torch-free
-from tpo.generate import DEFAULT_JUDGE, DEFAULT_WRITER
-from tpo.library import IngestReport, build_demo, ingest
-from tpo.pairs import GenerationConfig
-from tpo.review import effective, review
+from tpo.evaluation.evaluate import EvalConfig
+from tpo.evaluation.experiment import config_fields as experiment_fields  # torch-free
+from tpo.generation.generate import DEFAULT_JUDGE, DEFAULT_WRITER
+from tpo.media.library import IngestReport, build_demo, ingest
+from tpo.generation.pairs import GenerationConfig
+from tpo.curation.review import effective, review
 from tpo.store import DatabaseError, Store, StoreError, database_error
-from tpo.thumbs import format_time
+from tpo.media.thumbs import format_time
 
 
 class Context:
@@ -220,7 +221,7 @@ def tiny_model(out: Path, arch: str, seed: int) -> None:
     It runs every real code path (processor, chat template, generate, DPO, LoRA) and
     answers nonsense. Use it with `tpo generate --model OUT`.
     """
-    from tpo.tiny import build_tiny_model
+    from tpo.models.tiny import build_tiny_model
 
     path = build_tiny_model(out, arch=arch, seed=seed)
     click.echo(f"built a tiny {arch} model in {path}")
@@ -242,7 +243,7 @@ def demo_model_cmd(out: Path, retrain: bool, seed: int, videos: int | None, as_j
     It loads like any hub model (`--model OUT` everywhere). It was trained on short clips, so
     it is good on them and weaker on long videos - the gap TPO is meant to close.
     """
-    from tpo.demo_model import ensure_demo_model
+    from tpo.models.demo_model import ensure_demo_model
 
     bar = tqdm(desc="training the demo model" if retrain else "installing the demo model",
                unit="step", file=sys.stderr, leave=False)
@@ -260,7 +261,7 @@ def demo_model_cmd(out: Path, retrain: bool, seed: int, videos: int | None, as_j
     if not videos:
         click.echo(f"demo model in {path}")
         return
-    from tpo.demo_eval import report
+    from tpo.models.demo_eval import report
 
     with tqdm(desc="asking held-out videos", unit="video", file=sys.stderr, leave=False) as bar2:
         def step(done: int, total: int) -> None:
@@ -272,12 +273,12 @@ def demo_model_cmd(out: Path, retrain: bool, seed: int, videos: int | None, as_j
 
 
 def _generation_option(name: str):
-    """A ``tpo generate`` option declared by :class:`tpo.pairs.GenerationConfig`'s field."""
+    """A ``tpo generate`` option declared by :class:`tpo.generation.pairs.GenerationConfig`'s field."""
     return click_option(GenerationConfig, name)
 
 
 def _eval_option(name: str, **overrides):
-    """A ``tpo eval`` option declared by :class:`tpo.evaluate.EvalConfig`'s field."""
+    """A ``tpo eval`` option declared by :class:`tpo.evaluation.evaluate.EvalConfig`'s field."""
     return click_option(EvalConfig, name, **overrides)
 
 
@@ -315,9 +316,9 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
     A writer or judge that fails mid-run (a server gone down) stops the run with exit
     status 1; the videos finished before it keep their pairs.
     """
-    from tpo.generate import generate
-    from tpo.textlm import TextModelError, open_judge, open_writer
-    from tpo.vlm import VLM, ModelConfig, ModelLoadError
+    from tpo.generation.generate import generate
+    from tpo.models.textlm import TextModelError, open_judge, open_writer
+    from tpo.models.vlm import VLM, ModelConfig, ModelLoadError
 
     if bool(video_ids) == all_videos:
         raise click.UsageError("choose videos with --video ID (repeatable) or --all")
@@ -477,7 +478,7 @@ def export_cmd(obj: Context, out_dir: Path, fmt: str, status: str, frames_from: 
     Each record holds N frames uniform over the whole video (N = min(--frames, video
     seconds)), the same for both answers, with their times in the prompt and `frame_times`.
     """
-    from tpo.export import ExportConfig, ExportError, export_pairs
+    from tpo.curation.export import ExportConfig, ExportError, export_pairs
 
     if frames < 1:
         raise click.UsageError(f"--frames must be at least 1 (frames per record), got {frames}")
@@ -511,7 +512,7 @@ def import_cmd(obj: Context, path: Path, skip_bad: bool, video_dir: Path | None,
     Every row is checked first; a file with bad rows imports nothing (each bad row is listed
     with its line number) unless --skip-bad.
     """
-    from tpo.importer import ImportValidationError, import_file
+    from tpo.curation.importer import ImportValidationError, import_file
 
     try:
         report = import_file(obj.store, path, skip_bad=skip_bad, video_dir=video_dir,
@@ -532,7 +533,7 @@ def import_cmd(obj: Context, path: Path, skip_bad: bool, video_dir: Path | None,
 def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
     """Fine-tune with DPO + alpha*SFT (TRL, LoRA by default) as a background job, and follow it.
 
-    Takes the options of `python -m tpo.train` (see `tpo train --help`), a YAML file of them
+    Takes the options of `python -m tpo.training.train` (see `tpo train --help`), a YAML file of them
     with --config FILE (e.g. configs/longva.yaml; options given after it win), plus
     --from-store (export the accepted pairs into OUTPUT/dataset and train on them; --frames
     and --frames-from shape that export, as in `tpo export`),
@@ -540,9 +541,9 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
     The run is registered as a model in the store; Ctrl-C cancels it.
     """
     from tpo import jobs
-    from tpo.train import build_parser, parse_command_line
-    from tpo.train_data import TrainError
-    from tpo.train_job import job_params
+    from tpo.training.train import build_parser, parse_command_line
+    from tpo.training.train_data import TrainError
+    from tpo.training.train_job import job_params
 
     parser = build_parser(prog="tpo train", description=(
         "Fine-tune a video-LM on curated pairs (TPO: DPO + alpha * SFT) as a background job; "
@@ -622,9 +623,9 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
     Results are stored (the app's Evaluate tab shows them next to earlier runs); the
     needle suite also writes a length x depth heatmap PNG.
     """
-    from tpo import eval_results as er
-    from tpo import evaluate as ev
-    from tpo.modelref import resolve
+    from tpo.evaluation import eval_results as er
+    from tpo.evaluation import evaluate as ev
+    from tpo.models.modelref import resolve
 
     try:
         config = ev.EvalConfig(suite=suite, frames=frames, limit=limit,
@@ -645,8 +646,8 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
         bar.set_postfix_str(text[-60:], refresh=False)
         bar.update(round(fraction, 4) - bar.n)
 
-    from tpo.vlm import ModelLoadError
-    from tpo.video import VideoError
+    from tpo.models.vlm import ModelLoadError
+    from tpo.media.video import VideoError
 
     data = obj.settings.data_dir
     try:
@@ -686,7 +687,7 @@ def evals_cmd(obj: Context, eval_ids: tuple[int, ...], suite: str | None, as_jso
     with ID ID2, the two compared question by question (e.g. base vs. fine-tuned)."""
     import pandas as pd
 
-    from tpo import eval_results as er
+    from tpo.evaluation import eval_results as er
 
     if len(eval_ids) > 2:
         raise click.UsageError("give at most two evaluation ids")
@@ -761,7 +762,7 @@ def _config_options(config_fields):
 
 def _experiment_reporter():
     """A Reporter drawing one tqdm bar per stage and a line per finished stage (stderr)."""
-    from tpo.experiment import Reporter
+    from tpo.evaluation.experiment import Reporter
 
     class Bars(Reporter):
         bar = None
@@ -809,8 +810,8 @@ def experiment_cmd(obj: Context, restart: bool, as_json: bool, **options) -> Non
     McNemar p, pairs, time per stage). Run the same command again to resume after an
     interruption; --quick is a small run (about 20 minutes on 2 CPU cores).
     """
-    from tpo.experiment import ExperimentConfig, ExperimentError, run_experiment
-    from tpo.vlm import ModelLoadError
+    from tpo.evaluation.experiment import ExperimentConfig, ExperimentError, run_experiment
+    from tpo.models.vlm import ModelLoadError
 
     tuples = {f.name for f in experiment_fields() if str(f.type).startswith("tuple")}
     given = {}
@@ -850,7 +851,7 @@ def _print_experiment(report: dict) -> None:
     """The stage table and the accuracy table of an experiment's report."""
     import pandas as pd
 
-    from tpo.experiment import SUITES
+    from tpo.evaluation.experiment import SUITES
 
     click.echo(pd.DataFrame([{"stage": s["title"], "seconds": s["seconds"],
                               "result": s["summary"][:70]} for s in report["stages"]]
@@ -875,7 +876,7 @@ def _print_experiment(report: dict) -> None:
 @click.pass_obj
 def leaderboard_cmd(obj: Context, as_json: bool) -> None:
     """Win rates per pair of models from the Compare tab's votes (95 % Wilson intervals)."""
-    from tpo.compare import leaderboard
+    from tpo.evaluation.compare import leaderboard
 
     rows = leaderboard(obj.store)
     if as_json:
@@ -907,7 +908,7 @@ def models_cmd(obj: Context, as_json: bool) -> None:
 
 
 def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
-    from tpo.evaluate import float_list
+    from tpo.evaluation.evaluate import float_list
 
     try:
         return float_list(text)

@@ -9,7 +9,7 @@ import gradio as gr
 
 from tpo.config import Settings
 from tpo.store import Store
-from tpo.textlm import hub_unreachable
+from tpo.models.textlm import hub_unreachable
 from ui import compare, curate, evaluate, library, train
 from ui.header import header_markdown, whoami
 from ui.models import ModelPicker

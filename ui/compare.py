@@ -2,7 +2,7 @@
 streamed; a blind vote (A better / B better / tie / both bad) reveals the names; a
 leaderboard of win rates. Benchmarks have their own tab (:mod:`ui.evaluate`).
 
-Answers come from a ``compare`` job (:mod:`tpo.compare`), which writes them into the store
+Answers come from a ``compare`` job (:mod:`tpo.evaluation.compare`), which writes them into the store
 as they are generated; this tab polls the comparison twice a second while it is answering
 (and not at all otherwise).
 Whether names are shown is decided here from the stored row (not blind, or this person has
@@ -16,13 +16,14 @@ from html import escape
 import gradio as gr
 import pandas as pd
 
-from tpo import compare, jobs
+from tpo import jobs
+from tpo.evaluation import compare
 from tpo.config import Settings
-from tpo.library import add_uploads, file_sha256
-from tpo.modelref import resolve
+from tpo.media.library import add_uploads, file_sha256
+from tpo.models.modelref import resolve
 from tpo.store import Store, StoreError
-from tpo.thumbs import frames_at
-from tpo.video import VideoError
+from tpo.media.thumbs import frames_at
+from tpo.media.video import VideoError
 from ui import html
 from ui.identity import current_user
 from ui.jobs import status_html

@@ -3,7 +3,7 @@
 A queue of pairs (filters, search, sort) and the current pair: its question, a timeline with
 the segment and the frames each side saw, the player, both answers side by side with their
 frame strips, and the actions (accept, reject, swap, edit, note, next, previous, bulk).
-Every action goes through :func:`tpo.review.review` with the version the reviewer saw, so a
+Every action goes through :func:`tpo.curation.review.review` with the version the reviewer saw, so a
 concurrent change by someone else is refused and shown rather than overwritten; bulk actions
 carry the versions of the queue as loaded and skip (and list) pairs changed since.
 Texts from files, models and people are escaped before they go into HTML or Markdown.
@@ -21,11 +21,11 @@ from pathlib import Path
 import gradio as gr
 
 from tpo import access, jobs
-from tpo import review as reviews
-from tpo import video
+from tpo.curation import review as reviews
+from tpo.media import video
 from tpo.config import Settings
 from tpo.store import PAIR_STATUSES, ConflictError, Pair, Store, StoreError
-from tpo.thumbs import format_time, frames_at
+from tpo.media.thumbs import format_time, frames_at
 from ui import html
 from ui.header import header_markdown
 from ui.html import escape_html, escape_md

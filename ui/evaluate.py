@@ -2,7 +2,7 @@
 Video-MME / MLVU / LongVideoBench file, or the needle suite) as a background job, and show
 the stored results: accuracy per model and duration class, per task, and needle heatmaps.
 
-The work happens in an ``eval`` job (:mod:`tpo.evaluate`); this module only collects the
+The work happens in an ``eval`` job (:mod:`tpo.evaluation.evaluate`); this module only collects the
 settings, polls the job once a second and reads results from the store.
 """
 
@@ -13,12 +13,12 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
-from tpo import eval_results as er
-from tpo import evaluate as ev
+from tpo.evaluation import eval_results as er
+from tpo.evaluation import evaluate as ev
 from tpo import jobs
 from tpo.config import Settings
 from tpo.configs import widget_args
-from tpo.modelref import resolve
+from tpo.models.modelref import resolve
 from tpo.store import Store, StoreError
 from ui.jobs import JobPanel, Poll, latest_job
 from ui.library import selected_row

@@ -15,10 +15,10 @@ import gradio as gr
 from tpo import jobs
 from tpo.config import Settings
 from tpo.configs import widget_args
-from tpo.filters import FilterConfig
-from tpo.generate import DEFAULT_JUDGE, DEFAULT_WRITER, job_params
-from tpo.modelref import registered
-from tpo.pairs import GenerationConfig
+from tpo.generation.filters import FilterConfig
+from tpo.generation.generate import DEFAULT_JUDGE, DEFAULT_WRITER, job_params
+from tpo.models.modelref import registered
+from tpo.generation.pairs import GenerationConfig
 from tpo.store import Store
 from ui.header import header_markdown
 from ui.jobs import JobPanel, Poll
@@ -29,7 +29,7 @@ BUSY_POLL_S = 1.0  # poll interval while a generation runs
 
 
 def resolve_text_model(text: str | None, empty: str) -> str:
-    """A question writer or judge for the job (:func:`tpo.textlm.load` spec): a local file or
+    """A question writer or judge for the job (:func:`tpo.models.textlm.load` spec): a local file or
     folder as an absolute path, anything else (smollm2, self, none, a hub id, a server URL)
     as typed; ``empty`` when nothing is typed. The job checks it and fails with the reason."""
     text = (text or "").strip()

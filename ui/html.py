@@ -12,7 +12,7 @@ import re
 from html import escape
 from pathlib import Path
 
-from tpo.thumbs import format_time
+from tpo.media.thumbs import format_time
 
 # Characters Markdown gives a meaning to; a backslash makes each one literal.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")

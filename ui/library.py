@@ -15,11 +15,12 @@ from typing import Callable
 import gradio as gr
 import pandas as pd
 
-from tpo import access, library, video
-from tpo.review import review
+from tpo import access
+from tpo.media import library, video
+from tpo.curation.review import review
 from tpo.config import Settings
 from tpo.store import Store, StoreError
-from tpo.thumbs import format_time, frame_strip
+from tpo.media.thumbs import format_time, frame_strip
 from ui import generate, html
 from ui.header import header_markdown
 from ui.html import escape_html, escape_md

@@ -1,6 +1,6 @@
 """The app-wide model choice: one picker under the header that every tab follows.
 
-The pick is a model reference as :mod:`tpo.modelref` reads it: a Hugging Face id, a local
+The pick is a model reference as :mod:`tpo.models.modelref` reads it: a Hugging Face id, a local
 folder, or a registered fine-tuned run (``#3 name``). Generate's model, Train's base,
 Compare's first model and Evaluate's list follow it (a tab's box may still be edited for
 one run). The pick is kept in the browser (``gr.BrowserState``: its localStorage), one entry
@@ -19,8 +19,8 @@ import gradio as gr
 
 from tpo import jobs
 from tpo.config import Settings
-from tpo.demo_model import DEFAULT_FOLDER, is_demo_model
-from tpo.modelref import ModelRef, find_registered, registered, resolve
+from tpo.models.demo_model import DEFAULT_FOLDER, is_demo_model
+from tpo.models.modelref import ModelRef, find_registered, registered, resolve
 from tpo.store import Store, StoreError
 from ui.identity import current_user
 
@@ -185,7 +185,7 @@ class ModelPicker:
     @classmethod
     def build(cls, store: Store, settings: Settings, hub_problem: str | None) -> ModelPicker:
         """Lay out the picker inside the current Blocks. ``hub_problem``: why the Hub could
-        not be asked at start (:func:`tpo.textlm.hub_unreachable`), or None."""
+        not be asked at start (:func:`tpo.models.textlm.hub_unreachable`), or None."""
         with gr.Row(elem_id="model-picker"):
             model = gr.Textbox(initial_pick(settings, hub_problem), scale=4,
                                placeholder="installing the offline demo model…",

@@ -24,7 +24,7 @@ from gradio.routes import App as GradioApp
 
 from tpo import jobs
 from tpo.config import Settings
-from tpo.library import build_demo
+from tpo.media.library import build_demo
 from tpo.store import Store, StoreError
 from ui import html
 from ui.app import build_app

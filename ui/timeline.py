@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from tpo.thumbs import format_time
+from tpo.media.thumbs import format_time
 
 WIDTH, HEIGHT = 1000, 64  # SVG user units; the element scales to the page width
 BAR_Y, BAR_H = 26, 12

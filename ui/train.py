@@ -3,7 +3,7 @@ watch it live (step, ETA, loss and reward plots, log), cancel it, find the resul
 saves a checkpoint every N steps (set in the form), so a failed or cancelled run can be
 resumed from its output folder ("Resume from the last checkpoint", or "Resume the last run").
 
-The form only collects settings; :mod:`tpo.train` (in the job's process) does the work, so
+The form only collects settings; :mod:`tpo.training.train` (in the job's process) does the work, so
 this module never loads torch.
 """
 
@@ -20,8 +20,8 @@ import pandas as pd
 from tpo import access, jobs
 from tpo.config import Settings
 from tpo.store import Store
-from tpo.train import PRESETS, TrainConfig  # torch loads only in the job
-from tpo.train_job import job_params
+from tpo.training.train import PRESETS, TrainConfig  # torch loads only in the job
+from tpo.training.train_job import job_params
 from ui.html import escape_html, escape_md
 from ui.identity import current_user
 from ui.jobs import JobPanel, Poll, latest_job

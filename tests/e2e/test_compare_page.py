@@ -12,8 +12,9 @@ import sys
 import pytest
 from playwright.sync_api import Page, expect
 
-from tpo import compare, jobs
-from tpo import eval_results as er
+from tpo import jobs
+from tpo.evaluation import compare
+from tpo.evaluation import eval_results as er
 from tpo.store import Store
 
 pytestmark = pytest.mark.e2e

@@ -95,7 +95,7 @@ def test_two_reviewers_editing_one_pair_get_a_conflict(browser: Browser, app_url
 def test_export_accepted_pairs_and_download(page: Page, app_url: str, app_data):
     from datasets import load_dataset
 
-    from tpo.review import review
+    from tpo.curation.review import review
 
     store = Store(app_data / "tpo.db")
     for pair_id in seed_pairs(app_data, "export", n=2):

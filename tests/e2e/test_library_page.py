@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tpo.synth import DEMO_SPECS
+from tpo.media.synth import DEMO_SPECS
 
 pytestmark = pytest.mark.e2e
 DEMO_NAMES = [f"{spec.name}.mp4" for spec in DEMO_SPECS]

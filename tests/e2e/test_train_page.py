@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tpo import jobs
-from tpo.review import review
+from tpo.curation.review import review
 from tpo.store import Store
 
 pytestmark = pytest.mark.e2e

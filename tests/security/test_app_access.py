@@ -29,8 +29,8 @@ from media import make_video
 
 from tpo import access, jobs
 from tpo.config import Settings
-from tpo.library import ingest
-from tpo.review import bulk_review, review
+from tpo.media.library import ingest
+from tpo.curation.review import bulk_review, review
 from tpo.store import ConflictError
 from ui import curate, library, train
 from ui.app import build_app

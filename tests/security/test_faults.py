@@ -30,9 +30,9 @@ import pytest
 from click.testing import CliRunner
 from media import make_video
 
-from tpo import library
+from tpo.media import library
 from tpo.cli import cli
-from tpo.importer import MAX_TEXT_CHARS
+from tpo.curation.importer import MAX_TEXT_CHARS
 from tpo.store.schema import SCHEMA_VERSION
 from tpo.store import DatabaseCorruptError, DatabaseFullError, Store
 

@@ -20,8 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 from media import make_video
 
-from tpo.library import ingest
-from tpo.thumbs import frame_strip
+from tpo.media.library import ingest
+from tpo.media.thumbs import frame_strip
 from ui.server import create_server
 
 AUTH = "ana:s3cret,bo:b0pass"

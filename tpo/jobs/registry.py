@@ -20,13 +20,13 @@ from typing import Any, Callable
 
 # kind -> "module:function"; the function is declared with @job_kind(kind, ...).
 KINDS: Mapping[str, str] = MappingProxyType({
-    "compare": "tpo.compare:run_job",
-    "demo-model": "tpo.demo_model:run_job",
-    "eval": "tpo.evaluate:run_job",
-    "export": "tpo.export:run_job",
-    "generate": "tpo.generate:run_job",
-    "tiny-model": "tpo.tiny:run_job",
-    "train": "tpo.train_job:run_job",
+    "compare": "tpo.evaluation.compare:run_job",
+    "demo-model": "tpo.models.demo_model:run_job",
+    "eval": "tpo.evaluation.evaluate:run_job",
+    "export": "tpo.curation.export:run_job",
+    "generate": "tpo.generation.generate:run_job",
+    "tiny-model": "tpo.models.tiny:run_job",
+    "train": "tpo.training.train_job:run_job",
     "selftest": "tpo.jobs.selftest:run_job",
     "selftest-gpu": "tpo.jobs.selftest:run_gpu_job",
 })

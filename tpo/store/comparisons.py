@@ -1,5 +1,5 @@
 """Store methods for side-by-side comparisons and the votes on them (the ``comparisons`` and
-``votes`` tables). What they mean (blind order, the leaderboard) is :mod:`tpo.compare`."""
+``votes`` tables). What they mean (blind order, the leaderboard) is :mod:`tpo.evaluation.compare`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Store methods for stored evaluation runs and each question's answer (the ``evals`` and
-``eval_items`` tables). :mod:`tpo.evaluate` writes them; :mod:`tpo.eval_results` reads them."""
+``eval_items`` tables). :mod:`tpo.evaluation.evaluate` writes them; :mod:`tpo.evaluation.eval_results` reads them."""
 
 from __future__ import annotations
 

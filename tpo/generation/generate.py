@@ -1,0 +1,171 @@
+"""Generation runs over the library: which videos, resumability, storing, progress.
+
+:func:`generate` is what ``tpo generate`` and the app's background job both call: for each
+chosen ready video it skips those already generated with the same settings (unless
+``force``), generates its pairs with :mod:`tpo.generation.pairs`, and stores them with the run record in
+one transaction, so an interrupted run loses at most the video in progress.
+
+Questions not taken from ground truth are written by a separate text model (``writer``,
+:mod:`tpo.models.textlm`; the video-LM itself when None), and an optional ``judge`` post-filters
+the pairs. When either fails (a server down, a reply that is not a chat completion) the run
+stops there: every later video would fail the same way, and the videos done before stay
+stored. ``tpo generate`` and the app's job default to SmolLM2-135M-Instruct as writer
+(:data:`DEFAULT_WRITER`) and to no judge.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from tpo.generation import filters, pairs
+from tpo.media import video
+from tpo.models import textlm
+from tpo.jobs import job_kind
+from tpo.store import Store
+
+DEFAULT_WRITER = "smollm2"    # the offline SmolLM2-135M-Instruct (tpo.models.textlm)
+DEFAULT_JUDGE = textlm.NONE   # judging slows every pair and drops many: asked for, not default
+
+Progress = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
+
+
+class GenerationStopped(RuntimeError):
+    """A generate job stopped early (its writer or judge failed); says what was stored."""
+
+
+@dataclass
+class GenerateReport:
+    """What a run did, per video."""
+
+    generated: dict[int, int] = field(default_factory=dict)  # video id -> pairs stored
+    filtered: dict[int, int] = field(default_factory=dict)   # video id -> of which filtered
+    skipped: dict[int, str] = field(default_factory=dict)    # video id -> why
+    failed: dict[int, str] = field(default_factory=dict)     # video id -> error
+    pair_ids: list[int] = field(default_factory=list)
+    stopped: str | None = None  # why the run stopped before its last video (writer/judge failed)
+
+    def summary(self) -> str:
+        n = sum(self.generated.values())
+        kept = n - sum(self.filtered.values())
+        videos = len(self.generated)
+        text = (f"{videos} video{'' if videos == 1 else 's'} generated: {n} pairs ({kept} pending, "
+                f"{n - kept} filtered); {len(self.skipped)} skipped, {len(self.failed)} failed")
+        return text + (f"; stopped: {self.stopped}" if self.stopped else "")
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items()}
+
+
+def choose_videos(store: Store, video_ids: list[int] | None) -> list[dict]:
+    """The ready videos to generate for: the given ids (all must exist), or the whole library."""
+    if video_ids:
+        return [store.get_video(i) for i in video_ids]
+    return [v for v in store.list_videos() if v["status"] == "ready"]
+
+
+def generate(store: Store, model: pairs.Model, config: pairs.GenerationConfig, *,
+             video_ids: list[int] | None = None, force: bool = False, adapter: str | None = None,
+             writer: pairs.TextModel | pairs.Chat | None = None,
+             judge: pairs.TextModel | pairs.Chat | None = None, job_id: int | None = None,
+             filter_config: filters.FilterConfig | None = None,
+             progress: Progress | None = None) -> GenerateReport:
+    """Generate pairs for the chosen videos and store them; never raises for one bad video.
+
+    ``writer`` writes the questions that do not come from ground truth (None: the video-LM
+    itself); ``judge`` (None: no judge) runs the paper's three checks. Both enter the run
+    key, so another writer or judge is another run. A writer or judge failure
+    (:class:`tpo.models.textlm.TextModelError`) stops the run: that video counts as failed, the
+    rest are not tried, ``report.stopped`` says why, and the videos done before stay stored.
+    """
+    report = GenerateReport()
+    writer_name = pairs.speaker(writer)[1] or pairs.SELF_WRITER
+    judge_name = pairs.speaker(judge)[1]
+    videos = choose_videos(store, video_ids)
+    say = progress or (lambda _f, _t: None)
+    for n, row in enumerate(videos):
+        base = n / max(len(videos), 1)
+        if row["status"] != "ready":
+            report.skipped[row["id"]] = f"not readable: {row['error']}"
+            continue
+        key = pairs.run_key(row["sha256"], model.model_id, adapter, config, writer=writer_name,
+                            judge=judge_name)
+        if store.has_generation(row["id"], key) and not force:
+            report.skipped[row["id"]] = "already generated with these settings (use force to redo)"
+            continue
+        say(base, f"video {n + 1}/{len(videos)}: {row['name']}")
+
+        def stage(text: str, _base=base, _row=row) -> None:
+            say(_base, f"video {n + 1}/{len(videos)}: {_row['name']}: {text}")
+
+        started = time.perf_counter()
+        try:
+            rows = pairs.generate_for_video(
+                model, row["path"], config, ground_truth=row.get("ground_truth"), writer=writer,
+                judge=judge, filter_config=filter_config or filters.FilterConfig(), progress=stage)
+        except textlm.TextModelError as err:  # not a ValueError: it must not look per-video
+            report.failed[row["id"]] = report.stopped = str(err)
+            break
+        except (video.VideoError, ValueError) as err:  # this video's own problem: go on
+            report.failed[row["id"]] = str(err)
+            continue
+        ids = store.save_generation(row["id"], key, rows, params=config.model_dump(), job_id=job_id,
+                                    seconds=time.perf_counter() - started, replace=force)
+        report.generated[row["id"]] = len(ids)
+        report.filtered[row["id"]] = sum(r["status"] == "filtered" for r in rows)
+        report.pair_ids += ids
+    say(1.0, report.summary())
+    return report
+
+
+def job_params(model: str, config: pairs.GenerationConfig, *, adapter: str | None = None,
+               video_ids: list[int] | None = None, force: bool = False,
+               drop_truncated: bool = True, writer: str = DEFAULT_WRITER,
+               judge: str | None = None) -> dict:
+    """The JSON parameters of a ``generate`` background job (see :func:`run_job`); the
+    video-LM's token limit is the config's ``max_new_tokens``.
+
+    ``writer``: the text model (:func:`tpo.models.textlm.load` spec) that writes questions not
+    taken from ground truth, or ``self`` for the video-LM. ``judge``: a text model that runs
+    the paper's three judge checks on every pair the rules keep; None or ``none`` skips them.
+    """
+    return {"model": model, "adapter": adapter, "video_ids": video_ids or None,
+            "writer": writer, "judge": judge, "force": force, "config": config.model_dump(),
+            "filters": filters.FilterConfig(drop_truncated=drop_truncated).model_dump()}
+
+
+@job_kind("generate", gpu=True)
+def run_job(ctx) -> dict:
+    """The ``generate`` job kind (:mod:`tpo.jobs`): load the model, generate, report."""
+    from tpo.models.vlm import VLM, ModelConfig  # torch loads in the job process only
+
+    p = ctx.params
+    # Jobs queued before the config held the token limit kept it beside the config.
+    config = pairs.GenerationConfig(**{"max_new_tokens": p.get("max_new_tokens", 128),
+                                       **p["config"]})
+    # Checked before the video-LM loads (a server that is down fails in seconds); local
+    # text models load their weights when first asked.
+    writer = textlm.open_writer(p.get("writer", textlm.SELF))
+    judge = None
+    try:
+        judge = textlm.open_judge(p.get("judge"))
+        ctx.progress(0.0, f"loading {p['model']}")
+        with VLM.load(ModelConfig(model=p["model"], adapter=p.get("adapter"),
+                                  max_new_tokens=config.max_new_tokens)) as model:
+            def progress(fraction: float, text: str) -> None:
+                ctx.check_cancelled()  # between stages: a cancel stops before the next video
+                ctx.progress(fraction, text)
+
+            report = generate(ctx.store, model, config, video_ids=p.get("video_ids"),
+                              force=p.get("force", False), adapter=p.get("adapter"),
+                              filter_config=filters.FilterConfig(**p.get("filters", {})),
+                              writer=writer, judge=judge, job_id=ctx.job_id, progress=progress)
+    finally:
+        for text_model in (writer, judge):
+            if text_model is not None:
+                text_model.close()
+    ctx.log(report.summary())
+    if report.stopped:  # the job fails with the reason; the pairs stored so far stay
+        raise GenerationStopped(report.summary())
+    return {"summary": report.summary(), **report.as_dict()}

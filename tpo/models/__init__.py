@@ -1,0 +1,1 @@
+"""The models: the video-LM, the text models (writer, judge), model references, tiny and demo models."""
