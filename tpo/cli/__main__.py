@@ -1,0 +1,6 @@
+"""``python -m tpo.cli``: the ``tpo`` command."""
+
+from tpo.cli import main
+
+if __name__ == "__main__":
+    main()
