@@ -238,8 +238,20 @@ def test_run_key_hashes_the_whole_generation_config(change):
     assert key != run_key("sha", "m", None, GenerationConfig(**{**config.model_dump(), **change}))
     # The key covers every field the config declares, so a new field cannot be forgotten.
     fields = {"video": "sha", "model": "m", "adapter": None, "config": config.model_dump(),
-              "writer": "self", "judge": None, "format": PAIR_FORMAT_VERSION}
+              "writer": "self", "judge": None, "filters": FilterConfig().model_dump(),
+              "format": PAIR_FORMAT_VERSION}
     assert key == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@pytest.mark.parametrize("change", [{"drop_truncated": False}, {"min_answer_chars": 5},
+                                    {"near_duplicate_ratio": 0.8}, {"restatement_ratio": 0.7}])
+def test_run_key_hashes_the_rule_filter_thresholds(change):
+    """Other filter thresholds keep or drop other pairs: another run, not "already generated";
+    None and the default thresholds are the same run."""
+    config = GenerationConfig()
+    key = run_key("sha", "m", None, config)
+    assert key == run_key("sha", "m", None, config, filter_config=FilterConfig())
+    assert key != run_key("sha", "m", None, config, filter_config=FilterConfig(**change))
 
 
 def test_a_judge_server_dying_mid_run_stops_it_and_keeps_earlier_videos(store, model, plain_clip,

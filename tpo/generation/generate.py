@@ -90,7 +90,7 @@ def generate(store: Store, model: pairs.Model, config: pairs.GenerationConfig, *
             report.skipped[row["id"]] = f"not readable: {row['error']}"
             continue
         key = pairs.run_key(row["sha256"], model.model_id, adapter, config, writer=writer_name,
-                            judge=judge_name)
+                            judge=judge_name, filter_config=filter_config)
         if store.has_generation(row["id"], key) and not force:
             report.skipped[row["id"]] = "already generated with these settings (use force to redo)"
             continue

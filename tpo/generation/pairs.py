@@ -155,10 +155,12 @@ class _Draft:
 
 
 def run_key(video_sha256: str, model_id: str, adapter: str | None, config: GenerationConfig,
-            writer: str | None = SELF_WRITER, judge: str | None = None) -> str:
+            writer: str | None = SELF_WRITER, judge: str | None = None,
+            filter_config: filters.FilterConfig | None = None) -> str:
     """Fingerprint of (video content, model, adapter, the whole generation config - token
-    limit included -, question writer, judge): equal keys mean the same run, so changing any
-    one of them is a new run. ``writer``/``judge`` are the names :func:`speaker` gives.
+    limit included -, question writer, judge, rule-filter thresholds): equal keys mean the
+    same run, so changing any one of them is a new run. ``writer``/``judge`` are the names
+    :func:`speaker` gives; ``filter_config`` None means the default thresholds.
 
     Every setting enters, always: keys stored before the config held ``max_new_tokens`` (or
     before writer and judge were always hashed) no longer match, so those videos are
@@ -166,6 +168,7 @@ def run_key(video_sha256: str, model_id: str, adapter: str | None, config: Gener
     """
     fields = {"video": video_sha256, "model": model_id, "adapter": adapter,
               "config": config.model_dump(), "writer": writer or SELF_WRITER, "judge": judge,
+              "filters": (filter_config or filters.FilterConfig()).model_dump(),
               "format": PAIR_FORMAT_VERSION}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
