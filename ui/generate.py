@@ -7,16 +7,16 @@ when a job ends.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
-from tpo import jobs
 from tpo.config import Settings
 from tpo.configs import widget_args
 from tpo.generation.filters import FilterConfig
-from tpo.generation.generate import DEFAULT_JUDGE, DEFAULT_WRITER, job_params
+from tpo.generation.generate import DEFAULT_JUDGE, DEFAULT_WRITER, GenerationRequest, submit
 from tpo.models.modelref import registered
 from tpo.generation.pairs import GenerationConfig
 from tpo.store import Store
@@ -46,6 +46,59 @@ def generation_model(store: Store, model_text: str, tuned_choice: str | None
     row = picked_model(store, tuned_choice)
     ref = registered(row) if row else resolve_pick(store, model_text)
     return ref.model, ref.adapter
+
+
+@dataclass(frozen=True)
+class GenerateForm:
+    """The panel's input components; a handler gets their values as one dict keyed by them."""
+
+    model: gr.Textbox
+    tuned: gr.Dropdown
+    scope: gr.Radio
+    video: gr.State  # the library table's selected video id
+    localized: gr.Number
+    comprehensive: gr.Number
+    strategy: gr.Dropdown
+    dense: gr.Number
+    sparse: gr.Number
+    questions: gr.Dropdown
+    max_tokens: gr.Number
+    drop_truncated: gr.Checkbox
+    force: gr.Checkbox
+    writer: gr.Textbox
+    judge: gr.Textbox
+
+    def inputs(self) -> set:
+        return {getattr(self, f.name) for f in fields(self)}
+
+    def request(self, store: Store, values: dict) -> GenerationRequest:
+        """The values typed into the panel as a generation request (ConfigError, a
+        ValueError naming the setting, for a bad value)."""
+        v = {f.name: values[getattr(self, f.name)] for f in fields(self)}
+        if v["scope"] == "selected video" and v["video"] is None:
+            raise ValueError("Select a video in the table first, or choose all ready videos.")
+        base, adapter = generation_model(store, v["model"], v["tuned"])
+        return GenerationRequest(
+            model=base, adapter=adapter, force=bool(v["force"]),
+            video_ids=[v["video"]] if v["scope"] == "selected video" else None,
+            writer=resolve_text_model(v["writer"], DEFAULT_WRITER),
+            judge=resolve_text_model(v["judge"], DEFAULT_JUDGE),
+            config=GenerationConfig(localized=int(v["localized"]),
+                                    comprehensive=int(v["comprehensive"]),
+                                    strategy=v["strategy"], dense=int(v["dense"]),
+                                    sparse=int(v["sparse"]), questions=v["questions"],
+                                    max_new_tokens=int(v["max_tokens"])),
+            filters=FilterConfig(drop_truncated=bool(v["drop_truncated"])))
+
+
+def start_generation(store: Store, settings: Settings, form: GenerateForm, panel: JobPanel,
+                     values: dict) -> dict:
+    """Generate: the form as one request, queued as a background job; the panel shows it."""
+    try:
+        request = form.request(store, values)
+    except (TypeError, ValueError) as err:
+        raise gr.Error(str(err))
+    return panel.submitted(submit(store, request, log_dir=settings.log_dir))
 
 
 def build(store: Store, settings: Settings, selected: gr.State, table: gr.Dataframe,
@@ -106,27 +159,11 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
     panel.wire(partial(after_poll, store, settings, refresh_table, table, header, filters),
                inputs=filters, outputs=[table, header])
 
-    def on_start(model_text, tuned_choice, scope_value, video_id, n_loc, n_comp, strat, n_dense,
-                 n_sparse, source, tokens, drop, redo, writer_text, judge_text):
-        if scope_value == "selected video" and video_id is None:
-            raise gr.Error("Select a video in the table first, or choose all ready videos.")
-        try:
-            config = GenerationConfig(localized=int(n_loc), comprehensive=int(n_comp),
-                                      strategy=strat, dense=int(n_dense), sparse=int(n_sparse),
-                                      questions=source, max_new_tokens=int(tokens))
-        except (TypeError, ValueError) as err:
-            raise gr.Error(str(err))
-        base, adapter = generation_model(store, model_text, tuned_choice)
-        params = job_params(base, config, force=bool(redo), adapter=adapter,
-                            video_ids=[video_id] if scope_value == "selected video" else None,
-                            drop_truncated=bool(drop),
-                            writer=resolve_text_model(writer_text, DEFAULT_WRITER),
-                            judge=resolve_text_model(judge_text, DEFAULT_JUDGE))
-        job_id = jobs.submit(store, "generate", params, log_dir=settings.log_dir)
-        return panel.submitted(job_id)
-
-    start.click(on_start, [model, tuned, scope, selected, localized, comprehensive, strategy, dense,
-                           sparse, questions, max_tokens, drop_truncated, force, writer, judge],
+    form = GenerateForm(model=model, tuned=tuned, scope=scope, video=selected,
+                        localized=localized, comprehensive=comprehensive, strategy=strategy,
+                        dense=dense, sparse=sparse, questions=questions, max_tokens=max_tokens,
+                        drop_truncated=drop_truncated, force=force, writer=writer, judge=judge)
+    start.click(partial(start_generation, store, settings, form, panel), form.inputs(),
                 panel.started)
     picker.follow(model)
     tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)

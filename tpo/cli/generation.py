@@ -53,27 +53,24 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
     A writer or judge that fails mid-run (a server gone down) stops the run with exit
     status 1; the videos finished before it keep their pairs.
     """
-    from tpo.generation.generate import generate
-    from tpo.models.textlm import TextModelError, open_judge, open_writer
-    from tpo.models.vlm import VLM, ModelConfig, ModelLoadError
+    from tpo.generation.generate import GenerationRequest, run
+    from tpo.models.textlm import TextModelError
+    from tpo.models.vlm import ModelLoadError
 
     if bool(video_ids) == all_videos:
         raise click.UsageError("choose videos with --video ID (repeatable) or --all")
     try:
-        config = GenerationConfig(localized=localized, comprehensive=comprehensive,
-                                  strategy=strategy, dense=dense, sparse=sparse,
-                                  questions=questions, max_new_tokens=max_new_tokens, seed=seed)
+        request = GenerationRequest(
+            model=model or obj.settings.model, adapter=adapter, video_ids=list(video_ids) or None,
+            force=force, writer=writer, judge=judge,
+            config=GenerationConfig(localized=localized, comprehensive=comprehensive,
+                                    strategy=strategy, dense=dense, sparse=sparse,
+                                    questions=questions, max_new_tokens=max_new_tokens, seed=seed))
     except ValueError as err:
         raise click.UsageError(str(err))
     store = obj.store
     for video_id in video_ids:  # fail before loading a model
         video_row(store, video_id)
-    model_id = model or obj.settings.model
-    try:  # before the video-LM loads: a server that is down fails in seconds
-        writer_lm = open_writer(writer)
-        judge_lm = open_judge(judge)
-    except TextModelError as err:
-        raise click.ClickException(str(err))
     bar = tqdm(total=1.0, desc="generating", file=sys.stderr, leave=False,
                bar_format="{l_bar}{bar}| {elapsed} {postfix}")
 
@@ -81,24 +78,11 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
         bar.set_postfix_str(text[-60:], refresh=False)
         bar.update(round(fraction, 4) - bar.n)
 
-    try:
-        bar.set_postfix_str(f"loading {model_id}")
-        vlm = VLM.load(ModelConfig(model=model_id, adapter=adapter,
-                                   max_new_tokens=config.max_new_tokens))
-    except ModelLoadError as err:
-        bar.close()
-        for text_model in (writer_lm, judge_lm):
-            if text_model is not None:
-                text_model.close()
-        raise click.ClickException(str(err))
-    with bar, vlm:
+    with bar:
         try:
-            report = generate(store, vlm, config, video_ids=list(video_ids) or None, force=force,
-                              adapter=adapter, writer=writer_lm, judge=judge_lm, progress=progress)
-        finally:
-            for text_model in (writer_lm, judge_lm):
-                if text_model is not None:
-                    text_model.close()
+            report = run(store, request, progress=progress)
+        except (TextModelError, ModelLoadError) as err:
+            raise click.ClickException(str(err))
     print_report(report, as_json, [  # a stop's reason ends the summary: not twice
         *(f"failed: video {video_id}: {error}" for video_id, error in report.failed.items()
           if error != report.stopped),

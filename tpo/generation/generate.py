@@ -1,6 +1,8 @@
 """Generation runs over the library: which videos, resumability, storing, progress.
 
-:func:`generate` is what ``tpo generate`` and the app's background job both call: for each
+Every shell describes a run as one :class:`GenerationRequest`: the app's Generate panel
+hands it to :func:`submit` (a background job), ``tpo generate`` and that job to :func:`run`,
+which loads the models and calls :func:`generate`: for each
 chosen ready video it skips those already generated with the same settings (unless
 ``force``), generates its pairs with :mod:`tpo.generation.pairs`, and stores them with the run record in
 one transaction, so an interrupted run loses at most the video in progress.
@@ -19,16 +21,52 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from pydantic import Field
+
+from tpo import jobs
+from tpo.configs import Config
 from tpo.generation import filters, pairs
+from tpo.generation.filters import FilterConfig
+from tpo.generation.pairs import GenerationConfig
+from tpo.jobs import job_kind
 from tpo.media import video
 from tpo.models import textlm
-from tpo.jobs import job_kind
 from tpo.store import Store
 
 DEFAULT_WRITER = "smollm2"    # the offline SmolLM2-135M-Instruct (tpo.models.textlm)
 DEFAULT_JUDGE = textlm.NONE   # judging slows every pair and drops many: asked for, not default
 
 Progress = Callable[[float, str], None]  # (fraction done 0..1, what is happening)
+
+
+class GenerationRequest(Config):
+    """One generation run as every shell describes it: ``tpo generate``, the app's Generate
+    panel and the ``generate`` job (whose params are this request's ``model_dump()``) all
+    build one and hand it to :func:`submit` or :func:`run`."""
+
+    model: str = Field(description="Video-LM: hub id, local folder (a registered run resolves "
+                                   "to its base and adapter before this).")
+    adapter: str | None = Field(None, description="LoRA adapter folder on top of the model.")
+    video_ids: list[int] | None = Field(None, description="Videos; None: every ready video.")
+    force: bool = Field(False, description="Redo videos already generated with these settings.")
+    writer: str = Field(DEFAULT_WRITER, description=(
+        "Text model writing questions not from ground truth (tpo.models.textlm spec; self: the "
+        "video-LM)."))
+    judge: str | None = Field(DEFAULT_JUDGE, description=(
+        "Text model for the paper's judge checks; None or none: rule filters only."))
+    config: GenerationConfig = Field(default_factory=GenerationConfig)
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "GenerationRequest":
+        """A job's params back into a request; jobs queued before the config held the token
+        limit kept it beside the config."""
+        p = dict(params)
+        legacy_tokens = p.pop("max_new_tokens", None)
+        config = dict(p.pop("config", {}))
+        if legacy_tokens is not None:
+            config.setdefault("max_new_tokens", legacy_tokens)
+        return cls(**p, config=config)
 
 
 class GenerationStopped(RuntimeError):
@@ -119,52 +157,57 @@ def generate(store: Store, model: pairs.Model, config: pairs.GenerationConfig, *
     return report
 
 
-def job_params(model: str, config: pairs.GenerationConfig, *, adapter: str | None = None,
+def job_params(model: str, config: GenerationConfig, *, adapter: str | None = None,
                video_ids: list[int] | None = None, force: bool = False,
                drop_truncated: bool = True, writer: str = DEFAULT_WRITER,
                judge: str | None = None) -> dict:
-    """The JSON parameters of a ``generate`` background job (see :func:`run_job`); the
-    video-LM's token limit is the config's ``max_new_tokens``.
+    """The JSON parameters of a ``generate`` job: a :class:`GenerationRequest` dumped."""
+    return GenerationRequest(model=model, adapter=adapter, video_ids=video_ids or None,
+                             force=force, writer=writer, judge=judge, config=config,
+                             filters=FilterConfig(drop_truncated=drop_truncated)).model_dump()
 
-    ``writer``: the text model (:func:`tpo.models.textlm.load` spec) that writes questions not
-    taken from ground truth, or ``self`` for the video-LM. ``judge``: a text model that runs
-    the paper's three judge checks on every pair the rules keep; None or ``none`` skips them.
-    """
-    return {"model": model, "adapter": adapter, "video_ids": video_ids or None,
-            "writer": writer, "judge": judge, "force": force, "config": config.model_dump(),
-            "filters": filters.FilterConfig(drop_truncated=drop_truncated).model_dump()}
+
+def submit(store: Store, request: GenerationRequest, *, log_dir) -> int:
+    """Queue the request as a ``generate`` background job (it waits for a GPU slot); the id."""
+    return jobs.submit(store, "generate", request.model_dump(), log_dir=log_dir)
+
+
+def run(store: Store, request: GenerationRequest, *, progress: Progress | None = None,
+        job_id: int | None = None) -> GenerateReport:
+    """Run the request in this process: open the writer and judge (a server that is down
+    fails in seconds, before the video-LM loads), load the video-LM, :func:`generate`, close
+    them all. Raises :class:`tpo.models.textlm.TextModelError` or
+    :class:`tpo.models.vlm.ModelLoadError` before any video is touched."""
+    from tpo.models.vlm import VLM, ModelConfig  # torch loads in the process that generates
+
+    say = progress or (lambda _f, _t: None)
+    config = request.config
+    text_models = [textlm.open_writer(request.writer)]
+    try:
+        text_models.append(textlm.open_judge(request.judge))
+        say(0.0, f"loading {request.model}")
+        with VLM.load(ModelConfig(model=request.model, adapter=request.adapter,
+                                  max_new_tokens=config.max_new_tokens)) as model:
+            return generate(store, model, config, video_ids=request.video_ids,
+                            force=request.force, adapter=request.adapter,
+                            filter_config=request.filters, writer=text_models[0],
+                            judge=text_models[1], job_id=job_id, progress=progress)
+    finally:
+        for text_model in text_models:
+            if text_model is not None:
+                text_model.close()
 
 
 @job_kind("generate", gpu=True)
 def run_job(ctx) -> dict:
-    """The ``generate`` job kind (:mod:`tpo.jobs`): load the model, generate, report."""
-    from tpo.models.vlm import VLM, ModelConfig  # torch loads in the job process only
+    """The ``generate`` job kind (:mod:`tpo.jobs`): :func:`run` the job's request."""
+    request = GenerationRequest.from_params(ctx.params)
 
-    p = ctx.params
-    # Jobs queued before the config held the token limit kept it beside the config.
-    config = pairs.GenerationConfig(**{"max_new_tokens": p.get("max_new_tokens", 128),
-                                       **p["config"]})
-    # Checked before the video-LM loads (a server that is down fails in seconds); local
-    # text models load their weights when first asked.
-    writer = textlm.open_writer(p.get("writer", textlm.SELF))
-    judge = None
-    try:
-        judge = textlm.open_judge(p.get("judge"))
-        ctx.progress(0.0, f"loading {p['model']}")
-        with VLM.load(ModelConfig(model=p["model"], adapter=p.get("adapter"),
-                                  max_new_tokens=config.max_new_tokens)) as model:
-            def progress(fraction: float, text: str) -> None:
-                ctx.check_cancelled()  # between stages: a cancel stops before the next video
-                ctx.progress(fraction, text)
+    def progress(fraction: float, text: str) -> None:
+        ctx.check_cancelled()  # between stages: a cancel stops before the next video
+        ctx.progress(fraction, text)
 
-            report = generate(ctx.store, model, config, video_ids=p.get("video_ids"),
-                              force=p.get("force", False), adapter=p.get("adapter"),
-                              filter_config=filters.FilterConfig(**p.get("filters", {})),
-                              writer=writer, judge=judge, job_id=ctx.job_id, progress=progress)
-    finally:
-        for text_model in (writer, judge):
-            if text_model is not None:
-                text_model.close()
+    report = run(ctx.store, request, progress=progress, job_id=ctx.job_id)
     ctx.log(report.summary())
     if report.stopped:  # the job fails with the reason; the pairs stored so far stay
         raise GenerationStopped(report.summary())
