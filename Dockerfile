@@ -1,6 +1,9 @@
 # TPO Studio, following the Hugging Face Spaces conventions: non-root user 1000, port 7860.
 FROM python:3.11-slim
 
+# FFmpeg's shared libraries for torchcodec (the same list as packages.txt on a Space)
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd -m -u 1000 user
 USER user
 ENV HOME=/home/user \

@@ -1,26 +1,57 @@
-"""Sampling 64 frames from long videos: decord vs PyAV seeking vs a full sequential decode.
+"""Sampling 64 frames from long videos: every reader of tpo.media.video against torchcodec.
 
-    python bench/sample_bench.py [--quick] [--frames 64] [--cache data/bench]
+    python bench/sample_bench.py [--scale 1.0 | --quick] [--frames 64] [--repeat 1]
+                                 [--workers N] [--no-full] [--cache data/bench]
 
-Encodes (once; cached under --cache and reused) a 30-minute 320x180 video at 10 fps and a
-2-hour one at 2 fps, H.264 with a keyframe every 250 frames, then for each takes the same
-64 uniformly planned frames three ways, all in this run:
+Encodes (once; cached under --cache and reused) three H.264 videos, every frame showing its
+frame number, shortened by --scale (--quick: 0.05):
 
-* decord      - tpo.media.video with backend="decord" (get_batch on the planned indices)
-* pyav-seek   - tpo.media.video with backend="pyav" (seek to the keyframe before each, decode on)
-* sequential  - PyAV decoding every frame from the start, keeping the planned ones
+* 30 min, 640x360, 30 fps, a keyframe every 250 frames,
+* 2 h, 640x360, 1 fps, 24 keyframes in all,
+* 10 min, 1280x720, 30 fps, a keyframe every 250 frames,
 
-The first two include opening the file (tpo.media.video indexes the packets on open); the
-sequential decode needs no index and is given the planned times. It asserts the
-three return the same timestamps and pixel-identical frames, each showing the frame number
-it should, and prints seconds and ratios against decord.
+then takes the same uniformly planned frames from each, every way in turn:
+
+* torchcodec        - torchcodec.decoders.VideoDecoder(seek_mode="exact") and one
+                      get_frames_at call, as transformers' video processors use it (its
+                      default: one FFmpeg thread); the reference for the ratios
+* torchcodec-mt     - the same with num_ffmpeg_threads=0 (FFmpeg picks its threads)
+* tpo auto (cold)   - open_video(path) with an empty index cache: indexes the packets,
+                      then decodes (tpo's default reader: PyAV, keyframe groups in parallel)
+* tpo auto          - the same with the index cached (every later open of a video)
+* tpo pyav 1 dec    - one PyAV decoder seeking from target to target (workers=1)
+* tpo torchcodec    - torchcodec exact, keyframe groups in parallel (one decoder a thread)
+* tpo decord        - decord's get_batch (the stack's reader)
+* GOP limit         - one single-threaded PyAV decoder decoding only the frames from each
+                      target's keyframe to the target (the least one decoder must decode;
+                      the index is given: no indexing cost)
+* full decode       - PyAV decoding every frame from the start (skip with --no-full)
+
+It asserts that every way returns pixel-identical frames, each showing the frame number it
+should (and tpo's timestamps are those of the plan), then prints per way:
+
+* wall s   - seconds (best of --repeat);
+* CPU s    - user + system CPU seconds of this process (all its threads);
+* idle s   - the time the way would take were this machine's cores idle, from CPU time
+             (which other processes barely change): its CPU time where one thread does all
+             the work (torchcodec, GOP limit); for tpo's parallel readers the CPU outside
+             the decoders plus the decoders' CPU spread over the cores (but never less than
+             the busiest decoder thread's); "-" where FFmpeg threads of its own decode;
+* the ratios of wall s and of idle s to torchcodec's.
+
+On a machine other processes keep busy, wall times (and so their ratios) mostly measure the
+load; the idle column is what the parallel reader gains on free cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import threading
 import time
+from collections import defaultdict
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,27 +60,36 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
+from tpo.media.index import IndexCache, index_file  # noqa: E402
+from tpo.media.readers import (  # noqa: E402
+    PyAVReader, TorchCodecReader, default_workers, usable_cores,
+)
 from tpo.media.video import open_video  # noqa: E402
 
-SIZE = (320, 180)
-GOP = 250
 STRIP = 12  # px: the top strip carries the frame number as 16 black/white bars
 BITS = 16
-FULL = [("30 min @ 10 fps", 30 * 60, 10), ("2 h @ 2 fps", 2 * 3600, 2)]
-QUICK = [("1 min @ 10 fps", 60, 10), ("4 min @ 2 fps", 4 * 60, 2)]
+# (label, seconds, fps, (width, height), gop in frames; None: frames / KEYFRAMES)
+KINDS = [
+    ("30 min 360p30", 30 * 60, 30, (640, 360), 250),
+    ("2 h 360p1", 2 * 3600, 1, (640, 360), None),
+    ("10 min 720p30", 10 * 60, 30, (1280, 720), 250),
+]
+KEYFRAMES = 24  # in the 2-hour 1 fps file, at any scale
+QUICK_SCALE = 0.05
 
 
-def frame_image(k: int, fps: int) -> np.ndarray:
-    """A 320x180 frame: drifting gradient, a moving box, frame number k in the top strip."""
-    w, h = SIZE
+def frame_image(k: int, fps: int, size: tuple[int, int]) -> np.ndarray:
+    """A frame: drifting gradient, a moving box, frame number k in the top strip."""
+    w, h = size
     x = np.arange(w, dtype=np.int32)
     y = np.arange(h, dtype=np.int32)[:, None]
     img = np.empty((h, w, 3), np.uint8)
     img[..., 0] = (x + k) % 256
     img[..., 1] = (y * 2 + k // fps) % 256
     img[..., 2] = 96
-    bx, by = (k * 3) % (w - 40), STRIP + (k * 2) % (h - STRIP - 40)
-    img[by:by + 40, bx:bx + 40] = (240, 240, 40)
+    box = h // 4
+    bx, by = (k * 3) % (w - box), STRIP + (k * 2) % (h - STRIP - box)
+    img[by:by + box, bx:bx + box] = (240, 240, 40)
     bar = w // BITS
     for bit in range(BITS):
         img[:STRIP, bit * bar:(bit + 1) * bar] = 255 if k >> bit & 1 else 0
@@ -57,14 +97,14 @@ def frame_image(k: int, fps: int) -> np.ndarray:
 
 
 def read_number(image: np.ndarray) -> int:
-    bar = SIZE[0] // BITS
+    bar = image.shape[1] // BITS
     strip = image[2:STRIP - 2]
     return sum(1 << bit for bit in range(BITS)
                if strip[:, bit * bar + 4:(bit + 1) * bar - 4].mean() > 128)
 
 
-def ensure_video(cache: Path, seconds: int, fps: int) -> Path:
-    path = cache / f"bench_{seconds}s_{fps}fps_{SIZE[0]}x{SIZE[1]}_gop{GOP}.mp4"
+def ensure_video(cache: Path, seconds: int, fps: int, size: tuple[int, int], gop: int) -> Path:
+    path = cache / f"bench_{seconds}s_{fps}fps_{size[0]}x{size[1]}_gop{gop}.mp4"
     if path.exists():
         return path
     cache.mkdir(parents=True, exist_ok=True)
@@ -75,12 +115,12 @@ def ensure_video(cache: Path, seconds: int, fps: int) -> Path:
         # sc_threshold=0: no extra keyframes at "scene cuts", exactly one every GOP frames
         stream = out.add_stream("libx264", rate=fps, options={
             "preset": "veryfast", "crf": "23", "sc_threshold": "0"})
-        stream.width, stream.height = SIZE
+        stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
-        stream.codec_context.gop_size = GOP
+        stream.codec_context.gop_size = gop
         for k in range(seconds * fps):
-            frame = av.VideoFrame.from_ndarray(frame_image(k, fps), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(frame_image(k, fps, size), format="rgb24")
             frame.pts, frame.time_base = k, Fraction(1, fps)
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
@@ -89,68 +129,202 @@ def ensure_video(cache: Path, seconds: int, fps: int) -> Path:
     return path
 
 
-def sequential(path: Path, wanted: set[float]):
-    """Decode every frame with PyAV from the start; keep those at the wanted times (s)."""
-    times, images = [], []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.codec_context.thread_type = "AUTO"
-        start, tb = stream.start_time or 0, stream.time_base
-        for frame in container.decode(stream):
-            t = float((frame.pts - start) * tb)
-            if t in wanted:
-                times.append(t)
-                images.append(frame.to_ndarray(format="rgb24"))
-    return times, images
+# --------------------------------------------------------------------------------------------
+# The ways to read the frames: each returns (timestamps or None, images)
 
 
-def with_tpo(path: Path, backend: str, n: int):
-    """Open (index) and sample n frames with tpo.media.video's reader `backend`."""
-    with open_video(path, backend=backend) as video:
-        frames = video.sample(n)
+def torchcodec_exact(path: Path, plan: list[int], threads: int):
+    from torchcodec.decoders import VideoDecoder
+
+    decoder = VideoDecoder(str(path), seek_mode="exact", dimension_order="NHWC",
+                           num_ffmpeg_threads=threads)
+    batch = decoder.get_frames_at(plan)
+    return None, list(batch.data.numpy())
+
+
+def with_tpo(path: Path, plan: list[int], **kwargs):
+    with open_video(path, **kwargs) as video:
+        frames = video.frames(plan)
         return frames.timestamps, frames.images
+
+
+def gop_limit(path: Path, index, plan: list[int]):
+    """One single-threaded decoder: seek to each target's keyframe, decode only up to it."""
+    wanted = [int(index.pts[i]) for i in plan]
+    images = []
+    with av.open(str(path)) as container:
+        stream = container.streams[index.stream_index]
+        stream.codec_context.thread_type = "NONE"  # like torchcodec's default: one thread
+        frames, last = None, None
+        for target in wanted:
+            keys = index.keyframe_pts
+            if frames is None or np.searchsorted(keys, target, side="right") > \
+                    np.searchsorted(keys, last, side="right"):
+                container.seek(target, stream=stream, backward=True)
+                frames = container.decode(stream)
+            frame = next(f for f in frames if f.pts >= target)
+            images.append(frame.to_ndarray(format="rgb24"))
+            last = target
+    return None, images
+
+
+def gop_limit_frames(index, plan: list[int]) -> int:
+    """Frames from each target's keyframe to the target, counted once."""
+    need = set()
+    for group in index.keyframe_groups(plan):
+        k = int(np.searchsorted(index.keyframe_pts, index.pts[group[-1]], side="right")) - 1
+        start = int(np.searchsorted(index.pts, index.keyframe_pts[max(k, 0)]))
+        need.update(range(start, group[-1] + 1))
+    return len(need)
+
+
+def full_decode(path: Path, index, plan: list[int]):
+    """Decode every frame with PyAV from the start; keep the planned ones."""
+    wanted = {int(index.pts[i]) for i in plan}
+    images = []
+    with av.open(str(path)) as container:
+        stream = container.streams[index.stream_index]
+        stream.codec_context.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if frame.pts in wanted:
+                images.append(frame.to_ndarray(format="rgb24"))
+    return None, images
+
+
+class ThreadClock:
+    """CPU seconds each thread spends inside tpo's decoders' decode() during a run.
+
+    On a machine other processes keep busy the wall time says little about what the
+    parallel reader gains; CPU time does: on idle cores the run takes the CPU outside the
+    decoders plus the decoders' CPU spread over the cores (at least the busiest decoder
+    thread's). Valid where every decoder decodes on its own thread, as the parallel readers'
+    pooled decoders do when there are at least as many of them as cores.
+    """
+
+    def __init__(self):
+        self.cpu: dict[int, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def watching(self, *classes):
+        originals = {cls: cls.decode for cls in classes}
+
+        def wrap(original):
+            def decode(reader, indices, max_side):
+                start = time.thread_time()
+                try:
+                    return original(reader, indices, max_side)
+                finally:
+                    with self._lock:
+                        self.cpu[threading.get_ident()] += time.thread_time() - start
+            return decode
+
+        for cls, original in originals.items():
+            cls.decode = wrap(original)
+        try:
+            yield self
+        finally:
+            for cls, original in originals.items():
+                cls.decode = original
+
+
+def timed(run, repeat: int, one_core: str):
+    """(best wall s, its CPU s, its critical-path s or None, result) over `repeat` runs.
+
+    one_core: "cpu" - the run computes on one thread, so its CPU time is its idle-machine
+    time; "threads" - measure with ThreadClock; "" - FFmpeg threads of its own: unknown.
+    """
+    best = None
+    for _ in range(repeat):
+        clock = ThreadClock()
+        with clock.watching(PyAVReader, TorchCodecReader) if one_core == "threads" \
+                else contextlib.nullcontext():
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = run()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        critical = {"cpu": cpu, "": None}.get(one_core)  # "cpu": one thread did everything
+        if one_core == "threads":  # the rest, then the decoders spread over the cores
+            inside = sum(clock.cpu.values())
+            busiest = max(clock.cpu.values(), default=0.0)
+            critical = cpu - inside + max(busiest, inside / usable_cores())
+        if best is None or wall < best[0]:
+            best = (wall, cpu, critical, result)
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1- and 4-minute videos")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="shorten every video to this fraction of its length")
+    parser.add_argument("--quick", action="store_true", help=f"--scale {QUICK_SCALE}")
     parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="tpo's decoding threads (default: tpo's, twice the usable cores)")
+    parser.add_argument("--no-full", action="store_true", help="skip the full decode")
     parser.add_argument("--cache", type=Path, default=Path("data/bench"))
     args = parser.parse_args()
+    scale = QUICK_SCALE if args.quick else args.scale
+    workers = args.workers or default_workers()
+    import torchcodec.decoders  # noqa: F401 - loads torch now, not inside the first timing
 
     rows = []
-    for label, seconds, fps in QUICK if args.quick else FULL:
-        path = ensure_video(args.cache, seconds, fps)
-        open_video(path, backend="pyav").close()  # warm the OS file cache for everyone
-        start = time.perf_counter()
-        with open_video(path, backend="pyav") as video:  # what `tpo sample` does
-            plan = video.sample(args.frames, decode=False)
-            n_frames = video.info.n_frames
-        plan_s = time.perf_counter() - start
-        runs = {
-            "decord": lambda: with_tpo(path, "decord", args.frames),
-            "pyav-seek": lambda: with_tpo(path, "pyav", args.frames),
-            "sequential": lambda: sequential(path, set(plan.timestamps)),
+    for label, seconds, fps, size, gop in KINDS:
+        seconds = max(1, round(seconds * scale))
+        gop = gop or max(1, seconds * fps // KEYFRAMES)
+        path = ensure_video(args.cache, seconds, fps, size, gop)
+        index = index_file(str(path))  # also warms the OS file cache for everyone
+        cold_open = timed(lambda: open_video(path, index_cache=IndexCache()).close(), 1, "")[0]
+        warm = IndexCache()  # this video's index, cached by its first open
+        with open_video(path, index_cache=warm) as video:
+            plan = video.uniform(args.frames)
+            n_frames, times = video.info.n_frames, [float(video.times[i]) for i in plan]
+        warm_open = timed(lambda: open_video(path, index_cache=warm).close(), 1, "")[0]
+        tpo = {"index_cache": warm, "workers": workers}
+        # each pooled decoder single-threaded (as when workers >= cores): ThreadClock applies
+        pool = "threads" if workers >= usable_cores() and workers > 1 else ""
+        runs = {  # method: (run, how its one-core time is known)
+            "torchcodec": (lambda: torchcodec_exact(path, plan, threads=1), "cpu"),
+            "torchcodec-mt": (lambda: torchcodec_exact(path, plan, threads=0), ""),
+            "tpo auto (cold)": (lambda: with_tpo(path, plan, index_cache=IndexCache(),
+                                                 workers=workers), pool),
+            "tpo auto": (lambda: with_tpo(path, plan, **tpo), pool),
+            "tpo pyav 1 dec": (lambda: with_tpo(path, plan, backend="pyav", index_cache=warm,
+                                                workers=1), ""),
+            "tpo torchcodec": (lambda: with_tpo(path, plan, backend="torchcodec", **tpo), pool),
+            "tpo decord": (lambda: with_tpo(path, plan, backend="decord", index_cache=warm), ""),
+            "GOP limit": (lambda: gop_limit(path, index, plan), "cpu"),
         }
+        if not args.no_full:
+            runs["full decode"] = (lambda: full_decode(path, index, plan), "")
         results = {}
-        for method, run in runs.items():
-            start = time.perf_counter()
-            times, images = run()
-            results[method] = (time.perf_counter() - start, times, images)
-        base_s, base_times, base_images = results["decord"]
-        assert [read_number(im) for im in base_images] == [round(t * fps) for t in base_times]
-        for method, (secs, times, images) in results.items():
-            assert times == base_times, f"{method} returned other timestamps"
+        for method, (run, one_core) in runs.items():
+            results[method] = timed(run, args.repeat, one_core)
+            print(f"  {label}: {method:<16} {results[method][0]:7.2f} s", flush=True)
+        base_wall, base_cpu, _, (_, base_images) = results["torchcodec"]
+        assert [read_number(im) for im in base_images] == [round(t * fps) for t in times], label
+        for method, (wall, cpu, critical, (stamps, images)) in results.items():
+            assert stamps is None or stamps == times, f"{method} returned other timestamps"
+            assert len(images) == len(base_images), method
             assert all(np.array_equal(a, b) for a, b in zip(images, base_images)), method
-            rows.append((label, n_frames, method, secs, secs / base_s))
-        print(f"{label}: open + plan without decoding (decode=False) {plan_s:.2f} s", flush=True)
+            rows.append((label, method, wall, cpu, critical, wall / base_wall,
+                         None if critical is None else critical / base_cpu))
+        print(f"{label}: {n_frames} frames, keyframe every {gop}; open + index "
+              f"{cold_open:.2f} s, reopen (index cached) {warm_open:.3f} s; GOP limit "
+              f"{gop_limit_frames(index, plan)} frames decoded", flush=True)
 
-    print(f"\n{args.frames} frames, uniform in time; decord and pyav-seek include opening "
-          "(indexing) the file\n")
-    print(f"{'video':<18}{'frames':>8}  {'method':<12}{'seconds':>9}{'vs decord':>11}")
-    for label, n_frames, method, secs, ratio in rows:
-        print(f"{label:<18}{n_frames:>8}  {method:<12}{secs:>9.2f}{ratio:>10.2f}x")
-    print("\nall methods returned the same timestamps and pixel-identical frames")
+    print(f"\n{args.frames} frames, uniform in time, {workers} tpo decoding threads on "
+          f"{usable_cores()} usable cores (load average {os.getloadavg()[0]:.1f}); best of "
+          f"{args.repeat} by wall time.\n'idle s': the run's time on idle cores, from CPU "
+          "time (its one thread's, or its busiest decoder thread's plus the rest; - where "
+          "FFmpeg threads of its own decode)\n")
+    print(f"{'video':<16}{'method':<18}{'wall s':>8}{'CPU s':>8}{'idle s':>10}"
+          f"{'wall vs tc':>12}{'idle vs tc':>14}")
+    for label, method, wall, cpu, critical, ratio, critical_ratio in rows:
+        crit = f"{critical:>10.2f}" if critical is not None else f"{'-':>10}"
+        cr = f"{critical_ratio:>13.2f}x" if critical_ratio is not None else f"{'-':>14}"
+        print(f"{label:<16}{method:<18}{wall:>8.2f}{cpu:>8.2f}{crit}{ratio:>11.2f}x{cr}")
+    print("\nevery method returned pixel-identical frames showing the planned frame numbers")
 
 
 if __name__ == "__main__":

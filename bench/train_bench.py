@@ -388,7 +388,7 @@ def worker(job: dict) -> None:
     clock = Clock()
     sampler = MemorySampler()
     config = TrainConfig(model=job["model"], data=job["data"], output_dir=job["out"],
-                         learning_rate=1e-3, warmup_ratio=0.0, max_steps=job["steps"],
+                         learning_rate=1e-3, warmup_steps=0.0, max_steps=job["steps"],
                          cache_dir=job["cache_dir"], lora=job.get("lora", True),
                          max_frames=job.get("max_frames"))
     started = time.perf_counter()

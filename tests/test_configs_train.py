@@ -33,13 +33,16 @@ def test_command_line_options_win_over_the_file(tmp_path):
         "--config", str(path), "--data", "d", "--output", "o", "--beta", "0.4", "--use-cpu"])
     assert (config.model, config.beta, config.lora, config.max_frames) == ("from-file", 0.4,
                                                                            False, 8)
-    assert config.use_cpu is True and config.output_dir == "o"  # --output: the short alias
+    assert config.use_cpu is True and config.options["output_dir"] == "o"  # --output: the alias
+    assert config.output_dir == str(Path("o").resolve())
     assert others.job_id is None
 
 
 @pytest.mark.parametrize("text, message", [
     ("colour: red\n", "Unknown arguments from config file"),
-    ("warmup_ratio: 1.5\n", "warmup_ratio must be in [0, 1)"),
+    ("num_train_epochs: 0\n", "num_train_epochs must be > 0"),
+    ("warmup_ratio: -1\n", "warmup_steps (--warmup-ratio) must be >= 0"),  # tpo's earlier key
+    ("lr_scheduler_type: bogus\n", "is not a valid SchedulerType"),  # DPOConfig's own check
     ("- a list\n", "must contain a YAML mapping"),
 ])
 def test_a_bad_file_is_a_usage_error(tmp_path, capsys, text, message):

@@ -41,7 +41,8 @@ def old_database(path, version: int) -> int:
 def test_the_steps_are_registered_in_order_under_their_names():
     db = sqlite_utils.Database(memory=True)
     assert [m.name for m in MIGRATIONS.pending(db)] == NAMES == [
-        "initial", "generations", "compare_and_eval", "job_resources"]
+        "initial", "generations", "compare_and_eval", "job_resources", "review_queues", "teams",
+        "eval_protocol"]
     assert SCHEMA_VERSION == len(STEPS)
 
 

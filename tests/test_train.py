@@ -28,8 +28,9 @@ from tpo.curation.export import ExportConfig, export_pairs
 from tpo.media.library import ingest
 from tpo.curation.review import review
 from tpo.store import Store
+from tpo.training.config import TRAINER_DEFAULTS, TPOArguments, check_options
 from tpo.training.train import (LANGUAGE_LORA_TARGET, OOM, TrainConfig, _clear_errors, build_parser,
-                       config_from_args, resolve, train)
+                                config_from_args, make_config, resolve, train)
 from tpo.training.train_data import NO_DATA, TrainError, cap_frames, load_pairs
 from tpo.training.train_job import _free_port, job_params
 from tpo.media.video import open_video
@@ -88,7 +89,7 @@ def export(tmp_path_factory):
 def _config(model, export, out, **overrides) -> TrainConfig:
     """A quick run: lr high enough to move a random model, no warm-up (step 1 has lr > 0)."""
     options = dict(model=str(model), data=str(export.dir), output_dir=str(out),
-                   learning_rate=1e-3, warmup_ratio=0.0, lora_r=8, lora_alpha=16,
+                   learning_rate=1e-3, warmup_steps=0.0, lora_r=8, lora_alpha=16,
                    max_steps=3, cache_dir=export.cache)
     options.update(overrides)
     return TrainConfig(**options)
@@ -296,20 +297,59 @@ def test_clear_errors_for_missing_data_model_oom_and_full_disk(tiny_smolvlm_dir,
 
 
 def test_importing_the_module_loads_no_ml_library():
-    """The app process imports tpo.training.train for TrainConfig and tpo.training.train_job for job_params
-    (docs/architecture.md)."""
-    code = ("import sys, tpo.training.train as t, tpo.training.train_job as j; "
-            "j.job_params(t.TrainConfig('m', 'd', 'o')); "
+    """The app process imports tpo.training.train, tpo.training.config for the run's settings and
+    tpo.training.train_job for job_params (docs/architecture.md): no torch, so no TrainConfig."""
+    code = ("import sys, tpo.training.train as t, tpo.training.train_job as j, "
+            "tpo.training.config as c; "
+            "p = j.job_params({'model': 'm', 'data': 'd', 'output_dir': 'o', 'lr_scheduler_type': "
+            "'linear'}); print(p['config']['lr_scheduler_type'], t.cli_args(p['config'])[-1]); "
             "print(sorted({'torch', 'transformers', 'trl', 'peft', 'datasets'} & "
             "set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.strip()
-    assert out == "[]"
+                         text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["linear linear", "[]"]
     from transformers import TrainerCallback
 
     from tpo.training.train import MetricsCallback  # built on first use
 
     assert issubclass(MetricsCallback, TrainerCallback)
+
+
+def test_train_config_is_trls_dpo_config_plus_tpos_fields():
+    """TrainConfig builds on TRL's DPOConfig: tpo declares none of its fields, only changes
+    some defaults (the paper's schedule; beta and lr from the preset) and adds short options;
+    every DPOConfig option parses, and DPOConfig's own checks apply."""
+    import dataclasses
+
+    from trl import DPOConfig
+
+    dpo = {f.name: f for f in dataclasses.fields(DPOConfig)}
+    ours = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert issubclass(TrainConfig, DPOConfig) and issubclass(TrainConfig, TPOArguments)
+    assert not {f.name for f in dataclasses.fields(TPOArguments)} & set(dpo)
+    assert set(ours) == set(dpo) | {f.name for f in dataclasses.fields(TPOArguments)}
+    for name, f in ours.items():  # a DPOConfig field keeps its help; its default is DPOConfig's or TPO's
+        if name in dpo:
+            assert f.metadata.get("help", "").startswith(dpo[name].metadata.get("help", "")[:40])
+            expected = TRAINER_DEFAULTS.get(name, dpo[name].default)
+            assert f.default == expected or f.default_factory is not dataclasses.MISSING, name
+    config = config_from_args(build_parser().parse_args([
+        "--model", "m", "--output", "o", "--weight-decay", "0.01", "--optim", "sgd",
+        "--gradient-accumulation-steps", "4", "--batch-size", "2", "--epochs", "2"]))
+    assert isinstance(config, DPOConfig)
+    assert (config.weight_decay, config.optim.value, config.gradient_accumulation_steps,
+            config.per_device_train_batch_size, config.num_train_epochs) == (0.01, "sgd", 4, 2, 2.0)
+    # TPO's run: sigmoid DPO + alpha x SFT, the preset's beta / lr, no truncation, fp32 on CPU.
+    assert (config.loss_type, config.loss_weights) == (["sigmoid", "sft"], [1.0, 0.5])
+    assert (config.beta, config.learning_rate, config.max_length) == (0.3, 4e-6, None)
+    assert (config.seed, config.save_steps, config.logging_steps, config.warmup_steps) == \
+        (0, 100, 1, 0.1)
+    assert config.bf16 is False and config.use_cpu is True and config.activation_checkpointing
+    # DPOConfig's own validation, for its own fields; the job reports it as a clear error.
+    with pytest.raises(ValueError, match="SchedulerType"):
+        make_config({"model": "m", "output_dir": "o", "lr_scheduler_type": "bogus"})
+    with pytest.raises(TypeError, match="colour"):
+        make_config({"model": "m", "output_dir": "o", "colour": "red"})
 
 
 def test_config_validation_and_cli():
@@ -333,10 +373,28 @@ def test_config_validation_and_cli():
     # train_job repeats tpo.curation.export's choices (importing it would load datasets in the app).
     assert train_job.FRAME_SOURCES == export_module.FRAME_SOURCES
     assert train_job.DEFAULT_FRAMES == export_module.DEFAULT_FRAMES == ExportConfig().frames
-    for bad in ({"preset": "gpt"}, {"alpha": -1.0}, {"warmup_ratio": 1.5},
-                {"resume": True, "overwrite": True}, {"bf16": "maybe"}):
-        with pytest.raises(ValueError):
-            TrainConfig(model="m", data="d", output_dir="o", **bad)
+    for bad, message in (({"preset": "gpt"}, "preset must be one of"),
+                         ({"alpha": -1.0}, "alpha must be >= 0"),
+                         ({"warmup_ratio": -1.0}, "warmup_steps"),  # the earlier name
+                         ({"learning_rate": 0}, "learning_rate must be > 0"),
+                         ({"save_steps": 0}, "save_steps must be >= 1"),
+                         ({"resume": True, "overwrite": True}, "contradict"),
+                         ({"bf16": "maybe"}, "bf16 must be auto"),
+                         ({"dpo_weight": 0, "alpha": 0}, "leave no loss"),
+                         ({"output_dir": ""}, "output_dir is required")):
+        options = {"model": "m", "data": "d", "output_dir": "o", **bad}
+        with pytest.raises(ValueError, match=message):  # in the app, without torch
+            check_options(options)
+        with pytest.raises(ValueError, match=message):  # in the training process
+            make_config(options)
+        with pytest.raises(ValueError, match=message):
+            job_params(options)
+    with pytest.raises(ValueError, match="loss_type and loss_weights are TPO's"):
+        make_config({"model": "m", "output_dir": "o", "loss_type": ["ipo"]})
+    # A job submitted before TrainConfig built on DPOConfig resumes with its settings.
+    old = {"model": "m", "output_dir": "o", "warmup_ratio": 0.0, "bf16": "auto",
+           "gradient_checkpointing": True, "use_cpu": None, "lora_target": LANGUAGE_LORA_TARGET}
+    assert make_config(old).warmup_steps == 0.0 and make_config(old).bf16 is False
 
 
 def test_train_command_frames_options_shape_the_from_store_export(store, settings, tmp_path,
@@ -368,15 +426,15 @@ def test_from_store_export_follows_frames_and_frames_from(export, store, tmp_pat
     _accept_pairs(store, export.clip)
     ctx = SimpleNamespace(store=store, progress=lambda *a: None, check_cancelled=lambda: None,
                           log=lambda *a: None)
-    config = TrainConfig(model="m", data=None, output_dir=str(tmp_path / "whole"))
-    data = train_job._export_for_run(ctx, config, {})  # the defaults: whole, 64
-    rows = [json.loads(x) for x in (Path(data.data) / "metadata.jsonl").read_text().splitlines()]
+    options = {"model": "m", "data": None, "output_dir": str(tmp_path / "whole")}
+    data = train_job._export_for_run(ctx, options, {})  # the defaults: whole, 64
+    rows = [json.loads(x) for x in (Path(data["data"]) / "metadata.jsonl").read_text().splitlines()]
     assert [r["frame_times"] for r in rows] == [[k + 0.5 for k in range(8)]] * 3  # 1 a second
-    chosen = train_job._export_for_run(ctx, TrainConfig(
-        model="m", data=None, output_dir=str(tmp_path / "chosen"), max_frames=3),
+    chosen = train_job._export_for_run(ctx, {
+        "model": "m", "data": None, "output_dir": str(tmp_path / "chosen"), "max_frames": 3},
         {"frames": 64, "frames_from": "chosen"})
     rows = {r["question"]: r for r in (json.loads(x) for x in (
-        Path(chosen.data) / "metadata.jsonl").read_text().splitlines())}
+        Path(chosen["data"]) / "metadata.jsonl").read_text().splitlines())}
     local = rows["What is drawn at 2 s?"]  # segment [1, 3): its chosen frames, 3 of them
     assert len(local["frame_times"]) == 3 and all(1.0 <= t < 3.0 for t in local["frame_times"])
 

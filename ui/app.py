@@ -10,10 +10,12 @@ import gradio as gr
 from tpo.config import Settings
 from tpo.store import Store
 from tpo.models.textlm import hub_unreachable
-from ui import compare, curate, evaluate, library, train
+from ui import compare, curate, evaluate, library, team, train
 from ui.header import header_markdown, whoami
 from ui.models import ModelPicker
 
+
+HEADER_EVERY_S = 10.0  # how often the page header refreshes its counts and running jobs
 
 # On ZeroGPU a long fine-tune needs dedicated hardware; say so, do not fail.
 ZERO_GPU_NOTE = (
@@ -31,6 +33,12 @@ def build_app(store: Store, settings: Settings,
     (tests pass their own)."""
     with gr.Blocks(title="TPO Studio") as demo:
         header = gr.Markdown(lambda: header_markdown(store, settings), elem_id="tpo-header")
+
+        def refresh_header() -> str:
+            return header_markdown(store, settings)
+
+        # Its own timer, not every action: it counts the library and lists the running jobs.
+        gr.Timer(HEADER_EVERY_S).tick(refresh_header, None, header, show_progress="hidden")
         if settings.multi_user:  # each browser its own name, known only from its request
             me = gr.Markdown(elem_id="tpo-whoami")
 
@@ -46,7 +54,9 @@ def build_app(store: Store, settings: Settings,
             with gr.Tab("Library", id="library"):
                 videos = library.build(store, settings, header, picker)
             with gr.Tab("Curate", id="curate", elem_id="tab-curate"):
-                curate.build(store, settings, header)
+                curate.build(store, settings)
+            with gr.Tab("Team", id="team", elem_id="tab-team"):
+                team.build(store, settings)
             with gr.Tab("Train", id="train", elem_id="tab-train"):
                 train.build(store, settings, picker)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):

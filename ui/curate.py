@@ -1,18 +1,25 @@
 """The Curate tab: review preference pairs against the video evidence, at keyboard speed.
 
 A queue of pairs (filters, search, sort) and the current pair: its question, a timeline with
-the segment and the frames each side saw, the player, both answers side by side with their
-frame strips, and the actions (accept, reject, swap, edit, note, next, previous, bulk).
+the segment and the frames each side saw, both answers side by side with their frame strips,
+the actions, and beside them the player, the question, a note and the generated texts.
+Keys and the instant swap to the next pair live in the browser (:mod:`ui.curate_keys`); what
+one pair shows is :mod:`ui.curate_view`. An action does one read and one write of the pair,
+then answers with the new pair's view, the views either side of it (prefetched for the
+next key press) and the counters; the page header refreshes on its own timer.
+
 Every action goes through :func:`tpo.curation.review.review` with the version the reviewer saw, so a
 concurrent change by someone else is refused and shown rather than overwritten; bulk actions
-carry the versions of the queue as loaded and skip (and list) pairs changed since.
+carry the versions of the queue as loaded and skip (and list) pairs changed since. **U** undoes
+the reviewer's last action (:func:`tpo.curation.review.undo`, itself audited). Accept warns
+once before accepting a pair whose chosen answer is empty or cut off. An empty pending queue
+with filtered pairs says how many per reason, and shows or restores them.
 Texts from files, models and people are escaped before they go into HTML or Markdown.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from html import escape
 
 import shutil
 import time
@@ -22,20 +29,24 @@ import gradio as gr
 
 from tpo import access, jobs
 from tpo.curation import review as reviews
-from tpo.media import video
 from tpo.config import Settings
-from tpo.store import PAIR_STATUSES, ConflictError, Pair, Store, StoreError
-from tpo.media.thumbs import format_time, frames_at
-from ui import html
-from ui.header import header_markdown
+from tpo.errors import TPOError
+from tpo.store import PAIR_STATUSES, ConflictError, Store, StoreError
+from ui import curate_keys, html
+from ui.curate_view import (PARTS, View, counters_html, guide_html, position_text,
+                            prefetch_html)
 from ui.html import escape_html, escape_md
 from ui.identity import current_user
 from ui.jobs import JobPanel
-from ui.timeline import timeline_svg
+from ui.team import guidelines_markdown
+
+__all__ = ["ANY", "Filters", "View", "build", "bulk_confirm", "counters_html", "export_panel",
+           "export_params", "last_export"]
 
 ANY = "any"
+ALL_REASONS = ""  # the guide's reason choice meaning every filtered pair
 SORTS = {"pending first": "pending-first", "oldest": "id", "newest": "newest"}
-STRIP_MAX = 16  # thumbnails per side; dense sides (64 frames) show an even subset
+ALL_PAIRS, MY_SHARE = "all pairs", "my share"  # the "Pairs" filter: everyone's or my assignment
 
 
 @dataclass
@@ -52,161 +63,104 @@ class Filters:
         pick = lambda v: None if v in (ANY, "", None) else v  # noqa: E731
         video_id = None if self.video in (ANY, "", None) else int(str(self.video).split(" ")[0].lstrip("#"))
         return {"status": pick(self.status), "kind": pick(self.kind), "strategy": pick(self.strategy),
-                "video_id": video_id, "reason": self.reason.strip(), "search": self.search.strip(),
+                "video_id": video_id, "reason": (self.reason or "").strip(),
+                "search": (self.search or "").strip(),
                 "order": SORTS.get(self.sort, "pending-first")}
 
 
-def counters_html(store: Store) -> str:
-    c = store.pair_counts()
-    total = c["all"]
-    line = " · ".join(f'<b data-count="{s}">{total[s]}</b> {s}' for s in PAIR_STATUSES)
-    kinds = " &nbsp; ".join(
-        f"{escape(kind)}: " + " / ".join(str(c[kind][s]) for s in PAIR_STATUSES)
-        for kind in sorted(k for k in c if k != "all"))
-    return (f'<div class="tpo-counters" id="curate-counters">{line}'
-            f'<div style="opacity:.75;font-size:12px">{kinds}'
-            + (" (pending / accepted / rejected / filtered)" if kinds else "") + "</div></div>")
-
-
-def _sample(times: list[float], n: int) -> list[float]:
-    if len(times) <= n:
-        return list(times)
-    step = len(times) / n
-    return [times[int(i * step + step / 2)] for i in range(n)]
-
-
-def _side_strip(row: dict, times: list[float], settings: Settings, side: str) -> str:
-    try:
-        entries = frames_at(row["path"], row["sha256"], _sample(times, STRIP_MAX), settings.thumb_dir)
-    except (video.VideoError, OSError) as err:
-        return html.note(f"Cannot show frames: {err}")
-    return html.frame_strip(entries, settings.thumb_dir, player_id=html.CURATE_PLAYER_ID,
-                            strip_id=f"curate-{side}-strip")
-
-
-def _saw(pair: Pair, side: str, times: list[float]) -> str:
-    if pair["kind"] == "localized" and pair["segment_start"] is not None:
-        seg = f"{format_time(pair['segment_start'])}–{format_time(pair['segment_end'])}"
-        if pair.generated_side(side) == "chosen":
-            where = f"the segment {seg}"
-        elif pair["strategy"] == "incomplete":
-            where = f"a sparse part of {seg}"
-        else:
-            where = f"the video without {seg}"
-    else:
-        where = "the whole video"
-    return f"{side.upper()} · saw {escape_md(where)} ({len(times)} frames)"
-
-
-class View:
-    """Everything the tab shows for one pair, in the order of ``shown`` in :func:`build`."""
-
-    @staticmethod
-    def empty(message: str) -> tuple:
-        return (None, None, html.note(message), *[""] * 11)
-
-    @staticmethod
-    def of(store: Store, settings: Settings, pair_id: int, position: str) -> tuple:
-        pair = store.get_pair(pair_id)
-        row = store.get_video(pair["video_id"])
-        view = pair.effective()
-        segment = ((pair["segment_start"], pair["segment_end"])
-                   if pair["segment_start"] is not None else None)
-        events = (row.get("ground_truth") or {}).get("events")
-        meta = (f"**Pair #{pair['id']}** · {position} · {escape_md(pair['kind'])} · "
-                f"{escape_md(pair['strategy'])} · video #{row['id']} {escape_md(row['name'])} · "
-                f"**{escape_md(pair['status'])}** · version {pair['version']}"
-                + (f" · last change by {escape_md(pair['last_user'])}"
-                   if pair.get("last_user") else "")
-                + (f"\n\nFilter: *{escape_md(pair['filter_reason'])}*"
-                   if pair["filter_reason"] else ""))
-        original = _originals(pair)
-        playable = row["status"] == "ready"
-        return (
-            pair["id"], pair["version"],
-            f'<div id="curate-question" data-pair-id="{pair["id"]}">{escape(view["question"])}</div>',
-            meta,
-            timeline_svg(row["duration_s"] or 0.0, segment=segment, chosen=view["chosen_timestamps"],
-                         rejected=view["rejected_timestamps"], player=html.CURATE_PLAYER_ID,
-                         events=events),
-            html.player(row["id"], html.CURATE_PLAYER_ID) if playable else html.note("Video unreadable."),
-            _saw(pair, "chosen", view["chosen_timestamps"]),
-            view["chosen"],
-            _side_strip(row, view["chosen_timestamps"], settings, "chosen") if playable else "",
-            view["rejected"],
-            _saw(pair, "rejected", view["rejected_timestamps"]),
-            _side_strip(row, view["rejected_timestamps"], settings, "rejected") if playable else "",
-            original,
-            view["question"],
-        )
-
-
-def _originals(pair: dict) -> str:
-    lines = []
-    for label, column in (("question", "question"), ("chosen", "chosen"), ("rejected", "rejected")):
-        if pair.get(f"edited_{column}"):
-            lines.append(f"- generated {label}: {escape_md(pair[column])}")
-    if pair.get("swapped"):
-        lines.append("- chosen and rejected were swapped by a reviewer")
-    if not lines:
-        return "No edits: the texts are as generated."
-    return "\n".join(lines)
-
-
-def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
+def build(store: Store, settings: Settings) -> None:
     """Lay out the tab inside the current Blocks and wire its events."""
     logins = settings.logins()
     queue = gr.State([])
     position = gr.State(0)
     pair_id = gr.State(None)
     version = gr.State(None)
+    # [pair id, version, warning] while Accept must warn before accepting the pair shown
+    caution = gr.State(None)
     pending_bulk = gr.State(None)  # "accept"/"reject" awaiting confirmation
     # {pair id: version} as the queue was loaded (then as this reviewer changed them): what a
     # bulk action may change; pairs someone else changed since are skipped.
     seen = gr.State({})
+    # {part: value} this browser was last sent, so an answer sends only what changed
+    sent_state = gr.State(None)
 
-    with gr.Row():
-        user = gr.Textbox(settings.user, label="Your name (recorded on every action)", scale=1,
+    bare = {"apply_default_css": False, "js_on_load": None}  # gr.HTML without prose styles
+    with gr.Row(equal_height=True, elem_id="curate-filters"):
+        user = gr.Textbox(settings.user, label="Your name", min_width=110,
                           visible=not (logins or settings.hf_oauth), elem_id="curate-user")
         if settings.hf_oauth:
             gr.LoginButton(scale=0)
-        counters = gr.HTML(lambda: counters_html(store), elem_id="curate-counters-box")
-    with gr.Row():
         f_status = gr.Dropdown([ANY, *PAIR_STATUSES], value="pending", label="Status", min_width=100)
         f_kind = gr.Dropdown([ANY, "localized", "comprehensive"], value=ANY, label="Kind", min_width=100)
         f_strategy = gr.Dropdown([ANY, "irrelevant", "incomplete", "dense-sparse"], value=ANY,
                                  label="Strategy", min_width=100)
-        f_video = gr.Dropdown([ANY], value=ANY, label="Video", min_width=140, allow_custom_value=True)
-        f_reason = gr.Textbox(label="Filter reason contains", min_width=120)
-        f_search = gr.Textbox(label="Search text", min_width=120, elem_id="curate-search")
+        f_video = gr.Dropdown([ANY], value=ANY, label="Video", min_width=120,
+                              allow_custom_value=True)
+        f_reason = gr.Textbox(label="Filter reason", min_width=100, max_lines=1,
+                              elem_id="curate-reason")
+        f_search = gr.Textbox(label="Search text", min_width=110, max_lines=1,
+                              elem_id="curate-search")
         f_sort = gr.Dropdown(list(SORTS), value="pending first", label="Sort", min_width=100)
-        load = gr.Button("Load queue", elem_id="curate-load", scale=0)
-    message = gr.Markdown(elem_id="curate-message")
-    question = gr.HTML(html.note("Load the queue to start reviewing."))
-    meta = gr.Markdown(elem_id="curate-meta")
-    timeline = gr.HTML(elem_id="curate-timeline")
-    player = gr.HTML()
+        # "my share": the pairs assigned to this reviewer that they have not decided yet
+        f_share = gr.Dropdown([ALL_PAIRS, MY_SHARE], value=ALL_PAIRS, label="Pairs",
+                              min_width=100, elem_id="curate-share")
+        load = gr.Button("Load queue", elem_id="curate-load", scale=0, min_width=90)
+    with gr.Row(equal_height=True):
+        counters = gr.HTML(lambda: counters_html(store), elem_id="curate-counters-box", scale=3,
+                           **bare)
+        message = gr.Markdown(elem_id="curate-message", scale=4)
+    with gr.Group(visible=False, elem_id="curate-guide") as guide_box:
+        guide = gr.HTML(elem_id="curate-guide-box", **bare)
+        with gr.Row(equal_height=True):
+            guide_reason = gr.Dropdown([("all reasons", ALL_REASONS)], value=ALL_REASONS,
+                                       label="Filtered for", elem_id="curate-guide-reason", scale=2)
+            show_filtered = gr.Button("Show them", elem_id="curate-guide-show", scale=1)
+            restore_filtered = gr.Button("Restore all to pending", variant="primary",
+                                         elem_id="curate-guide-restore", scale=1)
+    question = gr.HTML(html.note("Load the queue to start reviewing."),
+                       elem_id="curate-question-box", **bare)
+    meta = gr.HTML(elem_id="curate-meta", **bare)
     with gr.Row(equal_height=False):
-        with gr.Column():
-            chosen_title = gr.Markdown(elem_classes=["tpo-side-title"], elem_id="curate-chosen-title")
-            chosen = gr.Textbox(label="Chosen answer (editable)", lines=4, elem_id="curate-chosen")
-            chosen_strip = gr.HTML()
-        with gr.Column():
-            rejected_title = gr.Markdown(elem_classes=["tpo-side-title"], elem_id="curate-rejected-title")
-            rejected = gr.Textbox(label="Rejected answer (editable)", lines=4, elem_id="curate-rejected")
-            rejected_strip = gr.HTML()
-    with gr.Row():
-        edit_question = gr.Textbox(label="Question (editable)", scale=3, elem_id="curate-question-edit")
-        note = gr.Textbox(label="Note", scale=2, elem_id="curate-note")
-    with gr.Row():
-        accept = gr.Button("Accept [A]", variant="primary", elem_id="curate-accept")
-        reject = gr.Button("Reject [R]", variant="stop", elem_id="curate-reject")
-        swap = gr.Button("Swap [S]", elem_id="curate-swap")
-        save = gr.Button("Save edits [E to edit]", elem_id="curate-save")
-        prev = gr.Button("◀ Prev [P]", elem_id="curate-prev")
-        nxt = gr.Button("Next [N] ▶", elem_id="curate-next")
-    with gr.Accordion("Original (generated) texts", open=False):
-        originals = gr.Markdown(elem_id="curate-originals")
+        with gr.Column(scale=3, min_width=480):
+            timeline = gr.HTML(elem_id="curate-timeline", **bare)
+            with gr.Row(equal_height=False):
+                with gr.Column(min_width=220):
+                    chosen_title = gr.HTML(elem_id="curate-chosen-title", **bare)
+                    chosen = gr.Textbox(show_label=False, lines=3, max_lines=8,
+                                        placeholder="Chosen answer (editable)",
+                                        elem_id="curate-chosen")
+                    chosen_strip = gr.HTML(elem_id="curate-chosen-strip-box", **bare)
+                with gr.Column(min_width=220):
+                    rejected_title = gr.HTML(elem_id="curate-rejected-title", **bare)
+                    rejected = gr.Textbox(show_label=False, lines=3, max_lines=8,
+                                          placeholder="Rejected answer (editable)",
+                                          elem_id="curate-rejected")
+                    rejected_strip = gr.HTML(elem_id="curate-rejected-strip-box", **bare)
+            warning = gr.HTML(elem_id="curate-warning-box", **bare)
+            with gr.Row(elem_id="curate-actions"):
+                accept = gr.Button("Accept [A]", size="sm", variant="primary",
+                                   elem_id="curate-accept")
+                reject = gr.Button("Reject [R]", size="sm", variant="stop", elem_id="curate-reject")
+                swap = gr.Button("Swap [S]", size="sm", elem_id="curate-swap")
+                save = gr.Button("Save [Ctrl+Enter]", size="sm", elem_id="curate-save")
+                undo = gr.Button("Undo [U]", size="sm", elem_id="curate-undo")
+                prev = gr.Button("◀ Prev [P]", size="sm", elem_id="curate-prev")
+                nxt = gr.Button("Next [N] ▶", size="sm", elem_id="curate-next")
+        with gr.Column(scale=2, min_width=320):
+            player = gr.HTML(elem_id="curate-player-box", **bare)
+            edit_question = gr.Textbox(label="Question (editable) · E edits the chosen answer, "
+                                       "Esc leaves a box", lines=1, max_lines=4,
+                                       elem_id="curate-question-edit")
+            note = gr.Textbox(label="Note (saved with the next action)", elem_id="curate-note")
+            with gr.Accordion("Original (generated) texts", open=False):
+                originals = gr.Markdown(elem_id="curate-originals")
+            # The team's review guidelines (set in the Team tab, versioned), read at page load.
+            with gr.Accordion("Guidelines", open=True, elem_id="curate-guidelines-box"):
+                gr.Markdown(lambda: guidelines_markdown(store) or
+                            "*No guidelines yet (the Team tab sets them).*",
+                            elem_id="curate-guidelines")
+    # The views either side of the current pair, for the browser to show at once (hidden).
+    prefetch = gr.HTML(elem_id=curate_keys.PREFETCH_ID, head=curate_keys.head(), **bare)
     with gr.Row():
         bulk_accept = gr.Button("Accept all in this queue…", size="sm", elem_id="curate-bulk-accept")
         bulk_reject = gr.Button("Reject all in this queue…", size="sm", elem_id="curate-bulk-reject")
@@ -218,36 +172,75 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
     export_panel(store, settings)
 
     filters = [f_status, f_kind, f_strategy, f_video, f_reason, f_search, f_sort]
+    # In the order of curate_view.PARTS
     shown = [pair_id, version, question, meta, timeline, player, chosen_title, chosen, chosen_strip,
-             rejected, rejected_title, rejected_strip, originals, edit_question]
+             rejected, rejected_title, rejected_strip, originals, edit_question, warning, note,
+             caution]
+    assert len(shown) == len(PARTS)
 
     def who(typed: str, request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
         return current_user(settings, typed, request, profile)
 
-    def render(ids: list[int], pos: int) -> tuple:
+    def render(ids: list[int], pos: int, confirmed: bool = False) -> tuple:
         if not ids:
             return View.empty("No pairs match these filters.")
         pos = max(0, min(pos, len(ids) - 1))
         try:
-            return View.of(store, settings, ids[pos], f"{pos + 1} of {len(ids)}")
+            return View.of(store, settings, ids[pos], position_text(pos, len(ids)), confirmed)
         except StoreError as err:
             return View.empty(str(err))
 
-    def on_load(*values):
-        pairs = store.list_pairs(**Filters(*values).query())
-        ids = [p["id"] for p in pairs]
-        videos = [ANY] + [f"#{v['id']} {v['name']}" for v in store.list_videos() if v["status"] == "ready"]
-        return (ids, 0, *render(ids, 0), "", counters_html(store), gr.update(choices=videos),
-                header_markdown(store, settings), {p["id"]: p["version"] for p in pairs})
+    def ahead(ids: list[int], pos: int) -> str:
+        return prefetch_html(store, settings, ids, pos) if ids else ""
 
-    def on_move(ids, pos, step):
+    def answer(ids, pos, text, versions, sent, confirmed=False) -> tuple:
+        """``(position, *view, message, counters, prefetch, sent, versions)`` for the pair at
+        ``pos``; what this browser already shows (``sent``: what it was sent last) is left
+        as it is (``gr.skip()``), so only the parts that change travel and re-render."""
+        values = dict(zip(PARTS, render(ids, pos, confirmed)))
+        values.update(counters=counters_html(store), prefetch=ahead(ids, pos))
+        fresh, sent = only_new(values, sent)
+        return (pos, *(fresh[name] for name in PARTS), text, fresh["counters"],
+                fresh["prefetch"], sent, versions)
+
+    def guided(query: dict, ids: list[int]) -> tuple:
+        """The guide's box, text and reasons: shown when nothing is pending but the
+        generation's filters set pairs aside."""
+        reasons = store.filtered_reasons() if not ids and query["status"] == "pending" else {}
+        if not reasons:
+            return gr.update(visible=False), "", gr.update()
+        total = sum(reasons.values())
+        choices = [(f"all reasons ({total})", ALL_REASONS),
+                   *[(f"{reason} ({n})", reason) for reason, n in reasons.items()]]
+        return (gr.update(visible=True), guide_html(reasons),
+                gr.update(choices=choices, value=ALL_REASONS))
+
+    def on_load(*values, note_text: str = "", reviewer: str | None = None):
+        query = Filters(*values).query()
+        try:  # ids and versions only, in SQL: nothing is decoded that is not shown
+            rows = store.queue_versions(**query, reviewer=reviewer)
+        except StoreError as err:
+            raise gr.Error(escape_html(err))
+        ids = [pair_id for pair_id, _ in rows]
+        videos = [ANY] + [f"#{v['id']} {v['name']}" for v in store.list_videos() if v["status"] == "ready"]
+        shown_now = answer(ids, 0, note_text, dict(rows), None)
+        *view, text, counted, ahead_html, sent, versions = shown_now
+        return (ids, *view, text, counted, gr.update(choices=videos), *guided(query, ids),
+                ahead_html, sent, versions)
+
+    def on_move(ids, pos, step, sent=None):
         pos = max(0, min(pos + step, len(ids) - 1)) if ids else 0
-        return (pos, *render(ids, pos), "")
+        return answer(ids, pos, "", gr.skip(), sent)
 
     def on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text, versions,
-                  request, profile):
+                  request, profile, warn=None, sent=None):
         if current is None:
             raise gr.Error("No pair loaded: press Load queue.")
+        if action == "accept" and warn and warn[:2] == [current, seen_version]:
+            # Warned once (the view now says so); the next Accept accepts.
+            text = (f"⚠️ **Pair #{current} not accepted yet:** {escape_md(warn[2])}. Press "
+                    "Accept [A] again to accept it anyway, or edit the answer first.")
+            return answer(ids, pos, text, versions, sent, confirmed=True)
         kwargs = {}
         if action == "edit":
             kwargs = {"question": q, "chosen": c, "rejected": r}
@@ -256,8 +249,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
                                   expected_version=seen_version, note=note_text or None, **kwargs)
         except ConflictError as err:
             # Show the newer version in place of the reviewer's stale view.
-            return (pos, *render(ids, pos), f"⚠️ **Not saved.** {escape_md(err)}",
-                    counters_html(store), header_markdown(store, settings), versions)
+            return answer(ids, pos, f"⚠️ **Not saved.** {escape_md(err)}", versions, sent)
         except (StoreError, ValueError) as err:
             raise gr.Error(escape_html(err))
         done = f"Pair #{current}: {action} → {pair['status']} (version {pair['version']})."
@@ -265,8 +257,24 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
             pos += 1  # on to the next pair, as a reviewer going through a queue expects
         # The reviewer's own change is not "changed since": a later bulk action may follow it.
         versions = {**(versions or {}), current: pair["version"]}
-        return (pos, *render(ids, pos), done, counters_html(store),
-                header_markdown(store, settings), versions)
+        return answer(ids, pos, done, versions, sent)
+
+    def on_undo(ids, pos, typed, versions, request: gr.Request,
+                profile: gr.OAuthProfile | None = None, sent=None):
+        name = who(typed, request, profile)
+        target = store.last_undoable_pair(name)
+        if target is None:
+            raise gr.Error(f"Nothing of {escape_html(name)}'s to undo.")
+        try:
+            pair = reviews.undo(store, target, user=name)
+        except (TPOError, ValueError) as err:
+            raise gr.Error(escape_html(err))
+        if target in (ids or []):
+            pos = ids.index(target)  # back to the pair, to redo it
+        versions = {**(versions or {}), target: pair["version"]}
+        text = (f"Undone: pair #{target} is {pair['status']} again (version {pair['version']}; "
+                "the undo is recorded as an action of its own).")
+        return answer(ids, pos, text, versions, sent)
 
     def on_bulk_ask(action, ids):
         if not ids:
@@ -275,38 +283,92 @@ def build(store: Store, settings: Settings, header: gr.Markdown) -> None:
         return action, gr.update(visible=True), f"**{verb} all {len(ids)} pairs in this queue?**"
 
     def on_bulk_confirm(action, ids, pos, typed, versions, request: gr.Request,
-                        profile: gr.OAuthProfile | None):
-        if not action:
-            return (gr.update(visible=False), None, pos, *render(ids, pos), "", counters_html(store),
-                    header_markdown(store, settings), versions)
-        text, versions = bulk_confirm(store, action, ids, versions, who(typed, request, profile))
-        return (gr.update(visible=False), None, pos, *render(ids, pos), text, counters_html(store),
-                header_markdown(store, settings), versions)
+                        profile: gr.OAuthProfile | None, sent=None):
+        text = ""
+        if action:
+            text, versions = bulk_confirm(store, action, ids, versions,
+                                          who(typed, request, profile))
+        return (gr.update(visible=False), None, *answer(ids, pos, text, versions, sent))
+
+    def on_restore(reason, typed, status, kind, strategy, video, reason_filter, search, sort,
+                   request: gr.Request, profile: gr.OAuthProfile | None = None):
+        values = (status, kind, strategy, video, reason_filter, search, sort)
+        try:
+            n = reviews.restore_all(store, user=who(typed, request, profile),
+                                    reason=reason or None)
+        except (StoreError, ValueError) as err:
+            raise gr.Error(escape_html(err))
+        why = f" filtered for {escape_md(reason)}" if reason else " that were filtered"
+        return on_load(*values, note_text=f"Restored {n} pairs{why} to pending (each restore "
+                                          "is recorded under your name).")
 
     after = [position, *shown]
-    load.click(on_load, filters, [queue, *after, message, counters, f_video, header, seen])
+    # What every answer with a pair's view sets, after the view: see answer()
+    answered = [message, counters, prefetch, sent_state, seen]
+    load_outputs = [queue, *after, message, counters, f_video, guide_box, guide, guide_reason,
+                    prefetch, sent_state, seen]
+    def load_queue(status, kind, strategy, video, reason, search, sort, typed, share,
+                   request: gr.Request, profile: gr.OAuthProfile | None = None):
+        """Load queue: with "my share", the pairs assigned to this reviewer (tpo assign, the
+        Team tab) that they have not decided yet."""
+        reviewer = who(typed, request, profile) if share == MY_SHARE else None
+        return on_load(status, kind, strategy, video, reason, search, sort, reviewer=reviewer)
+
+    load.click(load_queue, [*filters, user, f_share], load_outputs)
     for box in (f_search, f_reason):
-        box.submit(on_load, filters, [queue, *after, message, counters, f_video, header, seen])
-    prev.click(lambda ids, pos: on_move(ids, pos, -1), [queue, position], [*after, message])
-    nxt.click(lambda ids, pos: on_move(ids, pos, +1), [queue, position], [*after, message])
+        box.submit(load_queue, [*filters, user, f_share], load_outputs)
+    show_filtered.click(lambda reason: ("filtered", reason or ""), guide_reason,
+                        [f_status, f_reason]).then(on_load, filters, load_outputs)
+    restore_filtered.click(on_restore, [guide_reason, user, *filters], load_outputs)
+
+    # Every button the keys press ends its round trip in the browser's script, which shows
+    # the next pair before the answer and puts back what the answer did not confirm.
+    def keyed(event) -> None:
+        event.then(None, None, None, js=curate_keys.DONE_JS)
+        event.failure(None, None, None, js=curate_keys.FAILED_JS)
+
+    quiet = {"show_progress": "hidden"}
+    for button, step in ((prev, -1), (nxt, +1)):
+        keyed(button.click(lambda ids, pos, sent, step=step: on_move(ids, pos, step, sent),
+                           [queue, position, sent_state], [*after, *answered], **quiet))
     action_inputs = [queue, position, pair_id, version, user, edit_question, chosen, rejected, note,
-                     seen]
-    action_outputs = [*after, message, counters, header, seen]
+                     seen, caution, sent_state]
+
     def handler(action: str):
         # Typed parameters, so Gradio fills in the request (log-in) and the HF profile.
         def act(ids, pos, current, seen_version, typed, q, c, r, note_text, versions,
-                request: gr.Request, profile: gr.OAuthProfile | None):
+                request: gr.Request, profile: gr.OAuthProfile | None, warn=None, sent=None):
             return on_action(action, ids, pos, current, seen_version, typed, q, c, r, note_text,
-                             versions, request, profile)
+                             versions, request, profile, warn, sent)
         return act
 
     for button, action in ((accept, "accept"), (reject, "reject"), (swap, "swap"), (save, "edit")):
-        button.click(handler(action), action_inputs, action_outputs)
+        keyed(button.click(handler(action), action_inputs, [*after, *answered], **quiet))
+    keyed(undo.click(on_undo, [queue, position, user, seen, sent_state], [*after, *answered],
+                     **quiet))
     bulk_accept.click(lambda ids: on_bulk_ask("accept", ids), queue, [pending_bulk, confirm_row, confirm_text])
     bulk_reject.click(lambda ids: on_bulk_ask("reject", ids), queue, [pending_bulk, confirm_row, confirm_text])
-    confirm.click(on_bulk_confirm, [pending_bulk, queue, position, user, seen],
-                  [confirm_row, pending_bulk, *after, message, counters, header, seen])
+    confirm.click(on_bulk_confirm, [pending_bulk, queue, position, user, seen, sent_state],
+                  [confirm_row, pending_bulk, *after, *answered])
     cancel.click(lambda: (gr.update(visible=False), None), None, [confirm_row, pending_bulk])
+
+
+# View parts a browser may change itself (typing, a swapped-in view): always sent, so
+# Gradio compares them with what the browser holds now, not with what it was sent.
+ALWAYS_SENT = ("chosen", "rejected", "edit_question", "note")
+
+
+def only_new(values: dict, sent: dict | None) -> tuple[dict, dict]:
+    """``values`` with ``gr.skip()`` for each equal to what the browser was last sent
+    (``sent``, None: nothing yet), and the new record of what it was sent."""
+    sent = dict(sent or {})
+    fresh = {}
+    for name, value in values.items():
+        if name not in ALWAYS_SENT and name in sent and sent[name] == value:
+            fresh[name] = gr.skip()
+        else:
+            fresh[name] = sent[name] = value
+    return fresh, sent
 
 
 def bulk_confirm(store: Store, action: str, ids: list[int], versions: dict[int, int] | None,

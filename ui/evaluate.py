@@ -1,6 +1,7 @@
 """The Evaluate tab: run a multiple-choice evaluation (a local
-Video-MME / MLVU / LongVideoBench file, or the needle suite) as a background job, and show
-the stored results: accuracy per model and duration class, per task, and needle heatmaps.
+Video-MME / MLVU / LongVideoBench file, or the needle suite) as a background job, under our
+protocol or lmms-eval's, and show the stored results: accuracy per model and duration class
+(with the protocol that produced each number, and MLVU's M-avg), per task, and needle heatmaps.
 
 The work happens in an ``eval`` job (:mod:`tpo.evaluation.evaluate`); this module only collects the
 settings, polls the job once a second and reads results from the store.
@@ -32,8 +33,10 @@ SUITE_HELP = {
     "needle": "Synthetic haystack videos with one needle event at increasing depth (no files "
               "needed; rendered on first use).",
     "videomme": "Video-MME: the folder with videomme/test-*.parquet (or its JSON) and data/*.mp4.",
-    "mlvu": "MLVU dev: the folder with json/ and video/.",
-    "longvideobench": "LongVideoBench: the folder with lvb_val.json and videos/.",
+    "mlvu": "MLVU dev: the folder with json/ and video/, or lmms-eval's MLVU_dev annotations "
+            "(.parquet/.json) with the videos by their video_name.",
+    "longvideobench": "LongVideoBench: the folder with lvb_val.json (or validation-*.parquet) "
+                      "and videos/.",
     "synthetic": "Synthetic videos: a folder of videos rendered by TPO Studio, each with its "
                  ".json ground truth (e.g. an experiment's heldout/ folder).",
 }
@@ -42,7 +45,8 @@ SUITE_HELP = {
 def results_frame(store: Store) -> pd.DataFrame:
     table = er.results_table(er.list_evals(store))
     return table if not table.empty else pd.DataFrame(
-        columns=["eval", "model", "suite", "frames", "questions", "accuracy %", "unparsed"])
+        columns=["eval", "model", "suite", "protocol", "frames", "questions", "accuracy %",
+                 "unparsed"])
 
 
 def job_evals(store: Store, row: dict | None) -> list[dict]:
@@ -67,7 +71,9 @@ def diff_markdown(d: dict) -> str:
             f"(**{overall['change']:+.1f} points**); only the second right on "
             f"{len(d['only_second'])}, only the first on {len(d['only_first'])} · McNemar "
             f"exact p = {d['p_value']:.3g}"
-            + (f" · {d['unmatched']} questions asked in one only" if d["unmatched"] else ""))
+            + (f" · {d['unmatched']} questions asked in one only" if d["unmatched"] else "")
+            + (f" · protocols differ ({first['protocol']}, {second['protocol']})"
+               if first["protocol"] != second["protocol"] else ""))
 
 
 def diff_frame(d: dict) -> pd.DataFrame:
@@ -98,6 +104,8 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
                                 elem_id="eval-suite")
             path = gr.Textbox(label="Benchmark annotation file or folder (on the server)",
                               scale=3, elem_id="eval-path")
+            protocol = gr.Dropdown(**widget_args(ev.EvalConfig, "protocol"), label="Protocol",
+                                   scale=1, elem_id="eval-protocol")
         suite_help = gr.Markdown(SUITE_HELP["needle"])
         with gr.Row():
             frames = gr.Number(**widget_args(ev.EvalConfig, "frames"), precision=0,
@@ -114,7 +122,8 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
             panel.cancel_button("Cancel", scale=0)
         panel.status_html()
         results = noted_table(NO_EVALS, lambda: results_frame(store),
-                              label="Stored evaluations (newest first): accuracy overall and per "
+                              label="Stored evaluations (newest first): the protocol each ran "
+                                    "under, accuracy overall (MLVU: also M-avg) and per "
                                     "duration class", elem_id="eval-results")
         # Task table and heatmaps of the last run: filled when the page loads, then by polls.
         tasks = noted_table(NO_TASKS,
@@ -145,7 +154,8 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
     panel.wire(partial(after_poll, store, results, tasks, gallery, newest), inputs=[newest],
                outputs=[*results, *tasks, gallery, newest])
 
-    def on_run(text, suite_name, suite_path, n_frames, n_limit, len_text, depth_text):
+    def on_run(text, suite_name, suite_path, protocol_name, n_frames, n_limit, len_text,
+               depth_text):
         lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
         if not lines:
             raise gr.Error("Name at least one model.")
@@ -155,6 +165,7 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
                 suite=spec, frames=(ev.EvalConfig.model_fields["frames"].default
                                     if n_frames is None else int(n_frames)),
                 limit=int(n_limit) if n_limit else None,
+                protocol=protocol_name or ev.EvalConfig.model_fields["protocol"].default,
                 needle_lengths=parse_numbers(len_text, "Haystack lengths"),
                 needle_depths=parse_numbers(depth_text, "Depths"))
             if config.suite_name == "needle":
@@ -185,14 +196,17 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
         items = er.eval_items(store, eval_id)
         note = (f"**Eval #{eval_id}**: {row['model']} on {row['suite']}, "
                 f"{er.frames_label(row['frames'])}: {row['n_correct']} of {row['n_items']} "
-                f"correct, {row['n_unparsed']} answers with no readable letter")
+                f"correct, {row['n_unparsed']} answers with no readable letter"
+                + (f", M-avg {100 * er.m_avg_of(row):.1f}%" if er.m_avg_of(row) is not None
+                   else "") + f" (protocol {er.protocol_of(row)})")
         table = er.answers_table(items)
         return note, gr.update(value=table, visible=not table.empty), second_id, eval_id
 
     results[0].select(on_select, [results[0], second], [answers_note, answers, first, second])
     compare_evals.click(on_diff, [first, second], [diff_summary, diff_table])
     suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
-    run.click(on_run, [models, suite, path, frames, limit, lengths, depths], panel.started)
+    run.click(on_run, [models, suite, path, protocol, frames, limit, lengths, depths],
+              panel.started)
     picker.follow(models)
 
 

@@ -42,7 +42,7 @@ CURATE_PLAYER_ID = "tpo-curate-player"
 
 # - A click on an element with data-seek="<seconds>" seeks the player named by its
 #   data-player (default: the library's); a click on a timeline bar seeks to that point.
-# - Curate keyboard shortcuts click the buttons by id, unless the user is typing.
+# (The Curate tab's keys and instant review: ui.curate_keys, loaded with that tab.)
 HEAD_JS = f"""
 <script>
 function tpoSeek(playerId, t) {{
@@ -60,25 +60,6 @@ document.addEventListener('click', (ev) => {{
     const fraction = (ev.clientX - box.left) / box.width;
     tpoSeek(bar.dataset.player, fraction * parseFloat(bar.dataset.duration));
   }}
-}});
-const TPO_KEYS = {{a: 'curate-accept', r: 'curate-reject', s: 'curate-swap',
-                  n: 'curate-next', p: 'curate-prev', k: 'curate-next'}};
-document.addEventListener('keydown', (ev) => {{
-  const t = ev.target;
-  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-  const accept = document.getElementById('curate-accept');
-  if (!accept || accept.offsetParent === null) return;  // the Curate tab is not showing
-  const key = ev.key.toLowerCase();
-  if (key === 'e') {{
-    const box = document.querySelector('#curate-chosen textarea');
-    if (box) {{ ev.preventDefault(); box.focus(); }}
-    return;
-  }}
-  const id = TPO_KEYS[key];
-  if (!id) return;
-  const button = document.getElementById(id);
-  if (button) {{ ev.preventDefault(); button.click(); }}
 }});
 </script>
 """

@@ -60,7 +60,11 @@ def create_server(store: Store, settings: Settings,
 
     @server.get("/media/thumbs/{path:path}", dependencies=[Depends(logged_in)])
     async def thumb_file(path: str, request: Request):
-        return await thumbs.get_response(path, request.scope)
+        response = await thumbs.get_response(path, request.scope)
+        # A thumbnail's path names its video's hash and its time: its bytes never change, so
+        # the browser keeps it (the Curate tab prefetches the next pair's strips).
+        response.headers["Cache-Control"] = "private, max-age=86400, immutable"
+        return response
 
     demo = build_app(store, settings)
     # allowed_paths only lets handlers hand these folders' files to Gradio, which copies

@@ -20,7 +20,8 @@ import pandas as pd
 from tpo import access, jobs
 from tpo.config import Settings
 from tpo.store import Store
-from tpo.training.train import PRESETS, TrainConfig  # torch loads only in the job
+# The run's settings without torch: the job's process builds the TrainConfig (a DPOConfig).
+from tpo.training.config import PRESETS, TRAINER_DEFAULTS, TPOArguments, check_options
 from tpo.training.train_job import job_params
 from ui.html import escape_html, escape_md
 from ui.identity import current_user
@@ -127,16 +128,16 @@ def train_params(store: Store, settings: Settings, *, model_text: str, choice: s
     if not from_store and not Path(folder).is_dir():  # asked only once it may be read
         raise gr.Error("Name an export folder that exists on the server.")
     try:
-        config = TrainConfig(
+        options = check_options(dict(
             model=resolve_model(model_text), output_dir=str(run_dir.expanduser().resolve()),
             data=None if from_store else str(Path(folder).expanduser().resolve()),
             preset=preset_name, beta=beta, alpha=alpha, learning_rate=rate,
             num_train_epochs=float(n_epochs), max_steps=int(steps), lora=bool(use_lora),
             lora_r=int(rank), max_frames=int(frames) if frames else None,
-            save_steps=int(save_every), resume=bool(resume))
+            save_steps=int(save_every), resume=bool(resume)))
     except (TypeError, ValueError) as err:
         raise gr.Error(escape_html(err))
-    return job_params(config, export_from_store=from_store, frames=int(frames) if frames else 64)
+    return job_params(options, export_from_store=from_store, frames=int(frames) if frames else 64)
 
 
 def resume_params(row: dict | None) -> dict:
@@ -158,7 +159,9 @@ def resume_params(row: dict | None) -> dict:
 def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
     """Lay out the tab inside the current Blocks and wire its events; the base model follows
     the app-wide ``picker`` (a picked run: the model it was trained on)."""
-    defaults = TrainConfig(model=settings.model, data=None, output_dir="data/runs/defaults")
+    # The form starts at TPO's defaults (a dataclass's class attributes are its fields'
+    # defaults) and TPO's defaults of the trainer's settings.
+    defaults, trainer = TPOArguments, TRAINER_DEFAULTS
     with gr.Row():
         model = gr.Textbox(base_model(store, picker.model.value), elem_id="train-model",
                            label="Base model: Hugging Face id or local folder (follows the "
@@ -177,8 +180,8 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
                           elem_id="train-alpha")
         lr = gr.Number(start_values["learning_rate"], label="Learning rate", elem_id="train-lr")
     with gr.Row():
-        epochs = gr.Number(defaults.num_train_epochs, label="Epochs")
-        max_steps = gr.Number(defaults.max_steps, precision=0, label="Max steps (-1: epochs decide)")
+        epochs = gr.Number(trainer["num_train_epochs"], label="Epochs")
+        max_steps = gr.Number(-1, precision=0, label="Max steps (-1: epochs decide)")
         lora = gr.Checkbox(defaults.lora, label="LoRA (off: full fine-tune)")
         lora_r = gr.Number(defaults.lora_r, precision=0, label="LoRA rank")
         # The paper's records: frames uniform over the whole video (at most 1 per second),
@@ -187,7 +190,7 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
                                label="Frames per sample (whole video, at most 1 per second)")
         output_dir = gr.Textbox(label="Output folder (empty: a new one under data/runs)")
     with gr.Row():
-        save_steps = gr.Number(defaults.save_steps, precision=0, minimum=1,
+        save_steps = gr.Number(trainer["save_steps"], precision=0, minimum=1,
                                label="Save a checkpoint every N steps", elem_id="train-save-steps")
         resume = gr.Checkbox(False, label="Resume from the last checkpoint in the output folder",
                              elem_id="train-resume")

@@ -120,7 +120,8 @@ def test_curate_bulk_confirm_skips_what_another_reviewer_changed(store, settings
     on_load = handler(demo, "curate-load")
     confirm = handler(demo, "curate-bulk-confirm")
     accept_one = handler(demo, "curate-accept")
-    loaded = on_load("pending", "any", "any", "any", "", "", "pending first")
+    loaded = on_load("pending", "any", "any", "any", "", "", "pending first", "", "all pairs",
+                     login("ana"), None)
     queue, versions = loaded[0], loaded[-1]
     assert queue == ids and versions == {i: 1 for i in ids}
     # ana accepts pair 1 herself (her own change does not make it "changed since")...
@@ -163,7 +164,8 @@ def test_non_admin_cannot_add_by_path_and_nothing_is_ingested(store, shared):
         on_add(str(clip), "", "all", login("bo"), None)
     assert store.counts()["videos"] == 0 and db_hash(settings) == before
     # The path box is hidden from bo and shown to ana when the page loads.
-    show = next(f.fn for f in demo.fns.values() if f.fn.__name__ == "show_add_path")
+    show = next(f.fn for f in demo.fns.values()
+                if getattr(f.fn, "__name__", "") == "show_add_path")
     assert show(login("bo"), None)["visible"] is False
     assert show(login("ana"), None)["visible"] is True
     assert access.can_add_by_path(settings, "ana") and not access.can_add_by_path(settings, "bo")
@@ -342,10 +344,10 @@ def test_train_form_carries_save_steps_and_resume(store, settings):
         train.train_params(store, settings, **_form(settings, resume=True, out=""))
     with pytest.raises(gr.Error, match="at least 1"):
         train.train_params(store, settings, **_form(settings, save_every=0))
-    # The form's default is TrainConfig's.
+    # The form's default is TPO's default for the run (100).
     demo = build_app(store, settings)
     box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "train-save-steps")
-    assert box.value == train.TrainConfig(model="m", data=None, output_dir="o").save_steps
+    assert box.value == train.TRAINER_DEFAULTS["save_steps"] == 100
 
 
 def test_resume_the_last_run_only_for_a_failed_or_cancelled_one():
@@ -436,3 +438,21 @@ def test_only_who_asked_for_an_export_downloads_it(store, shared, tmp_path):
         curate.last_export(store, settings, "bo")
     local = settings.with_(auth="", admins="", library_roots="")
     assert curate.last_export(store, local, "anyone")["id"] == job
+
+
+def test_curate_my_share_loads_only_the_reviewers_own_undecided_pairs(store, settings):
+    """Under log-ins, "my share" is the logged-in reviewer's assignment (tpo assign / the Team
+    tab), never another reviewer's pairs, and a pair they decided leaves it."""
+    from tpo.curation.teams import assign
+
+    ids = make_pairs(store, 4)
+    assign(store, ["ana", "bo"], by="count", user="ana")
+    demo = build_app(store, settings.with_(auth="ana:pw1,bo:pw2"))
+    on_load = handler(demo, "curate-load")
+    filters = ("pending", "any", "any", "any", "", "", "oldest", "")
+    ana = on_load(*filters, "my share", login("ana"), None)[0]
+    bo = on_load(*filters, "my share", login("bo"), None)[0]
+    assert sorted(ana + bo) == ids and not set(ana) & set(bo) and ana and bo
+    assert on_load(*filters, "all pairs", login("bo"), None)[0] == ids
+    review(store, ana[0], "accept", user="ana")
+    assert on_load(*filters, "my share", login("ana"), None)[0] == ana[1:]

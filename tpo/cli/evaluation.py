@@ -30,6 +30,7 @@ def _eval_option(name: str, **overrides):
 @_eval_option("limit")
 @_eval_option("max_new_tokens")
 @_eval_option("answers")
+@_eval_option("protocol")
 @click.option("--needle-lengths", default=None, metavar="S,S,...",
               help="Needle suite: haystack lengths in seconds [default 30,60,120,240].")
 @click.option("--needle-depths", default=None, metavar="D,D,...",
@@ -37,12 +38,14 @@ def _eval_option(name: str, **overrides):
 @click.option("--json", "as_json", is_flag=True, help="Print the stored results as JSON.")
 @click.pass_obj
 def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, limit: int | None,
-             max_new_tokens: int, answers: str, needle_lengths: str | None,
+             max_new_tokens: int, answers: str, protocol: str, needle_lengths: str | None,
              needle_depths: str | None, as_json: bool) -> None:
     """Multiple-choice accuracy of one or more models on a benchmark or the needle suite.
 
     Results are stored (the app's Evaluate tab shows them next to earlier runs); the
-    needle suite also writes a length x depth heatmap PNG.
+    needle suite also writes a length x depth heatmap PNG. --protocol lmms-eval asks and
+    scores Video-MME, MLVU and LongVideoBench as lmms-eval does (its prompts, answer parsers
+    and frame sampling; MLVU's M-avg), for numbers comparable with published ones.
     """
     from tpo.evaluation import eval_results as er
     from tpo.evaluation import evaluate as ev
@@ -51,6 +54,7 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
     try:
         config = ev.EvalConfig(suite=suite, frames=frames, limit=limit,
                                max_new_tokens=max_new_tokens, answers=answers,
+                               protocol=protocol,
                                needle_lengths=floats(needle_lengths, "--needle-lengths"),
                                needle_depths=floats(needle_depths, "--needle-depths"))
         if config.suite_name == "needle":
@@ -101,9 +105,12 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
 @click.option("--suite", type=click.Choice(["needle", "videomme", "mlvu", "longvideobench",
                                            "synthetic"]),
               help="Only evaluations of this suite.")
+@click.option("--protocol", type=click.Choice(["tpo", "lmms-eval"]),
+              help="Only evaluations this protocol produced.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def evals_cmd(obj: Context, eval_ids: tuple[int, ...], suite: str | None, as_json: bool) -> None:
+def evals_cmd(obj: Context, eval_ids: tuple[int, ...], suite: str | None, protocol: str | None,
+              as_json: bool) -> None:
     """Stored evaluations (from `tpo eval` and the app); with ID, one evaluation's answers;
     with ID ID2, the two compared question by question (e.g. base vs. fine-tuned)."""
     import pandas as pd
@@ -125,13 +132,16 @@ def evals_cmd(obj: Context, eval_ids: tuple[int, ...], suite: str | None, as_jso
         if as_json:
             click.echo(json.dumps({**row, "items": items}, indent=2, default=str))
             return
+        m_avg = er.m_avg_of(row)
         click.echo(f"eval #{row['id']}: {row['model']} on {row['suite']}, "
                    f"{er.frames_label(row['frames'])}: {row['n_correct']}/{row['n_items']} correct, "
-                   f"{row['n_unparsed']} unparsed")
+                   f"{row['n_unparsed']} unparsed"
+                   + (f", M-avg {100 * m_avg:.1f}%" if m_avg is not None else "")
+                   + f" (protocol {er.protocol_of(row)})")
         with pd.option_context("display.max_colwidth", 60, "display.width", 200):
             click.echo(er.answers_table(items).to_string(index=False))
         return
-    rows = er.list_evals(obj.store, suite=suite)
+    rows = er.list_evals(obj.store, suite=suite, protocol=protocol)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     elif not rows:
@@ -149,6 +159,8 @@ def _print_diff(d: dict, as_json: bool) -> None:
     first, second = d["first"], d["second"]
     click.echo(f"first: #{first['id']} {first['model']}   second: #{second['id']} "
                f"{second['model']}   ({d['n']} shared questions, {d['unmatched']} unmatched)")
+    if first["protocol"] != second["protocol"]:
+        click.echo(f"protocols differ: first {first['protocol']}, second {second['protocol']}")
     for title, rows in (("", d["overall"]), ("per duration class", d["by_duration"]),
                         ("per task", d["by_task"])):
         if title and len(rows) < 2:

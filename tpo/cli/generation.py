@@ -41,28 +41,40 @@ def _generation_option(name: str):
                    "smollm2), or none: rule filters only.")
 @_generation_option("max_new_tokens")
 @_generation_option("seed")
+@click.option("--server", default=None, metavar="URL[#MODEL]",
+              help="Send the frames to an OpenAI-compatible multimodal server (vllm serve, "
+                   "SGLang, transformers serve) instead of loading --model here.")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes (one per GPU; on the CPU over gloo) that share the videos under "
+                   "accelerate launch; each stores its videos as they finish.")
 @click.option("--force", is_flag=True, help="Redo videos already generated with these settings.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.pass_obj
 def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids: tuple[int, ...],
                  all_videos: bool, localized: int, comprehensive: int, strategy: str, dense: int,
                  sparse: int, questions: str, writer: str, judge: str, max_new_tokens: int,
-                 seed: int, force: bool, as_json: bool) -> None:
+                 seed: int, server: str | None, num_processes: int, force: bool,
+                 as_json: bool) -> None:
     """Generate TPO preference pairs (localized and comprehensive) for library videos.
 
     A writer or judge that fails mid-run (a server gone down) stops the run with exit
     status 1; the videos finished before it keep their pairs.
     """
     from tpo.generation.generate import GenerationRequest, run
+    from tpo.generation.shard import ShardError, launch
     from tpo.models.textlm import TextModelError
     from tpo.models.vlm import ModelLoadError
 
     if bool(video_ids) == all_videos:
         raise click.UsageError("choose videos with --video ID (repeatable) or --all")
+    if server and (model or adapter):
+        raise click.UsageError("--server serves its own model: --model and --adapter do not "
+                               "apply to it")
     try:
         request = GenerationRequest(
-            model=model or obj.settings.model, adapter=adapter, video_ids=list(video_ids) or None,
-            force=force, writer=writer, judge=judge,
+            model=server or model or obj.settings.model, adapter=adapter,
+            video_ids=list(video_ids) or None,
+            force=force, writer=writer, judge=judge, num_processes=num_processes,
             config=GenerationConfig(localized=localized, comprehensive=comprehensive,
                                     strategy=strategy, dense=dense, sparse=sparse,
                                     questions=questions, max_new_tokens=max_new_tokens, seed=seed))
@@ -80,8 +92,11 @@ def generate_cmd(obj: Context, model: str | None, adapter: str | None, video_ids
 
     with bar:
         try:
-            report = run(store, request, progress=progress)
-        except (TextModelError, ModelLoadError) as err:
+            if num_processes > 1:
+                report = launch(store, request, num_processes, progress=progress)
+            else:
+                report = run(store, request, progress=progress)
+        except (TextModelError, ModelLoadError, ShardError) as err:
             raise click.ClickException(str(err))
     print_report(report, as_json, [  # a stop's reason ends the summary: not twice
         *(f"failed: video {video_id}: {error}" for video_id, error in report.failed.items()

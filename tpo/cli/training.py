@@ -18,15 +18,17 @@ from tpo.cli.common import Context
 def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
     """Fine-tune with DPO + alpha*SFT (TRL, LoRA by default) as a background job, and follow it.
 
-    Takes the options of `python -m tpo.training.train` (see `tpo train --help`), a YAML file of them
-    with --config FILE (e.g. configs/longva.yaml; options given after it win), plus
+    Takes the options of `python -m tpo.training.train` (see `tpo train --help`: TPO's and
+    every option of TRL's DPOConfig, e.g. --lr, --epochs, --batch-size, --warmup-ratio,
+    --gradient-accumulation-steps, --seed), a YAML file of them with --config FILE (e.g.
+    configs/longva.yaml; options given after it win), plus
     --from-store (export the accepted pairs into OUTPUT/dataset and train on them; --frames
     and --frames-from shape that export, as in `tpo export`),
     --num-processes N and --accelerate-config FILE (several GPUs through accelerate).
     The run is registered as a model in the store; Ctrl-C cancels it.
     """
     from tpo import jobs
-    from tpo.training.train import build_parser, parse_command_line
+    from tpo.training.train import build_parser, parse_options
     from tpo.training.train_data import TrainError
     from tpo.training.train_job import job_params
 
@@ -48,9 +50,10 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
     parser.add_argument("--num-processes", type=int, default=1, help="Processes (GPUs).")
     parser.add_argument("--accelerate-config", default=None,
                         help="An accelerate config file, e.g. configs/accelerate/multi_gpu_ddp.yaml.")
-    # --data is optional here (TrainConfig's default None): --from-store replaces it.
-    config, ns = parse_command_line(parser, list(args))
-    if bool(config.data) == ns.from_store:
+    # --data is optional here (TrainConfig's default None): --from-store replaces it. The
+    # options are checked here (TPO's checks); the job builds the TrainConfig (DPOConfig's).
+    options, ns = parse_options(parser, list(args))
+    if bool(options.get("data")) == ns.from_store:
         parser.error("give --data EXPORT_DIR or --from-store")
     if not ns.from_store and (ns.frames is not None or ns.frames_from is not None):
         parser.error("--frames / --frames-from shape the --from-store export; an export folder's "
@@ -61,7 +64,7 @@ def train_cmd(obj: Context, args: tuple[str, ...]) -> None:
         launcher = "accelerate" if ns.accelerate_config or ns.num_processes > 1 else "python"
         frames = {k: v for k, v in (("frames", ns.frames), ("frames_from", ns.frames_from))
                   if v is not None}
-        params = job_params(config, launcher=launcher, num_processes=ns.num_processes,
+        params = job_params(options, launcher=launcher, num_processes=ns.num_processes,
                             accelerate_config=ns.accelerate_config, export_from_store=ns.from_store,
                             **frames)
     except (ValueError, TrainError) as err:

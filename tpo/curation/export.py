@@ -74,13 +74,14 @@ from PIL import Image as PILImage
 from tpo.media import video
 from tpo.errors import TPOError
 from tpo.jobs import job_kind
+from tpo.curation import llamafactory
 from tpo.store import PAIR_STATUSES, Pair, Store, now
 from tpo.models.prompts import time_prompt
 
 __all__ = ["COLUMNS", "FORMATS", "FRAME_SOURCES", "PAIR_KINDS", "ExportConfig", "ExportError",
            "ExportReport", "export_pairs", "whole_frame_count"]
 
-FORMATS = ("jsonl", "parquet", "tpo-json")
+FORMATS = ("jsonl", "parquet", "tpo-json", "llamafactory")
 FRAME_SOURCES = ("whole", "chosen", "rejected", "union")  # whole: the paper's setting
 DEFAULT_FRAMES = 64  # frames of a record (LongVA-TPO's DPO runs sample up to 64 at 1 fps)
 MAX_FPS = 1.0  # whole-video frames per second of video at most, as LongVA samples
@@ -91,7 +92,9 @@ _EMPTIABLE = ("segment", "chosen_timestamps", "rejected_timestamps")  # may be n
 MANIFEST = ".tpo-export.json"  # hidden: datasets' data-file patterns skip dot files
 README = "README.md"
 DATA_FILES = {"jsonl": "metadata.jsonl", "parquet": "metadata.parquet",
-              "parquet-embedded": "train.parquet", "tpo-json": "tpo_pairs.json"}
+              "parquet-embedded": "train.parquet", "tpo-json": "tpo_pairs.json",
+              "llamafactory": "tpo_pairs_sharegpt.json"}
+DATASET_INFO = "dataset_info.json"  # LLaMA-Factory's index of the datasets in a folder
 JPEG_QUALITY = 90
 DECODE_CHUNK = 64  # frames decoded per call: ~64 decoded frames in memory, whatever the union
 PARQUET_BATCH = 256  # rows per parquet row group / write
@@ -112,8 +115,9 @@ class ExportConfig:
 
     format: str = field(default="jsonl", metadata={
         "help": "jsonl (metadata.jsonl + images/), parquet (metadata.parquet + images/, or one "
-                "train.parquet with embed_images) or tpo-json (TPO / LLaVA-Hound JSON list, "
-                "video paths instead of frames)."})
+                "train.parquet with embed_images), tpo-json (TPO / LLaVA-Hound JSON list, "
+                "video paths instead of frames) or llamafactory (LLaMA-Factory's sharegpt "
+                "preference layout + dataset_info.json + images/)."})
     status: str = field(default="accepted", metadata={
         "help": f"Export the pairs with this review status: one of {', '.join(PAIR_STATUSES)}."})
     frames_from: str = field(default="whole", metadata={
@@ -135,6 +139,14 @@ class ExportConfig:
     time_prompt: bool = field(default=True, metadata={
         "help": "The prompt text states the video's length and the frame times before the "
                 "question, as generation asked it; off: the question alone."})
+    media: str = field(default="images", metadata={
+        "help": "llamafactory only: images (the frames as files, one <image> each: the paper's "
+                "record) or video (the video's path in its videos column and one <video>: "
+                "LLaMA-Factory samples the frames itself)."})
+    min_agree: int | None = field(default=None, metadata={
+        "help": "Only pairs that at least this many reviewers decided as `status` (each "
+                "reviewer's latest accept/reject; see tpo.curation.teams). None: every pair "
+                "with the status."})
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -154,6 +166,16 @@ class ExportConfig:
             raise ValueError(f"max_side must be a positive number of px, got {self.max_side!r}")
         if self.embed_images and self.format != "parquet":
             raise ValueError("embed_images only applies to the parquet format")
+        if self.media not in llamafactory.MEDIA:
+            raise ValueError(f"media must be one of {', '.join(llamafactory.MEDIA)}, "
+                             f"got {self.media!r}")
+        if self.media != "images" and self.format != "llamafactory":
+            raise ValueError("media video only applies to the llamafactory format")
+        if self.min_agree is not None and (isinstance(self.min_agree, bool)
+                                           or not isinstance(self.min_agree, int)
+                                           or self.min_agree < 1):
+            raise ValueError(f"min_agree must be a positive number of reviewers, "
+                             f"got {self.min_agree!r}")
 
 
 class ExportError(TPOError):
@@ -238,18 +260,29 @@ def export_pairs(store: Store, out_dir: str | os.PathLike, config: ExportConfig 
     pairs = store.list_pairs(status=config.status)
     if not pairs:
         raise ExportError(f"no {config.status} pairs to export")
+    if config.min_agree:
+        agreed = set(store.agreed_pair_ids(config.status, config.min_agree))
+        pairs = [p for p in pairs if p["id"] in agreed]
+        if not pairs:
+            raise ExportError(f"no {config.status} pairs that {config.min_agree} reviewers "
+                              f"decided so")
     # Written beside the target (same file system: the final move is a rename), under a name
     # of its own, so concurrent exports never share a folder.
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(parents=True)
     try:
         rows, skipped = _rows(store, pairs, config, tmp, progress)
-        n_images = 0 if config.format == "tpo-json" else sum(len(r["frame_times"]) for r in rows)
+        n_images = sum(len(r["frame_times"]) for r in rows) if _writes_frames(config) else 0
         if not rows:
             reasons = "; ".join(f"pair {p}: {r}" for p, r in skipped[:5])
             raise ExportError(f"none of the {len(pairs)} {config.status} pairs could be "
                               f"exported ({reasons})")
         data_file = _write_rows(rows, config, tmp)
+        files = [data_file.name, README, MANIFEST]
+        if config.format == "llamafactory":
+            info = llamafactory.dataset_info(data_file.name, media=config.media)
+            (tmp / DATASET_INFO).write_text(json.dumps(info, indent=1), encoding="utf-8")
+            files.append(DATASET_INFO)
         by_kind = dict(Counter(r["kind"] for r in rows))
         (tmp / README).write_text(_readme(store, config, rows, by_kind, data_file.name),
                                   encoding="utf-8")
@@ -265,9 +298,15 @@ def export_pairs(store: Store, out_dir: str | os.PathLike, config: ExportConfig 
     if progress:
         progress(len(pairs), len(pairs), f"wrote {out}")
     return ExportReport(out_dir=out, format=config.format, data_file=out / data_file.name,
-                        files=[out / data_file.name, out / README, out / MANIFEST],
+                        files=[out / name for name in files],
                         n_pairs=len(rows), by_kind=by_kind, n_images=n_images, skipped=skipped,
                         seconds=time.monotonic() - started)
+
+
+def _writes_frames(config: ExportConfig) -> bool:
+    """Whether the export decodes frames into image files (tpo-json and LLaMA-Factory's video
+    mode name the video instead)."""
+    return config.format != "tpo-json" and config.media == "images"
 
 
 def _check_out_dir(out: Path) -> None:
@@ -346,14 +385,14 @@ def _rows(store: Store, pairs: list[Pair], config: ExportConfig, tmp: Path,
     for video_id, group in by_video.items():
         info = store.get_video(video_id)
         if progress:
-            verb = "planning" if config.format == "tpo-json" else "decoding"
+            verb = "decoding" if _writes_frames(config) else "planning"
             progress(done, len(pairs), f"{verb} frames of {info['name']}")
         try:
             with video.open_video(info["path"]) as vid:
                 effs = [p.effective() for p in group]
                 plans = [_plan_pair(vid, e, config) for e in effs]
-                jpegs = ({} if config.format == "tpo-json" else _decode_jpegs(
-                    vid, sorted({i for plan in plans for i in plan}), config.max_side))
+                jpegs = (_decode_jpegs(vid, sorted({i for plan in plans for i in plan}),
+                                       config.max_side) if _writes_frames(config) else {})
                 times, duration = vid.times, vid.info.duration_s
         except video.VideoError as err:  # moved, deleted or damaged since it was ingested
             skipped += [(p["id"], f"video {info['path']}: {err}") for p in group]
@@ -366,9 +405,10 @@ def _rows(store: Store, pairs: list[Pair], config: ExportConfig, tmp: Path,
                 done += 1
                 continue
             names = [f"{IMAGES_DIR}/{pair['id']}/{k:03d}.jpg" for k in range(len(plan))]
-            (tmp / IMAGES_DIR / str(pair["id"])).mkdir(parents=True, exist_ok=True)
-            for name, index in zip(names, plan):
-                (tmp / name).write_bytes(jpegs[index])
+            if _writes_frames(config):
+                (tmp / IMAGES_DIR / str(pair["id"])).mkdir(parents=True, exist_ok=True)
+                for name, index in zip(names, plan):
+                    (tmp / name).write_bytes(jpegs[index])
             rows.append(_trl_row(pair, eff, info, names, frame_times, duration, config))
             done += 1
         if progress:
@@ -453,6 +493,11 @@ def _write_rows(rows: list[dict], config: ExportConfig, tmp: Path) -> Path:
     # file's column types from its first 10 MB, types a column that is null (or []) there as
     # null, and then fails on a later list. Trainers shuffle, so the order does not matter.
     rows.sort(key=lambda r: (sum(not r[c] for c in _EMPTIABLE), r["pair_id"]))
+    if config.format == "llamafactory":  # a JSON list, the form its data/README.md shows
+        path = tmp / DATA_FILES["llamafactory"]
+        data = [llamafactory.to_row(row, media=config.media) for row in rows]
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+        return path
     if config.format == "jsonl":
         path = tmp / DATA_FILES["jsonl"]
         with open(path, "w", encoding="utf-8") as f:
@@ -528,6 +573,18 @@ def _readme(store: Store, config: ExportConfig, rows: list[dict], by_kind: dict[
             f"`status`. No frames: a trainer decodes them from the videos; `frame_times` (s) "
             f"and `duration_s` give the frame plan: {frames}.\n")
     frames += f"; longer side <= {config.max_side} px"
+    if config.format == "llamafactory":
+        media = (f"`images` ({frames}) matched in order by one `<image>` each" if
+                 config.media == "images" else "`videos` (the source video's path; "
+                 "LLaMA-Factory samples its frames) matched by one `<video>`")
+        return head + how + (
+            f"`{data_file}` is in LLaMA-Factory's sharegpt preference layout: `conversations` "
+            f"holds one human turn (the media placeholders, then the question with the frame "
+            f"times), `chosen` / `rejected` one gpt message each, {media}. "
+            f"`{DATASET_INFO}` registers it as `{llamafactory.DATASET_NAME}`.\n\n## Train\n\n"
+            "```yaml\n# llamafactory-cli train dpo.yaml\nstage: dpo\n"
+            f"dataset: {llamafactory.DATASET_NAME}\ndataset_dir: path/to/this/folder\n"
+            "media_dir: path/to/this/folder\ntemplate: qwen2_vl  # your model's template\n```\n")
     text = ("the video's length and the frame times, then the question" if config.time_prompt
             else "the question")
     return head + how + (

@@ -11,6 +11,11 @@ one the reviewer saw, (b) bumps the version, and (c) appends a review row with t
 reviewable state before and after. So two people editing one pair never overwrite each other
 silently (the second save raises :class:`ConflictError` showing the newer version), and the
 review rows alone can rebuild every pair's current state (:func:`replay`).
+
+:func:`undo` reverts a reviewer's last action on a pair as a new audited action (``undo``,
+pointing at the row it reverts); :func:`restore_all` puts filtered pairs back in the queue
+in bulk; :func:`answer_warning` says when the chosen answer of a pair about to be accepted
+is empty or looks cut off.
 """
 
 from __future__ import annotations
@@ -18,12 +23,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from tpo.errors import TPOError
 from tpo.store import REVIEWABLE, ConflictError, Pair, Store, StoreError, swap_sides
 
 ACTIONS = ("accept", "reject", "swap", "edit", "note", "restore", "reset")
 
-__all__ = ["ACTIONS", "BulkResult", "ConflictError", "REVIEWABLE", "effective", "review",
-           "replay", "bulk_review"]
+# What a complete answer ends with: sentence punctuation, maybe inside quotes or brackets.
+SENTENCE_END = tuple(".!?…。！？")
+CLOSERS = "\"'”’)]*_ \n\t"
+# Characters per token assumed when a text is compared with the generator's token limit: a
+# BPE token of English is ~4 characters, so 3 per token is a text that surely reached it.
+CHARS_PER_TOKEN = 3
+
+__all__ = ["ACTIONS", "BulkResult", "ConflictError", "REVIEWABLE", "UndoError", "answer_warning",
+           "bulk_review", "effective", "replay", "restore_all", "review", "undo"]
+
+
+class UndoError(TPOError):
+    """An undo that cannot be done: nothing of this reviewer's to undo on the pair, or
+    someone changed the pair since (undoing would overwrite their change)."""
 
 
 def effective(pair: dict) -> dict:
@@ -163,6 +181,77 @@ def bulk_review(store: Store, pairs: Mapping[int, int] | Iterable[int], action: 
                               action=f"bulk-{action}", expected_version=pair["version"])
             result.changed.append(pair_id)
     return result
+
+
+def undo(store: Store, pair_id: int, *, user: str) -> Pair:
+    """Revert ``user``'s last action on the pair (not an undo, not undone already) as a new
+    audited action ``undo``: the pair's reviewable state goes back to what it was before that
+    action, the version goes up, and the review row names the row it reverts (``undoes``).
+    Repeated, it walks back through the user's earlier actions on the pair. The user's
+    decision on the pair (accept/reject) follows.
+
+    Conflict-safe: when anyone changed the pair after that action (its state is no longer
+    what the action left), :class:`UndoError` - undoing would overwrite their change; so it
+    does when there is nothing of the user's to undo.
+    """
+    if not user or not user.strip():
+        raise ValueError("every review needs a user name")
+    user = user.strip()
+    with store.transaction():
+        pair = store.get_pair(pair_id)
+        row = store.last_undoable(pair_id, user)
+        if row is None:
+            raise UndoError(f"nothing of {user}'s to undo on pair {pair_id}")
+        now_state = {k: pair[k] for k in REVIEWABLE}
+        if any(now_state[k] != row["after"].get(k) for k in REVIEWABLE):
+            who = f" by {pair['last_user']}" if pair.get("last_user") else ""
+            raise UndoError(f"pair {pair_id} was changed{who} after your {row['action']} "
+                            f"(now version {pair['version']}); undoing it would overwrite "
+                            "that change - reload the pair")
+        changes = {k: row["before"].get(k) for k in REVIEWABLE
+                   if row["before"].get(k) != now_state[k]}
+        return store.update_pair(pair_id, changes, user=user, action="undo",
+                                 expected_version=pair["version"], undoes=row["id"])
+
+
+def restore_all(store: Store, *, user: str, reason: str | None = None) -> int:
+    """Put every filtered pair back in the review queue (status pending) in one transaction,
+    each with an audited ``bulk-restore`` review row; ``reason``: only those of that reason
+    category (a key of :meth:`tpo.store.Store.filtered_reasons`: ``truncated``,
+    ``near-identical``, ...). The filter's verdict and reason stay on the pair. Returns how
+    many were restored."""
+    if not user or not user.strip():
+        raise ValueError("every review needs a user name")
+    return store.restore_filtered(user=user.strip(), reason=reason or None)
+
+
+def answer_warning(pair: dict) -> str | None:
+    """A warning to show before accepting ``pair`` (a :class:`~tpo.store.Pair` or a plain
+    row), or None.
+
+    * "The chosen answer is empty" - the chosen side as reviewed is blank;
+    * "The chosen answer looks truncated" - it does not end with sentence punctuation
+      (``.``, ``!``, ``?``, ``…``, maybe inside closing quotes or brackets) AND the model
+      probably stopped at its token limit: the generation filter recorded so for that
+      generated side, or the text is at least :data:`CHARS_PER_TOKEN` characters per token
+      of the generator's recorded ``max_new_tokens``. A text a reviewer edited is theirs and
+      is never called truncated.
+    """
+    view = Pair(pair).effective()
+    text = (view["chosen"] or "").strip()
+    if not text:
+        return "The chosen answer is empty"
+    side = Pair(pair).generated_side("chosen")
+    if pair.get(f"edited_{side}") or text.rstrip(CLOSERS).endswith(SENTENCE_END):
+        return None
+    reason = (pair.get("filter_reason") or "").lower()
+    stopped = reason.startswith("truncated") and f"the {side} answer" in reason
+    generator = pair.get("generator") if isinstance(pair.get("generator"), dict) else {}
+    config = generator.get("config") if isinstance(generator.get("config"), dict) else {}
+    limit = config.get("max_new_tokens") or generator.get("max_new_tokens")
+    if stopped or (isinstance(limit, int) and len(text) >= CHARS_PER_TOKEN * limit):
+        return "The chosen answer looks truncated: it stops mid-sentence at the token limit"
+    return None
 
 
 def replay(store: Store, pair_id: int) -> dict:

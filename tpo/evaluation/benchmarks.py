@@ -32,13 +32,24 @@ tasks (8_sub_scene, 9_summary: no ``candidates``) are skipped. The MLVU *test* s
 rejected. task = question_type; duration_class is a bucket of the duration: "<3 min",
 "3-10 min", "10-30 min", ">30 min" (MLVU videos run from 3 min to 2 h).
 
+MLVU is also read in the layout lmms-eval's ``mlvu_dev`` task reads (HF ``sy1998/MLVU_dev``):
+PATH is that annotation file (.parquet/.json/.jsonl) or a folder holding it (at its top or one
+level down, e.g. ``mlvu/test-00000-of-00001.parquet``): rows of {video_name, duration,
+question (the question followed by "(A) ..." lines, one per option), candidates (texts),
+answer (the LETTER; a candidate's text is accepted too), task_type, question_id}. Videos are
+``<root>/<video_name>`` as lmms-eval joins them (also under ``video/``, ``videos/``,
+``mlvu/`` or MLVU's ``video/<n>_<task>/``; a video_name without an extension is tried as
+.mp4), the root being PATH's folder and the annotation file's folder and its parent. task =
+task_type; the question keeps its option lines for lmms-eval's prompt (``meta``).
+
 **longvideobench:PATH** - LongVideoBench validation set. PATH is the folder with
 ``lvb_val.json`` or that file (a .jsonl/.parquet with the same rows works too): a list of
 {id, video_id, video_path, question, candidates (texts), correct_choice (index),
 duration_group, duration, question_category, topic_category, ...}; the HF parquet's
 ``option0``..``option4`` ("N/A" when unused) stand in for ``candidates``. Videos are
-``<root>/videos/<video_path>``. ``lvb_test_wo_gt.json`` has no ``correct_choice`` and is
-rejected; single rows without it are skipped. task = question_category; duration_class from
+``<root>/videos/<video_path>``. A folder without ``lvb_val.json`` is searched for the HF
+release's ``validation-*.parquet`` (top or one level down), as lmms-eval reads it.
+``lvb_test_wo_gt.json`` has no ``correct_choice`` and is rejected; single rows without it are skipped. task = question_category; duration_class from
 duration_group, the upper end of the paper's length groups: 15 -> "8-15 s", 60 -> "15-60 s",
 600 -> "3-10 min", 3600 -> "15-60 min".
 
@@ -253,9 +264,15 @@ def _mlvu_duration(seconds) -> str:
 
 def _read_mlvu(path: Path) -> _Read:
     if path.is_file():
+        rows = _read_rows(path)
+        if _is_mlvu_dev(rows):
+            return _read_mlvu_dev(path, rows, [path.parent, path.parent.parent])
         files = [path]
         root = path.parent.parent if path.parent.name == "json" else path.parent
     else:
+        dev = _find_mlvu_dev(path)
+        if dev is not None:
+            return _read_mlvu_dev(dev, _read_rows(dev), [path, dev.parent, dev.parent.parent])
         for root, json_dir in ((path, path / "json"), (path / "MLVU", path / "MLVU" / "json"),
                                (path.parent, path)):
             if json_dir.is_dir() and any(json_dir.glob("*.json")):
@@ -296,6 +313,90 @@ def _read_mlvu(path: Path) -> _Read:
     return _Read(files[0], items, video_dirs or [root / "video"])
 
 
+# MLVU's video folders per task (video/1_plotQA/, ...); "findNeedle" is MLVU's own json's name
+# for the needle task, "needle" lmms-eval's.
+_MLVU_TASK_DIRS = {"plotQA": "1_plotQA", "needle": "2_needle", "findNeedle": "2_needle",
+                   "ego": "3_ego", "count": "4_count", "order": "5_order",
+                   "anomaly_reco": "6_anomaly_reco", "topic_reasoning": "7_topic_reasoning"}
+_MLVU_DEV_FILES = ("*.parquet", "*/*.parquet", "*.json", "*/*.json", "*.jsonl", "*/*.jsonl")
+_OPTION_LINE = re.compile(r"^\s*\(([A-Z])\)\s?")  # "(A) a man" in MLVU_dev's question
+
+
+def _is_mlvu_dev(rows: list[dict]) -> bool:
+    """Rows in lmms-eval's MLVU_dev layout (``video_name``), not MLVU's own (``video``)."""
+    return bool(rows) and "video_name" in rows[0] and "video" not in rows[0]
+
+
+def _find_mlvu_dev(folder: Path) -> Path | None:
+    """The MLVU_dev annotation file in ``folder`` (top or one level down), or None; MLVU's
+    own task files (``json/``) are not looked at."""
+    for pattern in _MLVU_DEV_FILES:
+        for file in sorted(folder.glob(pattern)):
+            parts = file.relative_to(folder).parts
+            if not file.is_file() or parts[0].startswith(".") or "json" in parts[:-1]:
+                continue
+            try:
+                if _is_mlvu_dev(_read_rows(file)):
+                    return file
+            except BenchmarkError:
+                continue  # not a list of rows: some other file
+    return None
+
+
+def _split_mlvu_question(text: str) -> tuple[str, bool]:
+    """(the question without its "(A) ..." option lines, whether it had any)."""
+    lines = text.splitlines()
+    first = next((k for k, line in enumerate(lines) if _OPTION_LINE.match(line)), None)
+    if first is None:
+        return text.strip(), False
+    return "\n".join(lines[:first]).strip(), True
+
+
+def _mlvu_dev_answer(file: Path, index: int, candidates: list[str], answer: str) -> int:
+    """The answer's index: MLVU_dev gives the letter ("A", "(A)"); a candidate's text works."""
+    letter = re.fullmatch(r"\(?([A-Z])\)?\.?", answer.strip())
+    if letter and answer not in candidates:
+        k = LETTERS.index(letter.group(1))
+        if k >= len(candidates):
+            raise BenchmarkError(f"{file}: row {index}: answer {answer!r} but only "
+                                 f"{len(candidates)} candidates")
+        return k
+    return _answer_index(file, index, candidates, answer)
+
+
+def _read_mlvu_dev(file: Path, rows: list[dict], roots: list[Path]) -> _Read:
+    _require(file, rows, {"video_name": ("video_name",), "question": ("question",),
+                          "candidates": ("candidates",), "answer": ("answer",)})
+    roots = list(dict.fromkeys(roots))  # in order, once each
+    video_dirs = list(dict.fromkeys(d for root in roots for d in (
+        root, root / "video", root / "videos", root / "mlvu")))
+    ids = [row.get("question_id") for row in rows]
+    unique_ids = None not in ids and len(set(map(str, ids))) == len(ids)
+    items = []
+    for index, row in enumerate(rows):
+        candidates = [str(c) for c in list(row["candidates"])]  # parquet gives numpy arrays
+        answer = _mlvu_dev_answer(file, index, candidates, str(row["answer"]))
+        task = str(_get(row, "task_type", "question_type", default=""))
+        name = str(row["video_name"])
+        names = [name] + ([name + ".mp4"] if not Path(name).suffix else [])
+        places = [d / n for d in video_dirs for n in names]
+        if task in _MLVU_TASK_DIRS:  # MLVU's own folders: video/<n>_<task>/<file>
+            places += [root / "video" / _MLVU_TASK_DIRS[task] / Path(n).name
+                       for root in roots for n in names]
+        raw = str(row["question"])
+        question, has_options = _split_mlvu_question(raw)
+        items.append(_item(
+            file, suite="mlvu",
+            item_id=str(ids[index]) if unique_ids else f"{file.stem}/{index}",
+            video=str(_first_existing(places)), question=question, options=candidates,
+            answer=LETTERS[answer], duration_class=_mlvu_duration(row.get("duration")),
+            task=task,
+            meta={"duration_s": row.get("duration"),
+                  "question_with_options": raw.strip() if has_options else None},
+        ))
+    return _Read(file, items, video_dirs)
+
+
 def _answer_index(file: Path, index: int, candidates: list[str], answer: str) -> int:
     """Where the answer text is among the candidates (exact, else ignoring case/spacing)."""
     if answer in candidates:
@@ -316,10 +417,13 @@ _LVB_GROUPS = {15: "8-15 s", 60: "15-60 s", 600: "3-10 min", 3600: "15-60 min"}
 def _read_longvideobench(path: Path) -> _Read:
     if path.is_dir():
         file = path / "lvb_val.json"
-        if not file.is_file():
+        if not file.is_file():  # the HF release, as lmms-eval reads it
+            file = _find(path, ("validation-*.parquet", "*/validation-*.parquet"))
+        if file is None:
             test = " (lvb_test_wo_gt.json is the test split, without answers)" if (
                 path / "lvb_test_wo_gt.json").is_file() else ""
-            raise BenchmarkError(f"longvideobench: no lvb_val.json in {path}{test}")
+            raise BenchmarkError(f"longvideobench: no lvb_val.json or validation-*.parquet "
+                                 f"in {path}{test}")
     else:
         file = path
     rows = _read_rows(file)
@@ -329,7 +433,9 @@ def _read_longvideobench(path: Path) -> _Read:
     if rows and not answered:
         raise BenchmarkError(f"longvideobench: {file} has no 'correct_choice' (the test split "
                              f"lvb_test_wo_gt.json keeps its answers hidden); use lvb_val.json")
-    video_dir = file.parent / "videos"
+    # videos/ beside the annotation file; beside PATH too when the parquet sits one level down
+    video_dirs = list(dict.fromkeys([file.parent / "videos"]
+                                    + ([path / "videos"] if path.is_dir() else [])))
     items = []
     for row in answered:  # rows without an answer cannot be scored: skipped
         candidates = row.get("candidates")
@@ -339,7 +445,8 @@ def _read_longvideobench(path: Path) -> _Read:
         group, choice = row.get("duration_group"), int(row["correct_choice"])
         items.append(_item(
             file, suite="longvideobench", item_id=str(row["id"]),
-            video=str(video_dir / row["video_path"]), question=str(row["question"]),
+            video=str(_first_existing(d / row["video_path"] for d in video_dirs)),
+            question=str(row["question"]),
             options=[str(c) for c in candidates],
             answer=LETTERS[choice] if 0 <= choice < len(LETTERS) else str(choice),
             duration_class=_LVB_GROUPS.get(int(group), f"{group} s") if group is not None else "",
@@ -347,7 +454,7 @@ def _read_longvideobench(path: Path) -> _Read:
             meta={k: row.get(k) for k in ("video_id", "topic_category", "level", "duration",
                                           "duration_group")},
         ))
-    return _Read(file, items, [video_dir])
+    return _Read(file, items, video_dirs)
 
 
 _READERS: dict[str, Callable[[Path], _Read]] = {

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from tpo.evaluation.protocols import m_avg
 from tpo.store import Store
 
 
@@ -22,9 +23,9 @@ def get_eval(store: Store, eval_id: int) -> dict:
 
 
 def list_evals(store: Store, *, suite: str | None = None, job_id: int | None = None,
-               limit: int = 100) -> list[dict]:
-    """Stored evaluations, newest first."""
-    return store.list_evaluations(suite=suite, job_id=job_id, limit=limit)
+               protocol: str | None = None, limit: int = 100) -> list[dict]:
+    """Stored evaluations, newest first (``protocol``: only those of "tpo" or "lmms-eval")."""
+    return store.list_evaluations(suite=suite, job_id=job_id, protocol=protocol, limit=limit)
 
 
 def newest_eval_id(store: Store) -> int | None:
@@ -37,18 +38,40 @@ def eval_items(store: Store, eval_id: int) -> list[dict]:
 
 
 def results_table(evals: Sequence[dict]) -> pd.DataFrame:
-    """One row per stored evaluation: model, suite, frames, questions, accuracy % overall and
-    per duration class (one column each, in order of appearance)."""
+    """One row per stored evaluation: model, suite, the protocol that produced its numbers
+    ("tpo" or "lmms-eval"), frames, questions, accuracy % overall, MLVU's M-avg % (mean of
+    the per-task accuracies, the number MLVU results are published as; a column only when
+    an MLVU evaluation is shown) and accuracy % per duration class (one column each, in
+    order of appearance)."""
     rows = []
     for e in evals:
         s = e["summary"]
         row = {"eval": e["id"], "model": e["model"], "suite": e["suite"],
-               "frames": e["frames"] or "every",
+               "protocol": protocol_of(e), "frames": e["frames"] or "every",
                "questions": e["n_items"],
                "accuracy %": _pct(e["accuracy"]), "unparsed": e["n_unparsed"]}
+        if any(other["suite"] == "mlvu" for other in evals):
+            row["M-avg %"] = _pct(m_avg_of(e))
         row.update({f"{k} %": _pct(g["accuracy"]) for k, g in s.get("by_duration", {}).items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def protocol_of(evaluation: dict) -> str:
+    """The protocol a stored evaluation ran under ("tpo" for rows stored before there was a
+    choice)."""
+    return evaluation.get("protocol") or "tpo"
+
+
+def m_avg_of(evaluation: dict) -> float | None:
+    """MLVU's M-avg (0..1) of a stored MLVU evaluation, None for other suites; computed from
+    the per-task accuracies when the summary predates it."""
+    if evaluation["suite"] != "mlvu":
+        return None
+    summary = evaluation["summary"]
+    if "m_avg" in summary:
+        return summary["m_avg"]
+    return m_avg(summary.get("by_task", {}))
 
 
 def task_table(evals: Sequence[dict]) -> pd.DataFrame:
@@ -112,8 +135,9 @@ def diff(store: Store, first_id: int, second_id: int) -> dict:
 
     only_first = [k for k in shared if a[k]["correct"] and not b[k]["correct"]]
     only_second = [k for k in shared if b[k]["correct"] and not a[k]["correct"]]
-    return {"first": {"id": first_id, "model": first["model"]},
-            "second": {"id": second_id, "model": second["model"]},
+    return {"first": {"id": first_id, "model": first["model"], "protocol": protocol_of(first)},
+            "second": {"id": second_id, "model": second["model"],
+                       "protocol": protocol_of(second)},
             "n": len(shared), "unmatched": len(a) + len(b) - 2 * len(shared),
             "overall": groups(lambda item: "all"),
             "by_duration": groups(lambda item: item["duration_class"] or "-"),

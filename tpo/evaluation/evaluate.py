@@ -9,6 +9,10 @@ usually run. The option letter is read from the answer with :func:`tpo.evaluatio
 an answer with no readable letter counts as wrong (and is counted as *unparsed*, so a model
 that ignores the format shows).
 
+``protocol`` says whose way each question is asked and read (:mod:`tpo.evaluation.protocols`):
+``tpo``, the above, or ``lmms-eval``, lmms-eval's prompts, answer parsers, frame sampling and
+MLVU M-avg, for numbers comparable with published ones (Video-MME, MLVU, LongVideoBench only).
+
 Every run is stored: one ``evals`` row per model (accuracy overall and per duration class
 and task, the needle grid) and one ``eval_items`` row per question with the raw answer, so
 results are comparable across models and auditable. The needle suite also gets a heatmap
@@ -31,7 +35,8 @@ from pydantic import Field, model_validator
 from tpo.configs import Config
 from tpo.evaluation.eval_results import frames_label, get_eval, results_table
 from tpo.jobs import job_kind
-from tpo.evaluation.mcq import MCQItem, match_option, parse_choice
+from tpo.evaluation import protocols
+from tpo.evaluation.mcq import MCQItem, match_option
 from tpo.models.modelref import ModelRef
 from tpo.store import Store, now
 
@@ -63,6 +68,11 @@ class EvalConfig(Config):
         "Needle suite: needle depths in [0, 1] (default: NeedleConfig's)."))
     needle_per_cell: int = Field(1, ge=1, description=(
         "Needle suite: videos per (length, depth) cell."))
+    protocol: Literal["tpo", "lmms-eval"] = Field("tpo", description=(
+        "tpo: our prompt, strict answer reader, frames at time-bin centres, plain accuracy; "
+        "lmms-eval: lmms-eval's prompts, answer parsers and frame sampling, MLVU scored as "
+        "M-avg (videomme, mlvu, longvideobench only), for numbers comparable with published "
+        "ones."))
 
     @model_validator(mode="after")
     def _suite_fits(self) -> "EvalConfig":
@@ -74,6 +84,9 @@ class EvalConfig(Config):
         if self.frames == 0 and self.suite_name != "needle":
             raise ValueError("frames 0 (every frame) is for the needle suite only: benchmark "
                              "videos have tens of thousands of frames")
+        protocols.check(self.protocol, self.suite_name)
+        if self.protocol == "lmms-eval" and self.answers != "letter":
+            raise ValueError("protocol lmms-eval asks for an option letter: use answers letter")
         return self
 
     @property
@@ -160,16 +173,19 @@ def answer_items(model, items: Sequence[MCQItem], config: EvalConfig, *,
             try:
                 with video.open_video(item.video) as vid:
                     n = config.frames or len(vid.times)  # 0: every frame
-                    frames, duration = vid.sample(n), vid.info.duration_s
+                    picked = protocols.frame_indices(config.protocol, vid, n)
+                    frames, duration = vid.frames(picked), vid.info.duration_s
             except video.VideoError as err:
                 records.append((k, _record(item, None, error=str(err))))
                 continue
             asked.append((k, item))
-            prompt = item.question if config.answers == "open" else item.prompt()
+            prompt = (item.question if config.answers == "open"
+                      else protocols.prompt(config.protocol, item))
             questions.append(VideoQuestion(frames, prompt, duration))
         if questions:
             replies = model.replies(questions, max_new_tokens=config.max_new_tokens)
-            records += [(k, _record(item, reply.text, open_answer=config.answers == "open"))
+            records += [(k, _record(item, reply.text, open_answer=config.answers == "open",
+                                    protocol=config.protocol))
                         for (k, item), reply in zip(asked, replies)]
         if progress:
             done = min(start + config.batch_size, len(items))
@@ -178,19 +194,29 @@ def answer_items(model, items: Sequence[MCQItem], config: EvalConfig, *,
 
 
 def _record(item: MCQItem, response: str | None, error: str | None = None, *,
-            open_answer: bool = False) -> dict:
-    read = match_option if open_answer else parse_choice
-    prediction = read(response, item.options) if response is not None else None
+            open_answer: bool = False, protocol: str = "tpo") -> dict:
+    guessed = False
+    if response is None:
+        prediction = None
+    elif open_answer:
+        prediction = match_option(response, item.options)
+    else:
+        reading = protocols.read(protocol, item, response)
+        prediction, guessed = reading.letter, reading.guessed
+    # a guessed letter (lmms-eval's LongVideoBench) is scored, and marked in meta
+    meta = {**item.meta, **({"guessed": True} if guessed else {})}
     return {"item_id": item.item_id, "video": item.video, "question": item.question,
             "options": list(item.options), "answer": item.answer, "response": response,
             "prediction": prediction, "correct": prediction == item.answer,
-            "duration_class": item.duration_class, "task": item.task, "meta": dict(item.meta),
+            "duration_class": item.duration_class, "task": item.task, "meta": meta,
             "error": error}
 
 
-def summarize(records: Sequence[dict]) -> dict:
+def summarize(records: Sequence[dict], *, suite: str | None = None) -> dict:
     """Accuracy overall, per duration class and per task (groups in order of appearance);
-    needle records also give the length × depth grid. Records with an error are left out."""
+    needle records also give the length × depth grid; MLVU (``suite="mlvu"``) also M-avg, the
+    mean of the per-task accuracies. Records with an error are left out. *unparsed* counts
+    replies with no readable letter, including those a protocol guessed a letter for."""
     scored = [r for r in records if not r.get("error")]
 
     def group(key: str) -> dict[str, dict]:
@@ -205,13 +231,16 @@ def summarize(records: Sequence[dict]) -> dict:
 
     n, correct = len(scored), sum(int(r["correct"]) for r in scored)
     summary = {"n": n, "correct": correct, "accuracy": correct / n if n else None,
-               "unparsed": sum(r["prediction"] is None for r in scored),
+               "unparsed": sum(r["prediction"] is None or bool(r["meta"].get("guessed"))
+                               for r in scored),
                "errors": [{"item_id": r["item_id"], "error": r["error"]}
                           for r in records if r.get("error")],
                "by_duration": group("duration_class"), "by_task": group("task")}
     if scored and all("depth" in r["meta"] for r in scored):
         summary["grid"] = [{"length_s": r["meta"]["length_s"], "depth": r["meta"]["depth"],
                             "correct": int(r["correct"])} for r in scored]
+    if suite == "mlvu":
+        summary["m_avg"] = protocols.m_avg(summary["by_task"])
     return summary
 
 
@@ -221,7 +250,7 @@ def summarize(records: Sequence[dict]) -> dict:
 def save(store: Store, model: ModelRef, suite: Suite, config: EvalConfig, records: list[dict],
          *, job_id: int | None = None, heatmap_path: str | None = None) -> int:
     """One ``evals`` row and its ``eval_items``, in one transaction; returns the eval id."""
-    summary = summarize(records)
+    summary = summarize(records, suite=suite.name)
     # questions of the benchmark file whose video is not on disk: not asked, but reported
     summary["missing"] = [{"item_id": item_id, "video": video} for item_id, video in suite.missing]
     row = {"job_id": job_id, "suite": suite.name, "suite_path": suite.path, "model": model.label,
@@ -229,7 +258,7 @@ def save(store: Store, model: ModelRef, suite: Suite, config: EvalConfig, record
            "n_correct": summary["correct"], "n_unparsed": summary["unparsed"],
            "accuracy": summary["accuracy"], "summary": json.dumps(summary),
            "heatmap_path": heatmap_path, "config": json.dumps(config.model_dump()),
-           "created_at": now()}
+           "protocol": config.protocol, "created_at": now()}
     items = ({**{k: r[k] for k in ("item_id", "video", "question", "answer", "response",
                                    "prediction", "duration_class", "task")},
               "options": json.dumps(r["options"]), "correct": int(r["correct"]),
@@ -275,8 +304,11 @@ def evaluate(store: Store, models: Sequence[ModelRef], config: EvalConfig, *, ca
 
 
 def _load_vlm(ref: ModelRef, config: EvalConfig):
+    from tpo.models.server_vlm import is_server, open_server
     from tpo.models.vlm import VLM, ModelConfig
 
+    if is_server(ref.model):  # --model http://host:port/v1[#model]: a serving engine answers
+        return open_server(ref.model, max_new_tokens=config.max_new_tokens)
     return VLM.load(ModelConfig(model=ref.model, adapter=ref.adapter,
                                 max_new_tokens=config.max_new_tokens,
                                 batch_size=config.batch_size))

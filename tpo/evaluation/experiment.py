@@ -50,6 +50,7 @@ from typing import Callable
 from tpo.media import synth
 from tpo.errors import TPOError
 from tpo.store import Store, StoreError, now
+from tpo.training.config import check_options
 
 __all__ = ["ABLATIONS", "ExperimentConfig", "ExperimentError", "ExperimentInterrupted",
            "ExperimentRun", "Reporter", "Stage", "check_disjoint", "config_fields",
@@ -220,7 +221,7 @@ class ExperimentConfig:
         for name in ("max_new_tokens", "needle_per_cell", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        self.training(variant="tpo", output_dir=".")  # TrainConfig's own checks
+        check_options(self.training_options(variant="tpo", output_dir="."))  # no torch
         self.needle_eval()  # NeedleConfig's own checks
 
     def out_path(self, data_dir: Path) -> Path:
@@ -245,21 +246,26 @@ class ExperimentConfig:
                                 caption_frames=min(8, self.frames),
                                 max_new_tokens=self.max_new_tokens, seed=self.seed)
 
-    def training(self, variant: str, output_dir: str, base: str = "base"):
-        """The :class:`tpo.training.train.TrainConfig` of one fine-tune (``tpo`` or an ablation)."""
-        from tpo.training.train import TrainConfig
+    def training(self, variant: str, output_dir: str, base: str = "base", **extra):
+        """The :class:`tpo.training.train.TrainConfig` of one fine-tune (``tpo`` or an
+        ablation); ``extra``: more of its settings (e.g. cache_dir)."""
+        from tpo.training.train import make_config
 
+        return make_config({**self.training_options(variant, output_dir, base), **extra})
+
+    def training_options(self, variant: str, output_dir: str, base: str = "base") -> dict:
+        """The run options (:mod:`tpo.training.config`) of :meth:`training`."""
         alpha, dpo_weight = self.alpha, 1.0
         if variant == "dpo":
             alpha = 0.0
         elif variant == "sft":  # the SFT term alone, at TPO's weight (1 when TPO has none)
             alpha, dpo_weight = (self.alpha or 1.0), 0.0
-        return TrainConfig(model=base, data=None, output_dir=output_dir, beta=self.beta,
-                           alpha=alpha, dpo_weight=dpo_weight, learning_rate=self.learning_rate,
-                           num_train_epochs=self.epochs, max_steps=self.max_steps,
-                           lora=self.lora, max_frames=self.frames, seed=self.seed,
-                           overwrite=True,  # a stage cut short is redone from the start
-                           save_steps=10**9)  # so checkpoints would never be resumed
+        return dict(model=base, data=None, output_dir=output_dir, beta=self.beta,
+                    alpha=alpha, dpo_weight=dpo_weight, learning_rate=self.learning_rate,
+                    num_train_epochs=self.epochs, max_steps=self.max_steps,
+                    lora=self.lora, max_frames=self.frames, seed=self.seed,
+                    overwrite=True,  # a stage cut short is redone from the start
+                    save_steps=10**9)  # so checkpoints would never be resumed
 
     def needle_eval(self):
         """The :class:`tpo.evaluation.evaluate.EvalConfig` of the needle suite."""

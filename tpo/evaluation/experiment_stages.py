@@ -11,7 +11,6 @@ a new result.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
 from collections import Counter
 from pathlib import Path
@@ -119,11 +118,14 @@ def _base(run: ExperimentRun) -> ModelRef:
 
 def run_keys(run: ExperimentRun) -> dict[int, str]:
     """Generation run key per training video id: which stored pairs this experiment made."""
+    from tpo.generation.filters import FilterConfig
     from tpo.generation.pairs import run_key
 
     config = run.config.generation()
     base = _base(run).model
-    return {vid: run_key(run.store.get_video(vid)["sha256"], base, None, config)
+    filters = FilterConfig(drop_truncated=run.config.drop_truncated)  # as stage_generate's
+    return {vid: run_key(run.store.get_video(vid)["sha256"], base, None, config,
+                         filter_config=filters)
             for vid in run.outputs("ingest")["video_ids"]}
 
 
@@ -317,8 +319,8 @@ def stage_train(run: ExperimentRun, variant: str) -> dict:
         return {"skipped": f"no {' or '.join(_variant_kinds(variant))} pairs to train on",
                 "summary": "skipped: no pairs"}
     out = run.out / "models" / f"{run.config.name}-{variant}"
-    config = run.config.training(variant, str(out), base=_base(run).model)
-    config = dataclasses.replace(config, cache_dir=_hf_cache(run))
+    config = run.config.training(variant, str(out), base=_base(run).model,
+                                 cache_dir=_hf_cache(run))
     _say(run, 0.0, f"loading {_base(run).label}")
     # transformers prints each log line to stdout when not on a terminal: keep stdout for the
     # caller's output (`tpo experiment --json`)

@@ -31,6 +31,7 @@ from tpo.generation.pairs import GenerationConfig
 from tpo.jobs import job_kind
 from tpo.media import video
 from tpo.models import textlm
+from tpo.models.server_vlm import is_server, open_server
 from tpo.store import Store
 
 DEFAULT_WRITER = "smollm2"    # the offline SmolLM2-135M-Instruct (tpo.models.textlm)
@@ -45,7 +46,8 @@ class GenerationRequest(Config):
     build one and hand it to :func:`submit` or :func:`run`."""
 
     model: str = Field(description="Video-LM: hub id, local folder (a registered run resolves "
-                                   "to its base and adapter before this).")
+                                   "to its base and adapter before this), or the URL[#model] "
+                                   "of an OpenAI-compatible multimodal server.")
     adapter: str | None = Field(None, description="LoRA adapter folder on top of the model.")
     video_ids: list[int] | None = Field(None, description="Videos; None: every ready video.")
     force: bool = Field(False, description="Redo videos already generated with these settings.")
@@ -56,6 +58,9 @@ class GenerationRequest(Config):
         "Text model for the paper's judge checks; None or none: rule filters only."))
     config: GenerationConfig = Field(default_factory=GenerationConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    num_processes: int = Field(1, ge=1, description=(
+        "Processes (one per GPU) that share the videos under accelerate launch "
+        "(tpo.generation.shard); 1: this process."))
 
     @classmethod
     def from_params(cls, params: dict) -> "GenerationRequest":
@@ -173,10 +178,11 @@ def submit(store: Store, request: GenerationRequest, *, log_dir) -> int:
 
 
 def run(store: Store, request: GenerationRequest, *, progress: Progress | None = None,
-        job_id: int | None = None) -> GenerateReport:
+        job_id: int | None = None, device: str = "auto") -> GenerateReport:
     """Run the request in this process: open the writer and judge (a server that is down
     fails in seconds, before the video-LM loads), load the video-LM, :func:`generate`, close
-    them all. Raises :class:`tpo.models.textlm.TextModelError` or
+    them all (``device``: the video-LM's torch device; auto: cuda when there is one). Raises
+    :class:`tpo.models.textlm.TextModelError` or
     :class:`tpo.models.vlm.ModelLoadError` before any video is touched."""
     from tpo.models.vlm import VLM, ModelConfig  # torch loads in the process that generates
 
@@ -186,8 +192,15 @@ def run(store: Store, request: GenerationRequest, *, progress: Progress | None =
     try:
         text_models.append(textlm.open_judge(request.judge))
         say(0.0, f"loading {request.model}")
-        with VLM.load(ModelConfig(model=request.model, adapter=request.adapter,
-                                  max_new_tokens=config.max_new_tokens)) as model:
+        if is_server(request.model):  # the frames go to a serving engine, nothing loads here
+            if request.adapter:
+                raise ValueError("an adapter cannot be applied to a model behind a server: "
+                                 "serve the fine-tuned model instead")
+            opened = open_server(request.model, max_new_tokens=config.max_new_tokens)
+        else:
+            opened = VLM.load(ModelConfig(model=request.model, adapter=request.adapter,
+                                          device=device, max_new_tokens=config.max_new_tokens))
+        with opened as model:
             return generate(store, model, config, video_ids=request.video_ids,
                             force=request.force, adapter=request.adapter,
                             filter_config=request.filters, writer=text_models[0],
@@ -207,7 +220,13 @@ def run_job(ctx) -> dict:
         ctx.check_cancelled()  # between stages: a cancel stops before the next video
         ctx.progress(fraction, text)
 
-    report = run(ctx.store, request, progress=progress, job_id=ctx.job_id)
+    if request.num_processes > 1:
+        from tpo.generation.shard import launch
+
+        report = launch(ctx.store, request, request.num_processes, progress=progress,
+                        log=ctx.log)
+    else:
+        report = run(ctx.store, request, progress=progress, job_id=ctx.job_id)
     ctx.log(report.summary())
     if report.stopped:  # the job fails with the reason; the pairs stored so far stay
         raise GenerationStopped(report.summary())

@@ -1,9 +1,10 @@
 """Video probing and frame sampling: which frames of a video a model sees, and when they are.
 
 TPO's preference pairs differ only in *which* frames the model is shown, so this module is
-exact about time. Every video is indexed once by demuxing its packets with PyAV (no pixel
-decode): that gives each frame's presentation time in seconds, exact to the frame (float64
-from the integer pts), and the keyframes. Plans pick frames by time from that index:
+exact about time. Every video is indexed once by demuxing its packets (no pixel decode,
+:mod:`tpo.media.index`; cached, so reopening a video is cheap): that gives each frame's
+presentation time in seconds, exact to the frame, and the keyframes. Plans pick frames by
+time from that index:
 
 * ``uniform``   - n frames evenly spaced in time over the whole video,
 * ``segment``   - evenly spaced in time inside a half-open segment ``[start, end)``,
@@ -11,16 +12,20 @@ from the integer pts), and the keyframes. Plans pick frames by time from that in
 * ``sparse``    - k of a planned set (evenly spaced or seeded-random picks), so sparse is
   always a subset of dense.
 
-Pixels come from decord (the stack's reader; ``get_batch`` seeks, so hours-long videos are
-never decoded in full) where its seeking is exact: closed-GOP MP4/MOV and Matroska/WebM, i.e.
-most files. Elsewhere decord 0.6 silently returns wrong frames (open-GOP streams such as
-x265's default, MPEG-TS, FLV, H.264 in AVI) or cannot open the file, and PyAV reads it: it
-seeks to the keyframe before each wanted frame and decodes forward, matching frames by pts.
-Both readers return the same pixels (upright RGB, display rotation applied) for an index, and
-both use the one index, so timestamps never depend on the reader.
+Pixels come from one of three readers (:mod:`tpo.media.readers`), all checked against the
+one index, so an index means the same frame and timestamps never depend on the reader:
 
-Anything that is not a readable video - missing, empty, text, image, audio only, truncated -
-raises :class:`VideoError` naming the file and the reason.
+* ``"auto"`` (default) - the fastest exact reader here: PyAV, decoding the keyframe groups
+  behind different frames in parallel on the machine's cores (MP4/MOV, Matroska/WebM), or
+  one decoder seeking frame by frame elsewhere (MPEG-TS, FLV, AVI: exact there too).
+* ``"torchcodec"`` - torchcodec's exact mode (the decoder transformers and vLLM use), also
+  parallel by keyframe group; ``device="cuda"`` decodes with NVDEC.
+* ``"pyav"`` - PyAV, as "auto" does; ``"decord"`` - decord (the stack's reader), refused
+  on open-GOP streams, MPEG-TS, FLV and AVI, where it returns wrong frames after a seek.
+
+CPU readers return the same pixels (upright RGB, display rotation applied, FFmpeg's swscale
+YUV -> RGB). Anything that is not a readable video - missing, empty, text, image, audio
+only, truncated - raises :class:`VideoError` naming the file and the reason.
 
 Times are seconds from the video stream's start (FFmpeg's ``start_time``; for almost every
 file the first frame is at 0.0). A frame is "shown" from its timestamp until the next one.
@@ -34,58 +39,20 @@ import math
 import os
 from dataclasses import dataclass
 
-import av
 import numpy as np
-from PIL import Image
 
-from tpo.errors import TPOError
+from tpo.media.index import DEFAULT_INDEX_CACHE, IndexCache, VideoError, VideoIndex
+from tpo.media.readers import (
+    DecordReader, GopParallelReader, PyAVReader, ReaderError, TorchCodecReader, default_workers,
+    upright_size,
+)
 
-
-try:  # decord is the primary reader; without it every file goes through PyAV
-    import decord
-    from decord._ffi.base import DECORDError  # not a RuntimeError subclass
-except ImportError:  # pragma: no cover - decord is a pinned dependency
-    decord = None
-    DECORDError = RuntimeError
-
-__all__ = ["Frames", "Video", "VideoError", "VideoInfo", "open_video", "probe", "sample"]
+__all__ = ["BACKENDS", "Frames", "IndexCache", "Video", "VideoError", "VideoInfo", "open_video",
+           "probe", "sample"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "decord", "pyav")
-# A stream whose packets end this much before its header's duration was cut short:
-# more than TRUNCATION_SLACK_S seconds and more than TRUNCATION_SLACK_FRACTION of the header.
-TRUNCATION_SLACK_S = 0.5
-TRUNCATION_SLACK_FRACTION = 0.05
-# decord decodes in batches of at most this many bytes of RGB frames, so a long list of 4K
-# frames resized on the fly (max_side) never holds them all at full size (each get_batch call
-# costs a rewind in decord, so batches are as large as this allows)
-DECODE_BATCH_BYTES = 256 * 2**20
-# Demuxers on which decord's get_batch returns exactly the frames asked for (see _decord_unsafe).
-_DECORD_CONTAINERS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
-# Leading bytes of containers a video can be in: a file that starts like one but cannot be
-# opened is reported as truncated or corrupt rather than "not a video".
-_CONTAINER_MAGIC = (
-    (4, b"ftyp"), (4, b"moov"), (4, b"mdat"), (4, b"free"), (4, b"wide"),  # MP4 / MOV
-    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM (EBML)
-    (0, b"RIFF"), (0, b"FLV"), (0, b"OggS"), (0, b"\x00\x00\x01\xba"),  # AVI, FLV, Ogg, MPEG-PS
-)
-
-
-class VideoError(TPOError):
-    """The one error type for any file that is not a readable video.
-
-    ``str(err) == f"{path}: {reason}"``; ``reason`` is short and human readable, e.g.
-    ``"empty file"``, ``"no video stream"``, ``"file is truncated or corrupt (...)"``.
-    """
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):  # picklable across job processes despite the two-argument init
-        return type(self), (self.path, self.reason)
+BACKENDS = ("auto", "pyav", "torchcodec", "decord")
 
 
 @dataclass(frozen=True)
@@ -100,7 +67,7 @@ class VideoInfo:
     height: int
     rotation: int  # clockwise display rotation from the container, 0/90/180/270 (phone "rotate")
     codec: str  # FFmpeg codec name: "h264", "hevc", "vp9", ...
-    backend: str  # reader that decodes the pixels: "decord" or "pyav"
+    backend: str  # reader that decodes the pixels: "pyav", "torchcodec" or "decord"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -113,156 +80,6 @@ class Frames:
     timestamps: list[float]  # seconds: each the presentation time of the frame returned
     indices: list[int]  # frame indices in the video (0-based, presentation order)
     images: list[np.ndarray] | None  # each (H, W, 3) uint8 RGB upright; None if not decoded
-
-
-# --------------------------------------------------------------------------------------------
-# Index: per-frame times from the packets, without decoding pixels
-
-
-@dataclass(frozen=True)
-class _Index:
-    stream_index: int  # of the video stream in the container
-    pts: np.ndarray  # (n,) int64 frame pts in stream time_base units, ascending
-    times: np.ndarray  # (n,) float64 seconds from the stream start, ascending, read-only
-    keyframe_pts: np.ndarray  # (k,) int64 pts of the keyframes, ascending
-    duration_s: float  # end of the last frame, seconds
-    rotation: int  # clockwise degrees
-    coded_size: tuple[int, int]  # (width, height) before rotation
-    codec: str
-    container: str  # FFmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"
-    open_gop: bool  # some frame decoded after a keyframe is shown before it
-
-
-def _check_path(path: str) -> None:
-    if not os.path.exists(path):
-        raise VideoError(path, "no such file")
-    if os.path.isdir(path):
-        raise VideoError(path, "is a directory, not a video file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as err:
-        raise VideoError(path, f"cannot read file ({err.strerror or err})") from err
-    if not head:
-        raise VideoError(path, "empty file")
-
-
-def _looks_like_container(path: str) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(16)
-    return any(head[at:at + len(magic)] == magic for at, magic in _CONTAINER_MAGIC)
-
-
-def _open_container(path: str) -> av.container.InputContainer:
-    try:
-        container = av.open(path)
-    except (av.error.FFmpegError, OSError) as err:
-        detail = getattr(err, "strerror", None) or str(err)
-        if _looks_like_container(path):
-            reason = f"file is truncated or corrupt (cannot open it: {detail})"
-        else:
-            reason = f"not a video file ({detail})"
-        raise VideoError(path, reason) from err
-    fmt = container.format.name
-    if fmt == "image2" or fmt.endswith("_pipe"):  # png_pipe, jpeg_pipe, webp_pipe, ...
-        container.close()
-        raise VideoError(path, f"not a video file (a still image: {fmt.removesuffix('_pipe')})")
-    return container
-
-
-def _video_stream(path: str, container) -> av.video.stream.VideoStream:
-    # cover art in audio files is a one-picture "video" stream: not a video
-    streams = [s for s in container.streams.video
-               if not s.disposition & av.stream.Disposition.attached_pic]
-    if not streams:
-        kinds = sorted({s.type for s in container.streams})
-        only = f" (only {', '.join(kinds)})" if kinds else ""
-        raise VideoError(path, f"no video stream{only}")
-    stream = streams[0]
-    stream.codec_context.thread_type = "AUTO"  # frame + slice threads: ~2x faster decode
-    return stream
-
-
-def _header_duration(container, stream) -> float | None:
-    """Seconds the file claims for the video stream, or None when it does not say."""
-    if stream.duration:
-        return float(stream.duration * stream.time_base)
-    tag = stream.metadata.get("DURATION")  # Matroska/WebM per-track tag "HH:MM:SS.nnnnnnnnn"
-    if tag:
-        try:
-            h, m, s = tag.split(":")
-            return int(h) * 3600 + int(m) * 60 + float(s)
-        except ValueError:
-            pass
-    return container.duration / 1e6 if container.duration else None  # all streams together
-
-
-def _index_file(path: str) -> _Index:
-    """Check, open and index a file; VideoError for anything that is not a readable video."""
-    _check_path(path)
-    with _open_container(path) as container:
-        stream = _video_stream(path, container)
-        return _build_index(path, container, stream)
-
-
-def _build_index(path: str, container, stream) -> _Index:
-    """Demux every video packet (no pixel decode) and decode only the first frame (rotation)."""
-    pts, durations, keys = [], [], []
-    first = None
-    open_gop = False
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.is_discard:  # flush packet / before an edit list start
-                continue
-            t = packet.pts if packet.pts is not None else packet.dts
-            if t is None or not (keys or packet.is_keyframe):  # nothing decodes before a key
-                continue
-            # packets come in decode order: a frame shown before the keyframe that precedes it
-            # in decoding is a leading picture of an open GOP
-            open_gop = open_gop or (bool(keys) and not packet.is_keyframe and t < keys[-1])
-            pts.append(t)
-            durations.append(packet.duration or 0)
-            if packet.is_keyframe:
-                keys.append(t)
-            if first is None:
-                # PyAV 18 exposes the display matrix only on decoded frames (frame.rotation),
-                # so one frame is decoded; frame-threaded decoders may need a few packets.
-                first = next(iter(stream.decode(packet)), None)
-        if first is None and pts:
-            first = next(iter(stream.decode(None)), None)
-    except av.error.FFmpegError as err:
-        raise VideoError(path, f"file is truncated or corrupt ({err.strerror or err})") from err
-    if not pts:
-        raise VideoError(path, "no video frames")
-    if first is None:
-        raise VideoError(path, "file is truncated or corrupt (no frame can be decoded)")
-
-    order = np.argsort(pts, kind="stable")  # decode order -> presentation order
-    pts_arr = np.asarray(pts, dtype=np.int64)[order]
-    origin = stream.start_time if stream.start_time is not None else int(pts_arr[0])
-    tb = stream.time_base
-    times = ((pts_arr - origin) * tb.numerator) / tb.denominator  # one exact-int division
-    times.setflags(write=False)
-    last = int(np.asarray(durations)[order][-1])  # how long the last frame is shown
-    if last > 0:
-        duration = float((int(pts_arr[-1]) - origin + last) * tb)
-    else:  # unknown (e.g. MPEG-TS): assume the typical frame interval
-        rate = stream.average_rate or stream.guessed_rate
-        last_s = float(np.median(np.diff(times))) if len(times) > 1 else (1 / rate if rate else 0)
-        duration = float(times[-1]) + last_s
-
-    claimed = _header_duration(container, stream)
-    slack = max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * (claimed or 0))
-    if claimed and claimed - duration > slack:
-        raise VideoError(path, f"file is truncated or corrupt (video stops at {duration:.1f} s "
-                               f"of the {claimed:.1f} s its header declares)")
-    return _Index(
-        stream_index=stream.index, pts=pts_arr, times=times,
-        keyframe_pts=np.sort(np.asarray(keys, np.int64)), duration_s=duration,
-        rotation=round(-first.rotation / 90) * 90 % 360,  # PyAV counts counter-clockwise
-        coded_size=(first.width, first.height), codec=stream.codec_context.name,
-        container=container.format.name, open_gop=open_gop,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,151 +127,6 @@ def _check_count(name: str, value: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Readers: indices -> upright RGB frames
-
-
-class _PyAVReader:
-    """Seeks to the keyframe before each wanted frame and decodes forward to it.
-
-    Frames are matched by pts, so a seek that lands early only costs decoding. A seek that
-    lands late (MPEG-TS and FLV seek by estimate) would skip the frame: then the reader stops
-    seeking and decodes forward from the start of the file instead - slow but exact.
-    """
-
-    name = "pyav"
-
-    def __init__(self, path: str, index: _Index):
-        self._path, self._index = path, index
-        self._container = self._stream = None  # opened on the first decode
-        self._seekable = True
-
-    def decode(self, indices: list[int], max_side: int | None) -> list[np.ndarray]:
-        """Upright RGB frames for ascending, unique `indices`, fitted to max_side."""
-        frames, last, out = None, None, []
-        for i in indices:
-            target = int(self._index.pts[i])
-            if frames is None or target <= last or self._keyframe_in(last, target):
-                frames = self._seek(target)
-            frame = self._find(frames, target)
-            if frame is None and self._seekable:  # the seek overshot: go slow but exact
-                self._seekable = False
-                frames = self._seek(target)
-                frame = self._find(frames, target)
-            if frame is None:
-                raise VideoError(self._path, f"file is truncated or corrupt (frame {i} at "
-                                             f"{self._index.times[i]:.3f} s cannot be decoded)")
-            out.append(_fit(_upright(frame.to_ndarray(format="rgb24"), frame.rotation), max_side))
-            last = target
-        return out
-
-    def _keyframe_in(self, after: int, upto: int) -> bool:
-        """Whether a keyframe lies in (after, upto]: seeking there beats decoding through."""
-        keys = self._index.keyframe_pts
-        return self._seekable and bool(
-            np.searchsorted(keys, upto, side="right") > np.searchsorted(keys, after, side="right"))
-
-    @staticmethod
-    def _find(frames, target: int):
-        """Consume decoded frames up to the one with pts == target (None if it is skipped)."""
-        frame = next((f for f in frames if f.pts is not None and f.pts >= target), None)
-        return frame if frame is not None and frame.pts == target else None
-
-    def _seek(self, target: int):
-        """A decoded-frame iterator starting at or before the frame with pts == target."""
-        try:
-            if self._seekable:
-                self._open()
-                self._container.seek(target, stream=self._stream, backward=True)
-            else:  # reopening is the one reliable way back to the first packet
-                self.close()
-                self._open()
-        except av.error.FFmpegError as err:
-            raise VideoError(self._path, f"file is truncated or corrupt ({err})") from err
-        return self._frames()
-
-    def _frames(self):
-        try:
-            yield from self._container.decode(self._stream)
-        except av.error.FFmpegError as err:
-            raise VideoError(self._path, f"file is truncated or corrupt ({err})") from err
-
-    def _open(self) -> None:
-        if self._container is None:
-            self._container = _open_container(self._path)
-            self._stream = self._container.streams[self._index.stream_index]
-            self._stream.codec_context.thread_type = "AUTO"
-
-    def close(self) -> None:
-        if self._container is not None:
-            self._container.close()
-            self._container = self._stream = None
-
-
-class _DecordReader:
-    """decord's VideoReader, checked against the PyAV index so indices mean the same frames."""
-
-    name = "decord"
-
-    def __init__(self, path: str, index: _Index, upright_size: tuple[int, int]):
-        self._vr = decord.VideoReader(path, ctx=decord.cpu(0))
-        if len(self._vr) != len(index.times):
-            raise DECORDError(f"decord sees {len(self._vr)} frames, the index {len(index.times)}")
-        # decord keeps float32 seconds: agreeing to a millisecond means the same frames
-        theirs = self._vr.get_frame_timestamp(range(len(self._vr)))[:, 0]
-        if not np.allclose(theirs, index.times, rtol=1e-6, atol=1e-3):
-            raise DECORDError("decord's frame times differ from the index")
-        self._shape = (upright_size[1], upright_size[0], 3)
-
-    def decode(self, indices: list[int], max_side: int | None) -> list[np.ndarray]:
-        """Upright RGB frames for ascending, unique `indices`, fitted to max_side."""
-        out = []
-        per_batch = max(1, DECODE_BATCH_BYTES // int(np.prod(self._shape)))
-        for start in range(0, len(indices), per_batch):
-            batch = self._vr.get_batch(indices[start:start + per_batch]).asnumpy()
-            if batch.shape[1:] != self._shape:
-                # decord 0.6 mis-shapes frames whose RGB row padding reaches a pixel's width
-                # (e.g. 48 px wide: shape (H, 48, 4)); never hand such frames on
-                raise DECORDError(f"decord returned frames of shape {batch.shape[1:]}")
-            out.extend(_fit(image, max_side) for image in batch)
-        return out
-
-    def close(self) -> None:
-        self._vr = None  # decord has no close(); dropping the reader frees the file
-
-
-def _decord_unsafe(index: _Index) -> str | None:
-    """Why decord's seeking cannot be trusted to return the right frames here, or None.
-
-    Measured with decord 0.6.0 on get_batch of random indices: exact on closed-GOP MP4/MOV
-    and Matroska/WebM (H.264, HEVC, VP9); wrong frames, silently, on open-GOP streams (x265's
-    default, x264 open-gop: it counts frames after a seek, and the leading pictures it cannot
-    decode shift the count), MPEG-TS, FLV and H.264 in AVI.
-    """
-    if decord is None:
-        return "decord is not installed"
-    if index.container not in _DECORD_CONTAINERS:
-        return f"decord seeks inexactly in {index.container} files"
-    if index.open_gop:
-        return "decord returns wrong frames after seeking in open-GOP streams"
-    return None
-
-
-def _upright(image: np.ndarray, ccw_rotation: int) -> np.ndarray:
-    k = round(ccw_rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(image, k)) if k else image
-
-
-def _fit(image: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Downscale (never upscale) so the longer side is at most max_side px, keeping the aspect."""
-    h, w = image.shape[:2]
-    if max_side is None or max(h, w) <= max_side:
-        return image
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-
-
-# --------------------------------------------------------------------------------------------
 # The handle
 
 
@@ -467,41 +139,57 @@ class Video:
     the union once and reuse it). Not safe to share between threads.
     """
 
-    def __init__(self, path: str | os.PathLike, backend: str = "auto"):
+    def __init__(self, path: str | os.PathLike, backend: str = "auto", *, device: str = "cpu",
+                 workers: int | None = None, index_cache: IndexCache | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+            raise ValueError(f'device must be "cpu", "cuda" or "cuda:N", got {device!r}')
+        if device != "cpu" and backend not in ("auto", "torchcodec"):
+            raise ValueError(f"only torchcodec decodes on {device}, not {backend}")
+        if workers is None:
+            workers = default_workers()
+        _check_count("workers", workers)
         self.path = os.fspath(path)
-        self._index = _index_file(self.path)
+        self._index: VideoIndex = (index_cache or DEFAULT_INDEX_CACHE).get(self.path)
         self.times: np.ndarray = self._index.times  # (n_frames,) float64 s, read-only
-        self._backend = backend
-        self._reader = self._make_reader(backend)
+        self._backend, self._device, self._workers = backend, device, workers
+        self._reader = self._make_reader()
         n, duration = len(self.times), self._index.duration_s
-        width, height = self._upright_size()
+        width, height = upright_size(self._index)
         self.info = VideoInfo(
             path=self.path, duration_s=duration, fps=n / duration if duration > 0 else 0.0,
             n_frames=n, width=width, height=height, rotation=self._index.rotation,
             codec=self._index.codec, backend=self._reader.name,
         )
 
-    def _upright_size(self) -> tuple[int, int]:
-        w, h = self._index.coded_size
-        return (h, w) if self._index.rotation in (90, 270) else (w, h)
+    def _make_reader(self):
+        """The reader for the backend asked for; ReaderError (a VideoError) if it cannot."""
+        path, index = self.path, self._index
+        if self._backend == "decord":
+            return DecordReader(path, index)
+        if self._backend == "torchcodec" or self._device != "cpu":
+            try:
+                if self._device != "cpu" or not index.seeks_exactly:  # one GPU decoder
+                    return TorchCodecReader(path, index, device=self._device)
+                return GopParallelReader(
+                    index, lambda threads: TorchCodecReader(path, index, threads), self._workers)
+            except ReaderError as err:
+                if self._backend == "torchcodec":
+                    raise
+                log.warning("%s: %s; decoding on the CPU with PyAV", path, err.reason)
+        return self._pyav_reader()
 
-    def _make_reader(self, backend: str):
-        if backend == "auto":
-            unsafe = _decord_unsafe(self._index)
-            if unsafe:
-                log.info("%s: %s; reading it with PyAV", self.path, unsafe)
-                return _PyAVReader(self.path, self._index)
-        if backend == "pyav":
-            return _PyAVReader(self.path, self._index)
-        try:
-            return _DecordReader(self.path, self._index, self._upright_size())
-        except (DECORDError, RuntimeError) as err:
-            if backend == "decord":
-                raise VideoError(self.path, f"decord cannot read this file ({err})") from err
-            log.info("%s: decord cannot read it (%s); reading it with PyAV", self.path, err)
-            return _PyAVReader(self.path, self._index)
+    def _pyav_reader(self):
+        """PyAV: keyframe groups in parallel where seeking is exact, else one seeking decoder."""
+        path, index = self.path, self._index
+        if index.seeks_exactly and self._workers > 1:
+            return GopParallelReader(
+                index, lambda threads: PyAVReader(path, index, threads), self._workers)
+        if not index.seeks_exactly:
+            log.info("%s: seeking in %s files is inexact; one PyAV decoder reads it",
+                     path, index.container)
+        return PyAVReader(path, index)
 
     # -- context manager ---------------------------------------------------------------------
 
@@ -605,8 +293,9 @@ class Video:
         """(H, W, 3) uint8 RGB upright frames for `indices` (any order, repeats allowed).
 
         Only the frames asked for are decoded. With max_side, frames are downscaled so the
-        longer side is at most max_side px. If decord fails on a frame, an "auto" handle
-        switches to PyAV for good (and :attr:`info` says so).
+        longer side is at most max_side px. If the GPU decoder fails on a frame, an "auto"
+        handle switches to PyAV for good (and :attr:`info` says so); a forced backend that
+        cannot be trusted on the file raises VideoError rather than return wrong frames.
         """
         if max_side is not None:
             _check_count("max_side", max_side)
@@ -616,12 +305,12 @@ class Video:
             raise IndexError(f"frame indices must be in [0, {n}), got {wanted[0]}..{wanted[-1]}")
         try:
             images = self._reader.decode(wanted, max_side)
-        except DECORDError as err:
-            if self._backend == "decord":
-                raise VideoError(self.path, f"decord cannot decode this file ({err})") from err
-            log.warning("%s: decord failed (%s); decoding with PyAV", self.path, err)
+        except ReaderError as err:
+            if self._backend != "auto":
+                raise
+            log.warning("%s: %s; decoding with PyAV", self.path, err.reason)
             self._reader.close()
-            self._reader = _PyAVReader(self.path, self._index)
+            self._reader = self._pyav_reader()
             self.info = dataclasses.replace(self.info, backend=self._reader.name)
             images = self._reader.decode(wanted, max_side)
         by_index = dict(zip(wanted, images))
@@ -653,15 +342,26 @@ class Video:
 # Module functions
 
 
-def open_video(path: str | os.PathLike, backend: str = "auto") -> Video:
+def open_video(path: str | os.PathLike, backend: str = "auto", *, device: str = "cpu",
+               workers: int | None = None, index_cache: IndexCache | None = None) -> Video:
     """Open and index a video (packets only, plus its first frame for the rotation).
 
-    backend: "auto" decodes with decord where its seeking is exact (closed-GOP MP4/MOV and
-    Matroska/WebM) and with PyAV elsewhere or when decord cannot read the file; "decord" or
-    "pyav" force one (tests, benchmarks - forced decord may return wrong frames on files
-    "auto" keeps from it). Raises VideoError for anything that is not a readable video.
+    * backend: "auto" (default) reads with PyAV, decoding the keyframe groups behind the
+      wanted frames in parallel where seeking is exact (MP4/MOV, Matroska/WebM) - the
+      fastest exact reader measured (bench/sample_bench.py) - and with one seeking decoder
+      elsewhere. "torchcodec", "pyav" or "decord" force one; a forced reader that cannot be
+      trusted on a file raises VideoError (decord on open-GOP streams, MPEG-TS, FLV, AVI;
+      torchcodec outside MP4/MOV and Matroska/WebM) - it never returns wrong frames.
+    * device: "cpu", or "cuda" / "cuda:N" to decode with NVDEC through torchcodec (backend
+      "auto" or "torchcodec"; "auto" falls back to PyAV on the CPU when NVDEC cannot).
+    * workers: decoding threads for the parallel readers (default: twice the usable CPU
+      cores, at most 16); 1 decodes with one decoder.
+    * index_cache: where the packet index is cached (default: a process-wide in-memory
+      cache; pass ``IndexCache(directory)`` to keep indexes on disk across processes).
+
+    Raises VideoError for anything that is not a readable video.
     """
-    return Video(path, backend)
+    return Video(path, backend, device=device, workers=workers, index_cache=index_cache)
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
@@ -691,6 +391,6 @@ def sample(path: str | os.PathLike, n: int = 32, *, segment: tuple[float, float]
 
     Timestamps are the frames' own presentation times in seconds (exact to the frame).
     """
-    with open_video(path, backend="auto" if decode else "pyav") as video:
+    with open_video(path) as video:  # readers open lazily: decode=False decodes nothing
         return video.sample(n, segment=segment, exclude_segment=exclude_segment,
                             sparse=sparse, seed=seed, decode=decode, max_side=max_side)

@@ -346,8 +346,16 @@ class ServerTextLM(TextLM):
             self.name = self.base + (f"#{self.model}" if self.model else "")
 
     def chat(self, prompt: str) -> str:
-        body = {"messages": [{"role": "user", "content": prompt}],
-                "max_tokens": self.max_new_tokens, "temperature": 0, "stream": False}
+        return self.complete(prompt)[0]
+
+    def complete(self, content: str | list[dict], *,
+                 max_tokens: int | None = None) -> tuple[str, bool]:
+        """One chat completion of one user turn: ``content`` is the text, or OpenAI content
+        parts (text and ``image_url`` parts). Returns the reply's text and whether it stopped
+        at the token limit (``finish_reason`` "length"). Thread-safe (one httpx client)."""
+        body = {"messages": [{"role": "user", "content": content}],
+                "max_tokens": max_tokens or self.max_new_tokens, "temperature": 0,
+                "stream": False}
         if self.model:
             body["model"] = self.model
         reply = self._request("POST", "/v1/chat/completions", json=body)
@@ -355,13 +363,14 @@ class ServerTextLM(TextLM):
             raise self._error(f"the server answered HTTP {reply.status_code}: "
                               f"{_server_message(reply)}")
         try:
-            text = reply.json()["choices"][0]["message"]["content"]
+            choice = reply.json()["choices"][0]
+            text = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            text = None
+            choice, text = {}, None
         if not isinstance(text, str):
             raise self._error("the reply is not OpenAI chat-completions JSON "
                               f"(HTTP {reply.status_code}: {_snippet(reply.text)})")
-        return _printable(text)
+        return _printable(text), choice.get("finish_reason") == "length"
 
     def close(self) -> None:
         self._client.close()

@@ -9,11 +9,13 @@ tables; :class:`Store` (in :mod:`tpo.store.core`) combines them::
     columns      timestamps, JSON columns, literal LIKE searches
     core         Store: the file, per-thread connections, transactions, migration
     videos       videos                       (VideosMixin)
-    pairs        pairs, generations, reviews  (PairsMixin; Pair, the row with its views)
+    pairs        pairs, generations, reviews, decisions, pairs_fts (PairsMixin; Pair, the
+                 row with its views; the review queues)
     jobs         jobs, metrics                (JobsMixin)
     comparisons  comparisons, votes           (ComparisonsMixin)
     evaluations  evals, eval_items            (EvaluationsMixin)
     models       models                       (ModelsMixin)
+    teams        assignments, guidelines      (TeamsMixin)
 """
 
 from tpo.store.columns import LIKE_ESCAPE, contains_pattern, now

@@ -1,7 +1,8 @@
 """The :class:`Store`: one database file, its per-thread connections, transactions, the
 checks made at open, and migration. The table groups' methods come from the mixins in
 :mod:`tpo.store.videos`, :mod:`~tpo.store.pairs`, :mod:`~tpo.store.jobs`,
-:mod:`~tpo.store.comparisons`, :mod:`~tpo.store.evaluations` and :mod:`~tpo.store.models`.
+:mod:`~tpo.store.comparisons`, :mod:`~tpo.store.evaluations`, :mod:`~tpo.store.models` and
+:mod:`~tpo.store.teams`.
 
 The database runs in WAL mode so the app, the CLI and background jobs can read while one of
 them writes. Each thread gets its own connection (Gradio runs handlers on worker threads; a
@@ -27,11 +28,12 @@ from tpo.store.evaluations import EvaluationsMixin
 from tpo.store.jobs import JobsMixin
 from tpo.store.models import ModelsMixin
 from tpo.store.pairs import PairsMixin
+from tpo.store.teams import TeamsMixin
 from tpo.store.videos import VideosMixin
 
 
 class Store(VideosMixin, PairsMixin, JobsMixin, ComparisonsMixin, EvaluationsMixin,
-            ModelsMixin):
+            ModelsMixin, TeamsMixin):
     """A TPO Studio database file. Creates and migrates it on open.
 
     ``busy_timeout_s``: how long a statement waits for another process's write lock before

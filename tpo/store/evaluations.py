@@ -31,12 +31,16 @@ class EvaluationsMixin:
                                            missing=f"no evaluation {eval_id}"))
 
     def list_evaluations(self, *, suite: str | None = None, job_id: int | None = None,
-                         limit: int = 100) -> list[dict]:
-        """Stored evaluations, newest first."""
+                         protocol: str | None = None, limit: int = 100) -> list[dict]:
+        """Stored evaluations, newest first; ``protocol``: only those that protocol produced
+        ("tpo" or "lmms-eval", the ``protocol`` column)."""
         where, args = [], []
         if suite:
             where.append("suite = ?")
             args.append(suite)
+        if protocol:
+            where.append("protocol = ?")
+            args.append(protocol)
         if job_id is not None:
             where.append("job_id = ?")
             args.append(job_id)

@@ -200,10 +200,105 @@ def job_resources(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("gpu", int)  # 1: a GPU kind (queued for a slot), 0: runs at once
 
 
+# The pairs' text columns that search reads (FTS5, trigram: any substring of 3+ characters,
+# case-insensitively, as the LIKE search it replaces).
+FTS_COLUMNS = ("question", "chosen", "rejected", "edited_question", "edited_chosen",
+               "edited_rejected")
+
+
+def review_queues(db: sqlite_utils.Database) -> None:
+    """Queues that scale: an index for every queue filter and the counters (each covers
+    ``id`` too, the queue's order), a full-text index over the question and answers
+    (generated and edited), kept in step by triggers, and each reviewer's own decision per
+    pair (``decisions``, kept by :meth:`tpo.store.Store.update_pair`): what a reviewer's
+    share, agreement between reviewers and undo read. ``reviews.undoes``: the review row an
+    ``undo`` reverted (the audit trail stays append-only)."""
+    pairs = db["pairs"]
+    pairs.create_index(["kind", "status"])  # also the counters: GROUP BY kind, status, covered
+    pairs.create_index(["video_id", "status"])
+    pairs.create_index(["strategy", "status"])
+    pairs.create_index(["status", "filter_reason"])  # filtered pairs per reason
+    db["reviews"].add_column("undoes", int)
+    db["reviews"].create_index(["pair_id", "user"])
+    db["reviews"].create_index(["user", "at"])  # throughput per reviewer
+    db["decisions"].create(  # a reviewer's latest accept/reject of a pair (not undone)
+        {"pair_id": int, "user": str,
+         "decision": str,      # accepted | rejected
+         "review_id": int,     # the review row that made it
+         "at": str},
+        pk=("pair_id", "user"),
+        foreign_keys=[("pair_id", "pairs", "id"), ("review_id", "reviews", "id")],
+        not_null={"decision", "review_id", "at"},
+    )
+    db["decisions"].create_index(["user", "pair_id"])
+    # Decisions the audit trail already holds: each reviewer's latest accept/reject of a pair.
+    db.execute(
+        "INSERT INTO decisions (pair_id, user, decision, review_id, at) "
+        "SELECT pair_id, user, json_extract(after, '$.status'), id, at FROM reviews "
+        "WHERE id IN (SELECT MAX(id) FROM reviews WHERE action IN "
+        "('accept', 'reject', 'bulk-accept', 'bulk-reject', 'reset', 'restore') "
+        "GROUP BY pair_id, user) AND action IN ('accept', 'reject', 'bulk-accept', 'bulk-reject')")
+    if not fts5_available(db):
+        return  # search falls back to LIKE (tpo.store.pairs checks for the table)
+    columns = ", ".join(FTS_COLUMNS)
+    new = ", ".join(f"new.{c}" for c in FTS_COLUMNS)
+    old = ", ".join(f"old.{c}" for c in FTS_COLUMNS)
+    db.execute(f"CREATE VIRTUAL TABLE pairs_fts USING fts5({columns}, content='pairs', "
+               "content_rowid='id', tokenize='trigram')")
+    db.execute("INSERT INTO pairs_fts(pairs_fts) VALUES ('rebuild')")
+    db.execute(f"CREATE TRIGGER pairs_fts_insert AFTER INSERT ON pairs BEGIN "
+               f"INSERT INTO pairs_fts(rowid, {columns}) VALUES (new.id, {new}); END")
+    db.execute(f"CREATE TRIGGER pairs_fts_delete AFTER DELETE ON pairs BEGIN "
+               f"INSERT INTO pairs_fts(pairs_fts, rowid, {columns}) "
+               f"VALUES ('delete', old.id, {old}); END")
+    # Only an edit of a text reindexes the pair: an accept or reject writes no index rows.
+    db.execute(f"CREATE TRIGGER pairs_fts_update AFTER UPDATE OF {columns} ON pairs BEGIN "
+               f"INSERT INTO pairs_fts(pairs_fts, rowid, {columns}) "
+               f"VALUES ('delete', old.id, {old}); "
+               f"INSERT INTO pairs_fts(rowid, {columns}) VALUES (new.id, {new}); END")
+
+
+def teams(db: sqlite_utils.Database) -> None:
+    """Work split among named reviewers (``assignments``: one row per pair and reviewer; a
+    pair with overlap has several) and the review guidelines, versioned (Markdown)."""
+    db["assignments"].create(
+        {"id": int, "pair_id": int, "reviewer": str,
+         "overlap": int,       # 1: one of several reviewers of an overlap pair
+         "assigned_by": str, "assigned_at": str},
+        pk="id",
+        foreign_keys=[("pair_id", "pairs", "id")],
+        not_null={"pair_id", "reviewer", "assigned_at"},
+    )
+    db["assignments"].create_index(["reviewer", "pair_id"], unique=True)
+    db["assignments"].create_index(["pair_id"])
+    db["guidelines"].create(
+        {"version": int, "text": str, "user": str, "created_at": str},
+        pk="version",
+        not_null={"text", "created_at"},
+    )
+
+
+def fts5_available(db: sqlite_utils.Database) -> bool:
+    """Whether this SQLite has FTS5 with the trigram tokenizer (SQLite >= 3.34)."""
+    try:
+        db.execute("CREATE VIRTUAL TABLE temp._tpo_fts_probe USING fts5(x, tokenize='trigram')")
+    except Exception:  # sqlite3.OperationalError: no such module / tokenizer
+        return False
+    db.execute("DROP TABLE temp._tpo_fts_probe")
+    return True
+
+
+def eval_protocol(db: sqlite_utils.Database) -> None:
+    """Whose protocol produced each stored evaluation (:mod:`tpo.evaluation.protocols`):
+    "tpo" (ours, which every evaluation stored before this step used) or "lmms-eval"."""
+    db["evals"].add_column("protocol", str, not_null_default="tpo")
+
+
 Step = Callable[[sqlite_utils.Database], None]
 
 # In order; each is recorded under its function's name, so a name never changes either.
-STEPS: list[Step] = [initial, generations, compare_and_eval, job_resources]
+STEPS: list[Step] = [initial, generations, compare_and_eval, job_resources, review_queues, teams,
+                     eval_protocol]
 SCHEMA_VERSION = len(STEPS)
 
 

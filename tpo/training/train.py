@@ -7,6 +7,11 @@ started by ``accelerate launch`` or ``torchrun``, never by a launcher of our own
 ablations, ``dpo_weight`` scales the DPO term (``loss_weights=[dpo_weight, alpha]``): 0 trains
 SFT on the chosen answers alone, and ``alpha=0`` is plain DPO.
 
+* **Configuration**: :class:`TrainConfig` is TRL's ``DPOConfig`` plus
+  :class:`tpo.training.config.TPOArguments`, built on first use (:func:`train_config_class`:
+  DPOConfig imports torch). It is the trainer's ``args`` itself. Outside the training
+  process a run is a plain dict of options (:mod:`tpo.training.config`), which
+  :func:`make_config` turns into a TrainConfig and :func:`cli_args` into command lines.
 * **Data** (:mod:`tpo.training.train_data`): an export folder of :mod:`tpo.curation.export`
   (``datasets.load_dataset(DIR, split="train")``: conversational ``prompt`` / ``chosen`` /
   ``rejected`` plus the frames as an ``images`` list), or an embedded ``train.parquet``.
@@ -59,36 +64,29 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from tpo.store import Store
+from tpo.training.config import (HYPER_PARAMETERS, LANGUAGE_LORA_TARGET, PRESETS, TRAINER_ALIASES,
+                                 TRAINER_DEFAULTS, TPOArguments, check_options, hyperparameters,
+                                 normalize_options, tpo_field_names)
+from tpo.training.config import cli_args as config_cli_args
 from tpo.training.train_data import NO_DATA, TRAIN_COLUMNS, TrainError, cap_frames, check_data, load_pairs
 
 # torch, transformers, TRL, PEFT and datasets are imported where they are used: the app
-# process imports this module for TrainConfig and PRESETS (tpo.training.train_job for job_params) and
-# must not load them (docs/architecture.md); MetricsCallback is built on first use (see
-# __getattr__ below), so it is not in __all__: a star import would load transformers.
+# process imports this module (tpo.training.train_job for job_params) and must not load them
+# (docs/architecture.md). TrainConfig (a DPOConfig, so torch) and MetricsCallback are built on
+# first use (see __getattr__ below), so they are not in __all__: a star import would load torch.
 
-__all__ = ["LANGUAGE_LORA_TARGET", "MAIN_METRICS", "PRESETS", "TrainConfig", "TrainResult",
-           "build_parser", "command_lines", "config_from_args", "hyperparameters", "main",
-           "parse_command_line", "resolve", "train"]
+__all__ = ["LANGUAGE_LORA_TARGET", "MAIN_METRICS", "PRESETS", "TrainResult", "build_parser",
+           "cli_args", "command_lines", "config_from_args", "hyperparameters", "main",
+           "make_config", "parse_command_line", "parse_options", "resolve", "train",
+           "train_config_class"]
 
 logger = logging.getLogger("tpo.training.train")  # also when run as __main__
 
-# The paper's hyper-parameters (Li et al. 2025, TPO): beta of DPO, alpha of the SFT term, lr.
-PRESETS: Mapping[str, Mapping[str, float]] = {
-    "longva": {"beta": 0.3, "alpha": 0.5, "learning_rate": 4e-6},  # LongVA-TPO (paper)
-    "llava-video": {"beta": 0.2, "alpha": 1.0, "learning_rate": 3e-7},  # LLaVA-Video-TPO
-}
-HYPER_PARAMETERS = ("beta", "alpha", "learning_rate")
-
-# PEFT full-matches this against module names. It accepts the decoder layers' projections of
-# the language model only: SmolVLM / Idefics3 ``model.text_model.layers.N.self_attn.q_proj``,
-# Qwen2-VL / LLaVA-OneVision (transformers 5) ``model.language_model.layers.N.mlp.up_proj``,
-# older LLaVA layouts ``language_model.model.layers.N...``. Vision towers
-# (``vision_model.encoder.layers``, ``visual.blocks``) and the connector never match.
-LANGUAGE_LORA_TARGET = (r".*(?:language_model|text_model)\.(?:model\.)?layers\.\d+\."
-                        r"(?:self_attn\.(?:q|k|v|o)_proj|mlp\.(?:gate|up|down)_proj)")
+if TYPE_CHECKING:  # for annotations: the class itself is train_config_class()'s
+    from trl import DPOConfig as TrainConfig
 
 # Logged by TRL's DPOTrainer every logging step; the ones a job writes to the store.
 MAIN_METRICS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen",
@@ -108,140 +106,82 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)")  # transformers' PREFIX_CHECKPOINT
 # Configuration
 
 
-def _help(text: str, **extra: Any) -> dict:
-    return {"help": text, **extra}
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
-@dataclass
-class TrainConfig:
-    """One TPO fine-tuning run (in the style of TRL's ``DPOConfig``: every field documented).
+def _post_init(self) -> None:
+    """TrainConfig.__post_init__: TPO's checks and rules, then DPOConfig's own."""
+    from trl import DPOConfig
+    import torch
 
-    ``beta``, ``alpha`` and ``learning_rate`` left at None come from ``preset``;
-    :func:`resolve` gives the effective values. Paths may be relative to the working
-    directory; :func:`resolve` makes them absolute.
+    # What was given (a field away from its default), before anything below fills it in:
+    # command lines (command.txt, a job's "command") and job parameters are made of it.
+    self.options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                    if f.init and getattr(self, f.name) != _default(f)}
+    check_options({**self.options, "output_dir": self.output_dir})  # TPOArguments' too
+    for name, value in hyperparameters(self.options).items():  # the preset's, unless given
+        setattr(self, name, value)
+    # TPO's objective: sigmoid DPO + alpha x SFT (mean NLL of the chosen answer's tokens).
+    loss_type, loss_weights = ["sigmoid", "sft"], [self.dpo_weight, self.alpha]
+    if self.loss_type not in (["sigmoid"], "sigmoid", loss_type) or \
+            self.loss_weights not in (None, loss_weights):
+        raise ValueError("loss_type and loss_weights are TPO's (sigmoid DPO + alpha x SFT): "
+                         "set --alpha and --dpo-weight instead")
+    self.loss_type, self.loss_weights = loss_type, loss_weights
+    self.output_dir = str(Path(self.output_dir).expanduser().resolve())
+    if not self.use_cpu and not torch.cuda.is_available():
+        self.use_cpu = True
+    self.bf16 = normalize_options({"bf16": self.bf16})["bf16"]  # "auto" / "true" / "false"
+    if self.bf16 is None:  # TRL's None means bf16, which fails on CPU: bf16 where it works
+        self.bf16 = (not self.use_cpu) and torch.cuda.is_bf16_supported()
+    elif self.bf16 and self.use_cpu:
+        raise ValueError("bf16 training needs a CUDA GPU: leave --bf16 out on CPU")
+    if self.activation_checkpointing is None:
+        # transformers 5's name; TRL's gradient_checkpointing (default on) is the old one
+        # and would warn that it is deprecated on every run.
+        self.activation_checkpointing = self.gradient_checkpointing
+    if self.disable_tqdm is None:
+        # Progress bars are \r-lines: in a job's log file, print the logs as lines instead.
+        self.disable_tqdm = not sys.stderr.isatty()
+    DPOConfig.__post_init__(self)
+
+
+@functools.cache  # one class per process, so isinstance() and pickling agree
+def train_config_class() -> type:
+    """:class:`TrainConfig`, built on first use: TRL's ``DPOConfig`` (which imports torch)
+    plus :class:`~tpo.training.config.TPOArguments`.
+
+    DPOConfig's fields stay DPOConfig's (type, help, checks); TPO only changes the defaults
+    of some (:data:`~tpo.training.config.TRAINER_DEFAULTS`: None for beta and learning_rate,
+    meaning the preset's) and adds short options (:data:`~tpo.training.config.TRAINER_ALIASES`).
     """
+    from trl import DPOConfig
 
-    # model and output_dir are required (checked below) but have an empty default, so a
-    # YAML config (--config) may give them and the command line need not.
-    model: str = field(default="", metadata=_help(
-        "Base model: hub id or local folder of an image-text-to-text model (SmolVLM2, "
-        "Qwen2-VL, LLaVA-OneVision, ...)."))
-    data: str | None = field(default=None, metadata=_help(
-        "The dataset: an export folder of `tpo export` (jsonl or parquet layout) or an "
-        "embedded train.parquet. None only when train() is given a dataset."))
-    output_dir: str = field(default="", metadata=_help(
-        "Folder for the adapter (or weights), processor, checkpoints, metrics.jsonl, "
-        "tpo_train_args.json and command.txt.", aliases=["--output"]))
-    preset: str = field(default="longva", metadata=_help(
-        f"Paper hyper-parameters to start from: {', '.join(PRESETS)} "
-        "(longva: beta 0.3, alpha 0.5, lr 4e-6; llava-video: beta 0.2, alpha 1, lr 3e-7; "
-        "configs/<preset>.yaml hold the same as files for --config).",
-        choices=tuple(PRESETS)))
-    beta: float | None = field(default=None, metadata=_help(
-        "DPO beta: how far the model may move from the reference (higher = closer). "
-        "None: the preset's."))
-    alpha: float | None = field(default=None, metadata=_help(
-        "Weight of the SFT term on the chosen answer (per-token mean NLL); 0 is plain DPO. "
-        "None: the preset's."))
-    dpo_weight: float = field(default=1.0, metadata=_help(
-        "Weight of the DPO term; 0 (with alpha > 0) trains SFT on the chosen answers alone, "
-        "an ablation of TPO."))
-    learning_rate: float | None = field(default=None, metadata=_help(
-        "Peak learning rate of AdamW. None: the preset's.", aliases=["--lr"]))
-    num_train_epochs: float = field(default=1.0, metadata=_help(
-        "Passes over the dataset (the paper: 1).", aliases=["--epochs"]))
-    max_steps: int = field(default=-1, metadata=_help(
-        "Stop after this many optimizer steps (overrides epochs); -1: run the epochs."))
-    lr_scheduler_type: str = field(default="cosine", metadata=_help(
-        "Learning-rate schedule (transformers' names: cosine, linear, constant, ...)."))
-    warmup_ratio: float = field(default=0.1, metadata=_help(
-        "Fraction of the steps spent warming the learning rate up linearly from 0, in [0, 1)."))
-    per_device_train_batch_size: int = field(default=1, metadata=_help(
-        "Pairs per process per forward pass.", aliases=["--batch-size"]))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help(
-        "Forward passes per optimizer step (effective batch = batch size x this x processes)."))
-    lora: bool = field(default=True, metadata=_help(
-        "Train LoRA adapters (PEFT) instead of all weights; --full trains all weights."))
-    lora_r: int = field(default=64, metadata=_help("LoRA rank."))
-    lora_alpha: int = field(default=128, metadata=_help(
-        "LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."))
-    lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA input."))
-    lora_target: str = field(default=LANGUAGE_LORA_TARGET, metadata=_help(
-        "Regex (full match) of the module names that get LoRA adapters; the default takes "
-        "the language model's attention and MLP projections, never the vision tower."))
-    max_frames: int | None = field(default=None, metadata=_help(
-        "Use at most this many frames per pair (evenly spaced, so a whole-video export stays "
-        "uniform over the video; the time prompt follows); None: all the export holds."))
-    gradient_checkpointing: bool = field(default=True, metadata=_help(
-        "Recompute activations in the backward pass: far less memory, about a third more "
-        "time."))
-    save_steps: int = field(default=100, metadata=_help(
-        "Write a checkpoint (resumable with --resume) every this many steps."))
-    save_total_limit: int | None = field(default=2, metadata=_help(
-        "Keep at most this many checkpoints (a full fine-tune's hold weights and optimizer "
-        "state: many GB each); None keeps all."))
-    logging_steps: int = field(default=1, metadata=_help(
-        "Log loss, rewards and log-probabilities every this many steps."))
-    seed: int = field(default=0, metadata=_help("Seed of the LoRA init, data order and dropout."))
-    resume: bool = field(default=False, metadata=_help(
-        "Continue from the last checkpoint in output_dir (starts afresh when there is none)."))
-    overwrite: bool = field(default=False, metadata=_help(
-        "Start afresh in an output_dir that holds an earlier run (its checkpoints are "
-        "deleted); without it such a folder is refused, so no run is lost by accident."))
-    # Given as auto / true / false; __post_init__ stores True, False or "auto".
-    bf16: str = field(default="auto", metadata=_help(
-        "bf16 mixed precision: auto (on a CUDA GPU that supports it, never on CPU), true, "
-        "false.", choices=("auto", "true", "false")))
-    use_cpu: bool | None = field(default=None, metadata=_help(
-        "Train on the CPU; None (auto): when no CUDA GPU is available.",
-        nargs="?", const=True))  # a bare --use-cpu means true
-    cache_dir: str | None = field(default=None, metadata=_help(
-        "Where `datasets` caches the loaded export; None: its default (HF_DATASETS_CACHE)."))
-
-    def __post_init__(self) -> None:
-        if isinstance(self.bf16, str):
-            value = self.bf16.strip().lower()
-            if value not in ("auto", "true", "false"):
-                raise ValueError(f"bf16 must be auto, true or false, got {self.bf16!r}")
-            self.bf16 = "auto" if value == "auto" else value == "true"
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if not self.model:
-            raise ValueError("model is required")
-        if not self.output_dir:
-            raise ValueError("output_dir is required")
-        for name in ("beta", "learning_rate"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if self.alpha is not None and not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-        if not self.dpo_weight >= 0:
-            raise ValueError(f"dpo_weight must be >= 0, got {self.dpo_weight}")
-        if self.dpo_weight == 0 and self.alpha == 0:
-            raise ValueError("dpo_weight 0 and alpha 0 leave no loss to train on")
-        if not self.num_train_epochs > 0:
-            raise ValueError(f"num_train_epochs must be > 0, got {self.num_train_epochs}")
-        if self.max_steps != -1 and self.max_steps < 1:
-            raise ValueError(f"max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r",
-                     "lora_alpha", "save_steps", "logging_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_frames", "save_total_limit"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}")
-        try:
-            re.compile(self.lora_target)
-        except re.error as err:
-            raise ValueError(f"lora_target is not a valid regex: {err}") from err
-        if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite contradict each other: pick one")
+    base = {f.name: f for f in dataclasses.fields(DPOConfig)}
+    changed = []
+    for name in {*TRAINER_DEFAULTS, *TRAINER_ALIASES}:
+        f = base[name]
+        default = TRAINER_DEFAULTS[name] if name in TRAINER_DEFAULTS else _default(f)
+        kind = f.type if default is not None else f.type | None
+        metadata = dict(f.metadata)
+        if name in TRAINER_ALIASES:
+            metadata["aliases"] = list(TRAINER_ALIASES[name])
+        if name in TRAINER_DEFAULTS and default is None and "help" in metadata:
+            metadata["help"] += (" None: the preset's." if name in HYPER_PARAMETERS
+                                 else " None: no limit.")
+        changed.append((name, kind, field(default=default, metadata=metadata)))
+    cls = dataclasses.make_dataclass(
+        "TrainConfig", sorted(changed), bases=(TPOArguments, DPOConfig),
+        namespace={"__post_init__": _post_init, "__module__": __name__, "__doc__": (
+            "One TPO fine-tuning run: TRL's DPOConfig (every trainer setting) plus "
+            "TPOArguments (model, data, preset, alpha, LoRA, frames, resume). beta, alpha and "
+            "learning_rate left at None come from the preset; ``options`` holds the settings "
+            "given (away from their defaults), from which command lines are made.")})
+    cls.__qualname__ = "TrainConfig"
+    return cls
 
 
 @dataclass
@@ -262,33 +202,31 @@ class TrainResult:
         return d
 
 
-def hyperparameters(config: TrainConfig) -> dict[str, float]:
-    """beta, alpha and learning_rate as the run uses them: the preset's unless overridden."""
-    return {name: PRESETS[config.preset][name] if getattr(config, name) is None
-            else getattr(config, name) for name in HYPER_PARAMETERS}
+# The settings a run's record (tpo_train_args.json, the model's params in the store) always
+# holds, besides TPO's fields and those given.
+SETTINGS = ("output_dir", *HYPER_PARAMETERS, *TRAINER_DEFAULTS, "max_steps",
+            "gradient_accumulation_steps", "activation_checkpointing", "bf16", "use_cpu")
 
 
-def resolve(config: TrainConfig) -> dict:
-    """The run's effective settings: the config with the preset's beta / alpha / lr filled
-    in, bf16 and use_cpu decided for this machine (imports torch to ask about CUDA), and
-    local paths made absolute."""
-    import torch
-
-    out = asdict(config)
-    out.update(hyperparameters(config))
-    use_cpu = (not torch.cuda.is_available()) if config.use_cpu is None else bool(config.use_cpu)
-    out["use_cpu"] = use_cpu
-    if config.bf16 == "auto":
-        out["bf16"] = (not use_cpu) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    elif config.bf16 and use_cpu:
-        raise ValueError("bf16 training needs a CUDA GPU: leave --bf16 auto on CPU")
-    out["output_dir"] = str(Path(config.output_dir).expanduser().resolve())
+def resolve(config) -> dict:
+    """The run's effective settings (JSON): TPO's fields, the preset's beta / alpha / lr
+    filled in, bf16 and use_cpu as decided for this machine, local paths absolute, and the
+    trainer settings TPO sets or that were given."""
+    trainer = config.to_dict()  # DPOConfig's, JSON-ready (enums as their values)
+    names = [*tpo_field_names(), *SETTINGS, *(k for k in config.options if k not in SETTINGS)]
+    out = {name: trainer[name] if name in trainer else getattr(config, name)
+           for name in dict.fromkeys(names)}
     for name in ("data", "model", "cache_dir"):
         value = out[name]
         if value and (name != "model" or Path(value).expanduser().exists()):
             out[name] = str(Path(value).expanduser().resolve())
     return out
 
+
+def make_config(options: Mapping[str, Any]):
+    """The TrainConfig of run options (a job's parameters): ValueError when one is wrong,
+    TypeError for an unknown setting."""
+    return train_config_class()(**normalize_options(options))
 
 # --------------------------------------------------------------------------------------------
 # Callbacks
@@ -373,9 +311,12 @@ def callback_classes() -> SimpleNamespace:
 
 
 def __getattr__(name: str) -> Any:
-    """``tpo.training.train.MetricsCallback`` (PEP 562): built on first access (:func:`callback_classes`)."""
+    """``tpo.training.train.MetricsCallback`` and ``TrainConfig`` (PEP 562): built on first
+    access (:func:`callback_classes`, :func:`train_config_class`)."""
     if name == "MetricsCallback":
         return callback_classes().MetricsCallback
+    if name == "TrainConfig":
+        return train_config_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -419,33 +360,15 @@ def _train(config: TrainConfig, settings: dict, out: Path, callbacks: list,
            dataset) -> TrainResult:
     import torch
     from peft import LoraConfig
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     from tpo.models.vlm import load_model, configure_for_frames
 
     if dataset is None:
         check_data(config.data)  # before the model loads
-    args = DPOConfig(
-        output_dir=str(out),
-        # TPO's objective: sigmoid DPO + alpha x SFT (mean NLL of the chosen answer's tokens).
-        loss_type=["sigmoid", "sft"], loss_weights=[config.dpo_weight, settings["alpha"]],
-        beta=settings["beta"], learning_rate=settings["learning_rate"],
-        max_length=None,  # the default 1024 silently cuts frame-heavy samples: never truncate
-        num_train_epochs=config.num_train_epochs, max_steps=config.max_steps,
-        lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the steps
-        per_device_train_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        # transformers 5's name for gradient checkpointing (the old one is a deprecated alias)
-        activation_checkpointing=config.gradient_checkpointing,
-        save_strategy="steps", save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps, seed=config.seed,
-        bf16=settings["bf16"], use_cpu=settings["use_cpu"],
-        report_to="none",
-        # Progress bars are \r-lines: in a job's log file, print the logs as lines instead.
-        disable_tqdm=not sys.stderr.isatty(),
-    )
+    # The run's DPOConfig is the config itself (TPO's objective, precision and paths were
+    # settled when it was built, see TrainConfig.__post_init__).
+    args = config
     is_main = args.process_index == 0
     resume_from = _prepare_output(out, config, is_main)
     if is_main:
@@ -530,7 +453,7 @@ def _prepare_output(out: Path, config: TrainConfig, is_main: bool) -> str | None
         if last is None and is_main:
             (out / METRICS_FILE).unlink(missing_ok=True)
         return last
-    refuse_earlier_run(out, config)
+    refuse_earlier_run(out, config.resume, config.overwrite)
     if is_main:
         if config.overwrite:
             for old in _checkpoints(out):
@@ -555,10 +478,10 @@ def _checkpoint_step(path: str) -> int:
     return int(Path(path).name.rsplit("-", 1)[1])
 
 
-def refuse_earlier_run(out: Path, config: TrainConfig) -> None:
-    """TrainError when ``out`` holds a run (checkpoints or a finished result) that this
-    config would clobber: neither resume nor overwrite."""
-    if config.resume or config.overwrite or not out.is_dir():
+def refuse_earlier_run(out: Path, resume: bool, overwrite: bool) -> None:
+    """TrainError when ``out`` holds a run (checkpoints or a finished result) that a run
+    would clobber: neither resume nor overwrite."""
+    if resume or overwrite or not out.is_dir():
         return
     if _last_checkpoint(out) is not None or (out / RESULT_FILE).is_file():
         raise TrainError(f"{out} already holds a training run: pass --resume to continue it, "
@@ -617,22 +540,19 @@ class _clear_errors:
 # Command line
 
 
-def _cli_flags(f: dataclasses.Field) -> tuple[str, ...]:
-    """The field's options, the short alias first (what command.txt writes)."""
-    return (*f.metadata.get("aliases", ()), "--" + f.name.replace("_", "-"))
-
-
 def build_parser(prog: str = "python -m tpo.training.train", description: str | None = None):
     """The command line of :class:`TrainConfig`: TRL's ``TrlParser`` (transformers'
-    ``HfArgumentParser``) makes one option per field (``--name``, ``--name-with-dashes`` and the
-    field's ``aliases``; help, choices from its metadata) and reads ``--config FILE.yaml``
-    (:func:`parse_command_line`); plus ``--full`` (= ``--no-lora``)."""
-    from trl import TrlParser  # loads transformers' argument parser, not torch
+    ``HfArgumentParser``) makes one option per field - DPOConfig's and TPO's - (``--name``,
+    ``--name-with-dashes`` and the short aliases; help, choices from the field) and reads
+    ``--config FILE.yaml`` (:func:`parse_options`); plus ``--full`` (= ``--no-lora``).
+    Builds :class:`TrainConfig`, so it imports torch (not CUDA)."""
+    from trl import TrlParser
 
-    parser = TrlParser(TrainConfig, prog=prog, description=description or (
+    parser = TrlParser(train_config_class(), prog=prog, description=description or (
         "TPO fine-tuning (DPO + alpha * SFT) of a video-LM on exported pairs. Runs as is, or "
-        "under `accelerate launch -m tpo.training.train` / `torchrun -m tpo.training.train` for several "
-        "processes."))
+        "under `accelerate launch -m tpo.training.train` / `torchrun -m tpo.training.train` "
+        "for several processes. Every option of TRL's DPOConfig is accepted; TPO changes "
+        "some defaults (the paper's schedule; beta and lr from --preset)."))
     parser.add_argument("--config", metavar="FILE", default=None,
                         help="A YAML file of these settings, keyed by field name (e.g. "
                              "configs/longva.yaml, the paper's LongVA-TPO settings); options "
@@ -646,56 +566,81 @@ def build_parser(prog: str = "python -m tpo.training.train", description: str | 
     return parser
 
 
-def parse_command_line(parser, argv: Sequence[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
-    """(the config, the parser's other options) from ``argv``: a ``--config`` YAML file sets
-    the fields first, options on the command line override it. A bad value, an unknown key in
-    the file or an unreadable file end the command with a usage error (exit status 2)."""
+def parse_options(parser, argv: Sequence[str] | None) -> tuple[dict, argparse.Namespace]:
+    """(the run options given, the parser's other options) from ``argv``, as TrlParser reads
+    them: a ``--config`` YAML file sets the fields first, options on the command line override
+    it. Builds no TrainConfig (no device is set up): ``tpo train`` submits the options as a
+    job. An unreadable file, an unknown key or a bad value end the command with a usage error
+    (exit status 2)."""
+    import yaml
+
+    defaults = _defaults(parser)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in args:  # as TrlParser.parse_args_and_config, without its dataclass step
+        at = args.index("--config")
+        if at + 1 >= len(args):
+            parser.error("give the YAML file as --config FILE")
+        path = args.pop(at + 1)
+        args.pop(at)
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = yaml.safe_load(f)
+        except OSError as err:
+            parser.error(f"cannot read --config: {err}")
+        except yaml.YAMLError as err:
+            parser.error(f"--config {path} is not YAML: {err}")
+        if not isinstance(values, dict):
+            parser.error(f"Config file {path} must contain a YAML mapping.")
+        for key, value in (values.pop("env", None) or {}).items():  # TrlParser's env: block
+            os.environ[key] = str(value)
+        unknown = parser.set_defaults_with_config(**normalize_options(values))
+        if unknown:
+            parser.error(f"Unknown arguments from config file: {unknown}")
+    ns, unknown = parser.parse_known_args(args)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if getattr(ns, "config", None) is not None:  # --config=FILE: read as "--config FILE" only
+        parser.error("give the YAML file as --config FILE")
+    return _options(ns, defaults), ns
+
+
+def _options(ns: argparse.Namespace, defaults: Mapping[str, Any]) -> dict:
+    """The TrainConfig fields in ``ns`` away from the command line's ``defaults`` (the
+    parser's own: for a few fields they differ from the dataclass's, e.g. an empty list)."""
+    return {k: v for k, v in vars(ns).items() if k in defaults and v != defaults[k]}
+
+
+def _defaults(parser) -> dict:
+    """What the parser gives each TrainConfig field when no option is given (before a
+    --config file changes them); argparse converts string defaults with the option's type."""
+    names = {f.name for f in dataclasses.fields(train_config_class()) if f.init}
+    return {k: v for k, v in vars(parser.parse_known_args([])[0]).items() if k in names}
+
+
+def parse_command_line(parser, argv: Sequence[str] | None) -> tuple[Any, argparse.Namespace]:
+    """(the TrainConfig, the parser's other options) from ``argv`` (see :func:`parse_options`);
+    a value TrainConfig refuses is a usage error too."""
+    options, others = parse_options(parser, argv)
     try:
-        config, *rest = parser.parse_args_and_config(argv)
+        return make_config(options), others
     except ValueError as err:
         parser.error(str(err))
-    except OSError as err:
-        parser.error(f"cannot read --config: {err}")
-    others = rest[0] if rest else argparse.Namespace()
-    if getattr(others, "config", None) is not None:  # TrlParser reads "--config FILE" only
-        parser.error("give the YAML file as --config FILE")
-    return config, others
 
 
-def config_from_args(ns: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(ns).items() if k in names})
+def config_from_args(ns: argparse.Namespace):
+    """The TrainConfig of a namespace of :func:`build_parser` (no --config file)."""
+    return make_config(_options(ns, _defaults(build_parser())))
 
 
-def cli_args(config: TrainConfig) -> list[str]:
-    """The options that give ``config`` on the command line (defaults left out)."""
-    settings = asdict(config)
-    for name in ("model", "data", "output_dir", "cache_dir"):
-        value = settings[name]
-        if value and (name != "model" or Path(value).expanduser().exists()):
-            settings[name] = str(Path(value).expanduser().resolve())
-    out: list[str] = []
-    for f in dataclasses.fields(TrainConfig):
-        value, default = settings[f.name], f.default
-        flag = _cli_flags(f)[0]
-        if f.name in ("model", "data", "output_dir"):
-            if value is not None:
-                out += [flag, str(value)]
-        elif value == default or value is None:
-            continue
-        elif f.name == "lora":
-            out.append("--lora" if value else "--full")
-        elif f.name == "bf16":
-            out += [flag, str(value).lower()]
-        elif isinstance(value, bool):
-            out.append(flag if value else "--no-" + flag[2:])
-        else:
-            out += [flag, str(value)]
-    return out
+def cli_args(config) -> list[str]:
+    """The options that give ``config`` (a TrainConfig or run options) on the command line:
+    those given, defaults left out."""
+    return config_cli_args(config if isinstance(config, Mapping) else config.options)
 
 
-def command_lines(config: TrainConfig, world_size: int | None = None) -> str:
-    """command.txt: this run as ``tpo train``, ``accelerate launch`` and ``torchrun``."""
+def command_lines(config, world_size: int | None = None) -> str:
+    """command.txt: this run (a TrainConfig or run options) as ``tpo train``,
+    ``accelerate launch`` and ``torchrun`` command lines."""
     args = shlex.join(cli_args(config))
     n = world_size or 2
     return (

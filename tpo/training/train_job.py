@@ -8,13 +8,14 @@ asked to, reports metrics and progress to the store, stops on cancel, turns a fa
 into a clear error, and registers the trained model in the store's ``models`` table.
 
 The app process imports this module for :func:`job_params`: like :mod:`tpo.training.train`, it loads
-no ML library at import time (docs/architecture.md).
+no ML library at import time (docs/architecture.md). A job's parameters carry the run's
+*options* (``{field: value}``, see :mod:`tpo.training.config`); the training process builds
+the :class:`~tpo.training.train.TrainConfig` (a TRL ``DPOConfig``) from them.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import logging
 import os
@@ -23,13 +24,15 @@ import shlex
 import socket
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Mapping
 
 from tpo.jobs import job_kind
 from tpo.store import Store, now
-from tpo.training.train import (ERROR_PREFIX, OOM, RESULT_FILE, TrainConfig, callback_classes, log_handler,
-                       refuse_earlier_run, cli_args, logger, resolve, train)
+from tpo.training.config import check_options, cli_args
+from tpo.training.train import (ARGS_FILE, ERROR_PREFIX, OOM, RESULT_FILE, callback_classes,
+                                log_handler, logger, make_config, refuse_earlier_run, resolve,
+                                train)
 from tpo.training.train_data import NO_DATA, TrainError, check_data
 
 __all__ = ["LAUNCHERS", "job_params", "register_model", "run_job"]
@@ -42,11 +45,13 @@ FRAME_SOURCES = ("whole", "chosen", "rejected", "union")
 DEFAULT_FRAMES = 64
 
 
-def job_params(config: TrainConfig, *, launcher: str = "python", num_processes: int = 1,
+def job_params(config: Mapping[str, Any] | Any, *, launcher: str = "python", num_processes: int = 1,
                accelerate_config: str | None = None, export_from_store: bool = False,
                frames: int = DEFAULT_FRAMES, frames_from: str = "whole") -> dict:
     """The JSON parameters of a ``train`` background job (see :func:`run_job`).
 
+    ``config``: the run's options (``{field: value}``, checked here without torch by
+    :func:`tpo.training.config.check_options`: ValueError) or a built TrainConfig.
     ``frames`` / ``frames_from`` shape the export of the store's pairs (see
     :class:`tpo.curation.export.ExportConfig`): by default the paper's records, ``frames`` frames
     uniform over the whole video (at most one per second), the same for both answers.
@@ -60,7 +65,8 @@ def job_params(config: TrainConfig, *, launcher: str = "python", num_processes: 
     if frames_from not in FRAME_SOURCES:
         raise ValueError(f"frames_from must be one of {', '.join(FRAME_SOURCES)}, "
                          f"got {frames_from!r}")
-    return {"config": asdict(config), "launcher": launcher, "num_processes": num_processes,
+    options = check_options(config if isinstance(config, Mapping) else config.options)
+    return {"config": json.loads(json.dumps(options)), "launcher": launcher, "num_processes": num_processes,
             "accelerate_config": accelerate_config, "export_from_store": export_from_store,
             "export": {"frames": frames, "frames_from": frames_from}}
 
@@ -69,7 +75,7 @@ def job_params(config: TrainConfig, *, launcher: str = "python", num_processes: 
 def run_job(ctx) -> dict:
     """The ``train`` job kind (:mod:`tpo.jobs`). Params (:func:`job_params`)::
 
-        {"config": asdict(TrainConfig), "launcher": "python" | "accelerate",
+        {"config": {field: value} (the run's options), "launcher": "python" | "accelerate",
          "accelerate_config": path | None, "num_processes": int, "export_from_store": bool,
          "export": {"frames": int, "frames_from": str}}
 
@@ -84,16 +90,23 @@ def run_job(ctx) -> dict:
     Returns the TrainResult's fields plus summary, model_id and command (the CLI line).
     """
     params = ctx.params
-    config = TrainConfig(**params["config"])
+    try:
+        options = check_options(params["config"])
+    except ValueError as err:
+        raise TrainError(f"bad training settings: {err}") from err
     launcher = params.get("launcher") or "python"
     n = int(params.get("num_processes") or 1)
-    job_params(config, launcher=launcher, num_processes=n)  # validates them
-    if params.get("export_from_store") or not config.data:
-        config = _export_for_run(ctx, config, params.get("export") or {})
-    check_data(config.data)  # before torch loads: no data fails in a second
-    settings = resolve(config)
-    ctx.progress(0.0, f"loading {config.model}")
+    job_params(options, launcher=launcher, num_processes=n)  # validates them
+    if params.get("export_from_store") or not options.get("data"):
+        options = _export_for_run(ctx, options, params.get("export") or {})
+    check_data(options["data"])  # before torch loads: no data fails in a second
+    ctx.progress(0.0, f"loading {options['model']}")
     if launcher == "python" and n == 1:
+        try:  # DPOConfig's own checks (the options passed TPO's)
+            config = make_config(options)
+        except (ValueError, TypeError) as err:
+            raise TrainError(f"bad training settings: {err}") from err
+        settings = resolve(config)
         handler = log_handler(sys.stdout)  # the worker's stdout is the job's log
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -102,27 +115,30 @@ def run_job(ctx) -> dict:
         finally:
             logger.removeHandler(handler)
     else:
-        result = _launch(ctx, config, params.get("accelerate_config"), n)
+        # The children build the config: this process sets up no device of its own.
+        result = _launch(ctx, options, params.get("accelerate_config"), n)
+        settings = json.loads((Path(result["output_dir"]) / ARGS_FILE).read_text(encoding="utf-8"))
     ctx.check_cancelled()  # a cancel that came during the final save
     model_id = register_model(ctx.store, settings, ctx.job_id)
     summary = (f"trained {result['global_step']} steps on {result['world_size']} process(es) "
                f"in {result['train_runtime_s']:.1f} s: {settings['output_dir']}")
     ctx.log(summary)
     return {"summary": summary, "model_id": model_id,
-            "command": "tpo train " + shlex.join(cli_args(config)), **result}
+            "command": "tpo train " + shlex.join(cli_args(options)), **result}
 
 
-def _export_for_run(ctx, config: TrainConfig, export: dict) -> TrainConfig:
+def _export_for_run(ctx, options: dict, export: dict) -> dict:
     """Export the store's accepted pairs into the run's folder (``export``: frames and
-    frames_from, see :func:`job_params`); the config that trains on them. Kept with the run,
+    frames_from, see :func:`job_params`); the options that train on them. Kept with the run,
     so its dataset is on record next to its adapter."""
     from tpo.curation.export import ExportConfig, ExportError, export_pairs
 
-    out = Path(config.output_dir).expanduser().resolve()
+    out = Path(options["output_dir"]).expanduser().resolve()
     target = out / "dataset"
-    refuse_earlier_run(out, config)  # before replacing an earlier run's dataset
-    if config.resume and (target / ".tpo-export.json").is_file():
-        return dataclasses.replace(config, data=str(target))  # continue on the same pairs
+    # before replacing an earlier run's dataset
+    refuse_earlier_run(out, options.get("resume", False), options.get("overwrite", False))
+    if options.get("resume") and (target / ".tpo-export.json").is_file():
+        return {**options, "data": str(target)}  # continue on the same pairs
     ctx.progress(0.0, "exporting the accepted pairs")
 
     def progress(done: int, total: int, text: str) -> None:
@@ -130,22 +146,24 @@ def _export_for_run(ctx, config: TrainConfig, export: dict) -> TrainConfig:
         ctx.progress(0.0, f"exporting pairs {done}/{total}")
 
     frames = export.get("frames") or DEFAULT_FRAMES
-    if config.max_frames:  # no point exporting frames the load would drop again
-        frames = min(frames, config.max_frames)
-    options = {"frames": frames, "frames_from": export.get("frames_from") or "whole"}
+    if options.get("max_frames"):  # no point exporting frames the load would drop again
+        frames = min(frames, options["max_frames"])
+    settings = {"frames": frames, "frames_from": export.get("frames_from") or "whole"}
     try:
-        report = export_pairs(ctx.store, target, ExportConfig(**options), progress=progress)
+        report = export_pairs(ctx.store, target, ExportConfig(**settings), progress=progress)
     except ExportError as err:
         if "no accepted pairs" in str(err):
             raise TrainError(NO_DATA) from err
         raise TrainError(f"cannot export the accepted pairs: {err}") from err
     ctx.log(report.summary())
-    return dataclasses.replace(config, data=str(report.out_dir))
+    return {**options, "data": str(report.out_dir)}
 
 
-def _launch(ctx, config: TrainConfig, accelerate_config: str | None, n: int) -> dict:
+def _launch(ctx, options: dict, accelerate_config: str | None, n: int) -> dict:
     """Run training under ``accelerate launch`` as a child process; its TrainResult."""
-    settings = resolve(config)
+    import torch  # to ask whether there is a GPU (creates no CUDA context)
+
+    use_cpu = bool(options.get("use_cpu")) or not torch.cuda.is_available()
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     if accelerate_config:
         command += ["--config_file", str(Path(accelerate_config).expanduser().resolve())]
@@ -154,13 +172,14 @@ def _launch(ctx, config: TrainConfig, accelerate_config: str | None, n: int) -> 
         # with it accelerate starts one process, whatever --num_processes says.
         command.append("--multi_gpu")
     command += ["--num_processes", str(n), "--num_machines", "1",
-                "--main_process_port", str(_free_port()), "-m", "tpo.training.train", *cli_args(config)]
-    if settings["use_cpu"] and config.use_cpu is None:
+                "--main_process_port", str(_free_port()), "-m", "tpo.training.train",
+                *cli_args(options)]
+    if use_cpu and not options.get("use_cpu"):
         command.append("--use-cpu")
     command += ["--job-db", str(Path(ctx.store.path).resolve()), "--job-id", str(ctx.job_id)]
     ctx.log("launching: " + shlex.join(command))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if settings["use_cpu"]:
+    if use_cpu:
         env.setdefault("OMP_NUM_THREADS", "1")  # n processes sharing the cores
     tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
     errors: list[str] = []  # the clear messages main() printed (ERROR_PREFIX lines)
@@ -189,7 +208,7 @@ def _launch(ctx, config: TrainConfig, accelerate_config: str | None, n: int) -> 
         last = exception or " | ".join(x.strip() for x in tail if x.strip())
         raise TrainError(f"the training processes exited with code {code}: {last} (the "
                          "job's log has the whole story)")
-    result_file = Path(settings["output_dir"]) / RESULT_FILE
+    result_file = Path(options["output_dir"]).expanduser().resolve() / RESULT_FILE
     return json.loads(result_file.read_text(encoding="utf-8"))
 
 
