@@ -84,6 +84,17 @@ def test_a_few_training_steps_give_a_loadable_folder(tmp_path):
         assert vlm.model.__class__.__name__ == "SmolVLMForConditionalGeneration"
 
 
+def test_vision_pretraining_frames_and_a_few_steps(tmp_path):
+    rng = random.Random(3)
+    for _ in range(20):
+        frame, labels = demo_data.sample_frame(rng)
+        assert frame.dtype == np.uint8 and frame.shape[2] == 3
+        assert all(0 <= x <= len(names) for x, names in zip(labels, demo_data.FRAME_LABELS))
+    settings = demo_train.TrainSettings(steps=1, warmup=1, vision_steps=2, vision_batch=4)
+    out = demo_train.train_demo_model(tmp_path / "m", settings)
+    assert demo_model.is_demo_model(out)
+
+
 def test_installing_twice_reuses_the_folder(demo_dir):
     marker = demo_dir / demo_model.MARKER
     before = marker.stat().st_mtime_ns

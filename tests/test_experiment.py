@@ -192,6 +192,22 @@ def test_training_and_heldout_videos_come_from_disjoint_seeds():
     assert [len(s.events) for s in specs] == [2, 4]  # one event per 10 s, at least 2
 
 
+def test_validation_videos_come_from_the_training_range_after_the_training_videos():
+    config = ExperimentConfig(model="m", validate=True, **{**TINY, "train_videos": 3,
+                                                          "heldout_videos": 4})
+    train = [s.seed for s in video_specs(config, "train")]
+    validation = video_specs(config, "heldout")
+    assert [s.seed for s in validation] == [train[-1] + 1 + i for i in range(4)]
+    assert all(s.name.startswith("validation-") for s in validation)
+    assert max(s.seed for s in validation) < HELDOUT_SEED_BASE
+    plain = video_specs(ExperimentConfig(model="m", **{**TINY, "train_videos": 3,
+                                                      "heldout_videos": 4}), "heldout")
+    assert [s.duration_s for s in plain] == [s.duration_s for s in validation]  # made alike
+    with pytest.raises(ValueError, match="train_videos \\+ heldout_videos"):
+        ExperimentConfig(model="m", validate=True, **{**TINY, "train_videos": 600,
+                                                     "heldout_videos": 500})
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"ablations": ("dpo", "nope")}, "unknown ablation"),
     ({"seed": 1000}, "seed must be in 0..999"),

@@ -152,6 +152,12 @@ class ExperimentConfig:
     lora: bool | None = field(default=None, metadata=_help(
         "LoRA adapters or a full fine-tune (--full) [demo model: full, its 1.3M parameters "
         "are fewer than a LoRA of a real model; other models: LoRA].", flag="--lora/--full"))
+    validate: bool = field(default=False, metadata=_help(
+        "Evaluate on validation videos instead of the held-out ones: more videos of the "
+        "training seed range (after the training videos, never used for pairs), made like "
+        "the held-out ones. Choose fine-tune settings (--lr, --epochs, --beta, --alpha) this "
+        "way, then run once without it; the held-out videos are not rendered.",
+        flag="--validate"))
     ablations: tuple[str, ...] = field(default=(), metadata=_help(
         f"Extra fine-tunes from the same pairs: {', '.join(ABLATIONS)}, or all."))
     needle_lengths_s: tuple[float, ...] | None = field(default=None, metadata=_help(
@@ -202,6 +208,9 @@ class ExperimentConfig:
         for name in ("train_videos", "heldout_videos"):
             if not 1 <= getattr(self, name) <= SEED_STRIDE:
                 raise ValueError(f"{name} must be in 1..{SEED_STRIDE}, got {getattr(self, name)}")
+        if self.validate and self.train_videos + self.heldout_videos > SEED_STRIDE:
+            raise ValueError(f"with --validate, train_videos + heldout_videos must be at most "
+                             f"{SEED_STRIDE} (both come from the training seed range)")
         if self.frames < 2:
             raise ValueError(f"frames must be at least 2, got {self.frames}")
         if self.localized < 0 or self.comprehensive < 0 or self.localized + self.comprehensive == 0:
@@ -310,15 +319,22 @@ def _events(config: ExperimentConfig, length: float, seed: int) -> tuple[synth.E
 
 def video_specs(config: ExperimentConfig, split: str) -> list[synth.VideoSpec]:
     """The training (``split="train"``) or held-out (``"heldout"``) videos: lengths in turn,
-    seeds from the split's own range, so no held-out video is ever a training video."""
+    seeds from the split's own range, so no held-out video is ever a training video.
+
+    With ``config.validate`` the ``"heldout"`` split is the validation videos instead: made
+    like the held-out ones, but with the seeds of the training range that follow the
+    training videos (so never a held-out video, and never a video pairs are made from)."""
     count, lengths, base = {
         "train": (config.train_videos, config.train_lengths_s, TRAIN_SEED_BASE),
         "heldout": (config.heldout_videos, config.heldout_lengths_s, HELDOUT_SEED_BASE),
     }[split]
+    prefix, first = split, 0
+    if split == "heldout" and config.validate:
+        prefix, base, first = "validation", TRAIN_SEED_BASE, config.train_videos
     specs = []
     for i in range(count):
-        length, seed = lengths[i % len(lengths)], base + SEED_STRIDE * config.seed + i
-        specs.append(synth.VideoSpec(f"{split}-{seed}-{length:g}s", length, fps=config.fps,
+        length, seed = lengths[i % len(lengths)], base + SEED_STRIDE * config.seed + first + i
+        specs.append(synth.VideoSpec(f"{prefix}-{seed}-{length:g}s", length, fps=config.fps,
                                      events=_events(config, length, seed), seed=seed,
                                      gop=max(1, round(10 * config.fps))))  # a keyframe per 10 s
     return specs

@@ -182,6 +182,9 @@ def markdown(report: dict) -> str:
              f"Base model `{(report['models'].get('base') or {}).get('model')}`; "
              f"{config['frames']} frames per question and training record; written "
              f"{report['written_at']}.\n",
+             *(["**Validation run** (`--validate`): the synthetic suite is validation videos "
+                "from the training seed range (never used for pairs), not the held-out videos; "
+                "use it to choose fine-tune settings.\n"] if config.get("validate") else []),
              "## Accuracy\n"]
     rows = []
     for r in results:

@@ -67,7 +67,8 @@ def stage_render(run: ExperimentRun) -> dict:
         folder = run.out / name
         if name == "heldout" and folder.is_dir():
             wanted = {f"{s.name}{suffix}" for s in specs for suffix in (".mp4", ".json")}
-            for old in folder.glob("heldout-*"):
+            olds = [*folder.glob("heldout-*"), *folder.glob("validation-*")]
+            for old in olds:
                 if old.name not in wanted:
                     old.unlink()
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from tpo.evaluation.mcq import LETTERS, MCQItem
+from tpo.media.synth import (COLORS, POSITIONS, SHAPES, VideoSpec, ground_truth, random_event,
+                             render_frames)
 from tpo.models.prompts import CAPTION_PROMPT
-from tpo.media.synth import VideoSpec, random_event, ground_truth, render_frames
 
 #: Frames per training clip and how often each count is drawn (short contexts dominate).
 FRAME_COUNTS = (4, 8, 16, 32, 64)
@@ -163,3 +164,27 @@ def sample_example(rng: random.Random, *, n_frames: int | None = None,
         item = mcq_item(question, options, correct, rng)
         return Example(frames, times, spec.duration_s, item.prompt(), item.answer, f"mcq/{kind}")
     return Example(frames, times, spec.duration_s, question, answer, kind)
+
+
+#: What the vision pre-training (:func:`tpo.models.demo_train.pretrain_vision`) predicts from one
+#: frame: the event's colour, its shape or digit, its position; the last class of each is
+#: "no event on screen".
+FRAME_LABELS = (tuple(COLORS), (*SHAPES, *map(str, range(10))), POSITIONS)
+
+
+def sample_frame(rng: random.Random) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """One random frame (one event, or the bare background 15 % of the time) and its labels:
+    indices into each of :data:`FRAME_LABELS` (``len(...)`` when no event is on screen)."""
+    width, height = rng.choice(FRAME_SIZES)
+    if rng.random() < 0.15:
+        events: tuple = ()
+        labels = tuple(len(names) for names in FRAME_LABELS)
+    else:
+        e = random_event(rng, 0.0, 2.0)
+        events = (e,)
+        what = e.shape if e.kind == "shape" else e.label
+        labels = (FRAME_LABELS[0].index(e.color), FRAME_LABELS[1].index(what),
+                  FRAME_LABELS[2].index(e.position))
+    spec = VideoSpec("frame", 2.0, 8, width, height, events, seed=rng.randrange(10**6))
+    (frame,) = render_frames(spec, [rng.uniform(0.0, 1.9)])
+    return frame, labels

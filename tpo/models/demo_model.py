@@ -133,6 +133,11 @@ def pixels(frame: np.ndarray) -> np.ndarray:
     return (np.asarray(image, np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
 
 
+def image_tokens() -> int:
+    """Image tokens a frame takes in the text (9: 6x6 patches merged 2x2)."""
+    return (IMAGE_SIZE // PATCH_SIZE // SCALE) ** 2
+
+
 def image_text(processor) -> str:
     """What the processor puts in place of each ``<image>``: the wrapped global image tokens."""
     tok = processor.tokenizer
