@@ -90,7 +90,8 @@ def test_vision_pretraining_frames_and_a_few_steps(tmp_path):
         frame, labels = demo_data.sample_frame(rng)
         assert frame.dtype == np.uint8 and frame.shape[2] == 3
         assert all(0 <= x <= len(names) for x, names in zip(labels, demo_data.FRAME_LABELS))
-    settings = demo_train.TrainSettings(steps=1, warmup=1, vision_steps=2, vision_batch=4)
+    settings = demo_train.TrainSettings(steps=1, warmup=1, vision_steps=2, vision_batch=4,
+                                        freeze_vision=True)
     out = demo_train.train_demo_model(tmp_path / "m", settings)
     assert demo_model.is_demo_model(out)
 
