@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from demo_pairs import seed_pairs
 from playwright.sync_api import Browser, Page, expect
 
 from tpo.store import Store
@@ -18,15 +19,8 @@ pytestmark = pytest.mark.e2e
 
 
 def seed(app_data, tag: str, n: int = 4, **overrides) -> list[int]:
-    """Pairs on a demo video, their texts named by ``tag`` (pending unless ``overrides``)."""
-    store = Store(app_data / "tpo.db")
-    video = store.list_videos(search="corner_watch")[0]
-    rows = [{"kind": "localized", "strategy": "irrelevant", "question": f"{tag} question {i}?",
-             "chosen": f"{tag} chosen {i}.", "rejected": f"{tag} rejected {i}.",
-             "segment_start": 2.0, "segment_end": 5.0,
-             "chosen_timestamps": [2.0, 3.0, 4.0], "rejected_timestamps": [0.5, 6.0, 9.0],
-             "status": "pending", "filter_verdict": "kept", **overrides} for i in range(n)]
-    return store.save_generation(video["id"], f"e2e-{tag}", rows, params={}, seconds=0)
+    """Pairs whose answers are finished sentences (pending unless ``overrides``)."""
+    return seed_pairs(app_data, tag, n, end=".", **overrides)
 
 
 def open_queue(page: Page, url: str, search: str, user: str, *, expect_pairs: bool = True) -> None:

@@ -254,7 +254,8 @@ def _build_index(path: str, container, stream) -> VideoIndex:
 
 
 def file_sha256(path: str, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's content (hashing reads the file once, as indexing does)."""
+    """Hex SHA-256 of a file's content, read in 1 MiB chunks (videos can be many GB): the
+    video's identity in the store and the name of its cached index."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(chunk_bytes):

@@ -7,7 +7,6 @@ bytes (same SHA-256) are ingested once, wherever they lie.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field, replace
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from tpo.media import synth, video
+from tpo.media.index import file_sha256
 from tpo.store import Store, StoreError
 
 # Folders are searched for these; a file named explicitly is always tried, whatever its suffix.
@@ -63,15 +63,6 @@ def find_video_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[tupl
         else:
             missing.append((str(raw), "no such file or folder"))
     return files, missing
-
-
-def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file's content, read in 1 MiB chunks (videos can be many GB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ingest(store: Store, paths: Iterable[str | Path], *, user: str = "",
