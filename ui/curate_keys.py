@@ -12,7 +12,9 @@ in, S swaps the sides, then the button's event goes to the server, which does th
 action and answers with the same view (nothing moves) or a different one (a conflict, an
 error, a warning). What the server left unchanged is put back as it was, and a failed call
 puts everything back. Keys pressed while an action is on its way wait for its answer, in
-order, so every action applies to the pair the reviewer saw.
+order, so every action applies to the pair the reviewer saw. Text typed while an action is
+on its way (E right after P, say) is kept: the answer re-sends the boxes' texts, and the
+script puts the typed text back over them when the answer shows the same pair.
 
 Components the script reads are found by ``elem_id`` (``IDS``); ``gr.HTML`` keeps its value
 in the ``.html-container > div`` inside, and updates it by comparing nodes with the DOM (the
@@ -56,9 +58,17 @@ const htmlBox = (id) => document.querySelector('#' + id + ' .html-container > di
 const textBox = (id) => document.querySelector('#' + id + ' textarea, #' + id + ' input');
 const showing = () => { const b = byId(CFG.buttons.accept); return b && b.offsetParent !== null; };
 
+const typed = new Map();  // edit box -> [text typed while an action was in flight, pair id]
+let setting = false;
+const shownPair = () => {
+  const q = document.querySelector('#curate-question');
+  return q ? q.dataset.pairId : null;
+};
 function setText(box, value) {
   box.value = value;
-  box.dispatchEvent(new Event('input', {bubbles: true}));  // Gradio's value follows
+  setting = true;
+  try { box.dispatchEvent(new Event('input', {bubbles: true})); }  // Gradio's value follows
+  finally { setting = false; }
 }
 function prefetched(dir) {
   const root = document.querySelector('#' + CFG.prefetch + ' .tpo-prefetch');
@@ -132,7 +142,23 @@ function finish(answered) {
     }
     if (!answered) for (const [box, before] of rec.text.reverse()) setText(box, before);
   }
-  if (!inflight.length && waiting.length) setTimeout(() => press(waiting.shift()), 0);
+  if (inflight.length) return;
+  if (!typed.size) {
+    if (waiting.length) setTimeout(() => press(waiting.shift()), 0);
+    return;
+  }
+  // The answer re-sent the boxes' texts over what was typed meanwhile; Gradio may write
+  // them after this runs, so put the typed text back once it has (then send what waits).
+  const kept = [...typed];
+  typed.clear();
+  requestAnimationFrame(() => setTimeout(() => {
+    if (answered) {
+      for (const [box, [value, pair]] of kept) {
+        if (pair === shownPair() && box.value !== value) setText(box, value);
+      }
+    }
+    if (!inflight.length && waiting.length) press(waiting.shift());
+  }, 0));
 }
 let own = false;  // a click this script makes after its own begin()
 function press(action) {
@@ -150,6 +176,12 @@ window.tpoCurate = {
   failed: () => finish(false),
   busy: () => inflight.length,
 };
+// Typing while an action is in flight: remember it (see finish()).
+document.addEventListener('input', (ev) => {
+  const t = ev.target;
+  if (setting || !inflight.length || !t || !t.closest || !t.closest(CFG.editBoxes)) return;
+  typed.set(t, [t.value, shownPair()]);
+}, true);
 // Every click on an action button (a key's or the mouse's) starts here, before Gradio's.
 document.addEventListener('click', (ev) => {
   const button = ev.target.closest && ev.target.closest('button[id]');

@@ -60,6 +60,43 @@ def test_keyboard_review_edit_and_timeline(page: Page, app_url: str, app_data):
     assert store.get_pair(ids[1])["edited_chosen"] == "A red circle, top left."
 
 
+def test_text_typed_while_a_move_is_on_its_way_is_kept(page: Page, app_url: str, app_data):
+    """P, then E and typing before the server has answered P: the answer re-sends the
+    boxes' texts, and the typed text must survive it (and be what Save sends)."""
+    ids = seed_pairs(app_data, "held")
+    open_queue(page, app_url, "held question", "carol")
+    page.keyboard.press("n")
+    expect(page.locator("#curate-meta")).to_contain_text("2 of 3")
+    page.wait_for_function("() => window.tpoCurate.busy() === 0")
+
+    held = []  # the request for P waits here until the typing is done
+
+    def hold(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/gradio_api/queue/join*", hold)
+    with page.expect_request("**/gradio_api/queue/join*"):
+        page.keyboard.press("p")
+    expect(page.locator("#curate-meta")).to_contain_text("1 of 3")  # shown before the answer
+    for _ in range(200):  # the route's handler runs while Playwright waits
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    page.keyboard.press("e")
+    page.locator("#curate-chosen textarea").fill("Typed while P was on its way.")
+    page.locator("#curate-save").click()  # waits in the script for P's answer
+    held[0].continue_()
+
+    expect(page.locator("#curate-message")).to_contain_text(f"Pair #{ids[0]}: edit")
+    expect(page.locator("#curate-chosen textarea")).to_have_value("Typed while P was on its way.")
+    assert Store(app_data / "tpo.db").get_pair(ids[0])["edited_chosen"] == \
+        "Typed while P was on its way."
+
+
 def test_two_reviewers_editing_one_pair_get_a_conflict(browser: Browser, app_url: str, app_data):
     (pair_id,) = seed_pairs(app_data, "clash", n=1)
     alice = browser.new_context().new_page()
