@@ -7,10 +7,16 @@ as they are generated; this tab polls the comparison twice a second while it is 
 (and not at all otherwise).
 Whether names are shown is decided here from the stored row (not blind, or this person has
 voted), so a reload never reveals a blind comparison early.
+
+:func:`build` lays the tab out and wires it; the handlers are the module's functions below it,
+each given the values of its inputs as one dict keyed by component (:class:`CompareTab`) and
+returning updates keyed by component.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from html import escape
 
 import gradio as gr
@@ -25,7 +31,7 @@ from tpo.store import Store, StoreError
 from tpo.media.thumbs import frames_at
 from tpo.media.video import VideoError
 from ui import html
-from ui.identity import current_user
+from ui.identity import bind, current_user
 from ui.jobs import status_html
 from ui.models import ModelPicker, model_choices, picked_model
 from ui.tables import noted_table, table_or_note
@@ -130,13 +136,218 @@ def frames_html(store: Store, settings: Settings, row: dict | None) -> str:
                                strip_id="compare-strip"))
 
 
-def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
+@dataclass(frozen=True)
+class CompareTab:
+    """The tab's components. A handler gets the values of its inputs as one dict keyed by
+    them and returns updates keyed by them (a component left out stays as it is)."""
+
+    model_a: gr.Textbox
+    model_b: gr.Textbox
+    run_pick: gr.Dropdown
+    blind: gr.Checkbox
+    user: gr.Textbox  # the name typed (hidden when people sign in)
+    video: gr.Dropdown
+    frames: gr.Number
+    tokens: gr.Number
+    upload: gr.File
+    suggested: gr.Dropdown
+    question: gr.Textbox
+    position: gr.Markdown
+    status: gr.HTML
+    answer_a: gr.HTML
+    answer_b: gr.HTML
+    reveal: gr.HTML
+    strip: gr.HTML
+    player: gr.HTML
+    board: gr.Dataframe
+    board_note: gr.HTML
+    comparison: gr.State  # id of the comparison on screen
+    queue: gr.State  # ids of the comparisons asked together (Prev / Next go through them)
+    seen: gr.State  # what the last poll showed (see poll)
+    timer: gr.Timer
+
+    @property
+    def shown(self) -> list:
+        """What shows the comparison on screen (see :func:`comparison_view`)."""
+        return [self.answer_a, self.answer_b, self.reveal, self.status, self.strip]
+
+    @property
+    def started(self) -> list:
+        """What Ask changes: the comparison on screen, the queue, the view, and the poll."""
+        return [self.comparison, self.queue, *self.shown, self.position, self.seen, self.timer]
+
+    def ask_inputs(self, *, question: bool) -> set:
+        """The settings Ask reads (Ask every suggested question: all but the question)."""
+        parts = {self.model_a, self.model_b, self.video, self.frames, self.tokens, self.blind,
+                 self.user}
+        return parts | {self.question} if question else parts
+
+
+def refresh_videos(store: Store, tab: CompareTab) -> dict:
+    """The video list as it is now (on focus: videos added since the page loaded)."""
+    return {tab.video: gr.update(choices=video_choices(store))}
+
+
+def refresh_runs(store: Store, tab: CompareTab) -> dict:
+    """The fine-tuned runs as they are now (on focus: a run registered since the page loaded)."""
+    return {tab.run_pick: gr.update(choices=model_choices(store)[1:])}
+
+
+def who(settings: Settings, tab: CompareTab, values: dict, request: gr.Request | None,
+        profile: gr.OAuthProfile | None) -> str:
+    """The person acting (:func:`ui.identity.current_user`); gr.Error when one must sign in."""
+    return current_user(settings, values[tab.user], request, profile)
+
+
+def viewer(settings: Settings, tab: CompareTab, values: dict, request: gr.Request | None,
+           profile: gr.OAuthProfile | None) -> str:
+    """The person looking, "" when not signed in (then nothing blind is revealed)."""
+    try:
+        return who(settings, tab, values, request, profile)
+    except gr.Error:
+        return ""
+
+
+def comparison_view(store: Store, settings: Settings, tab: CompareTab, comparison_id: int | None,
+                    name: str, row: dict | None = None) -> dict:
+    """Everything that shows a comparison (its row, when the caller has just read it):
+    answers, reveal, job, frames; ``name``: who is looking (names show once they voted)."""
+    if comparison_id is None:
+        return {tab.answer_a: side_html(None, "a", name), tab.answer_b: side_html(None, "b", name),
+                tab.reveal: "", tab.status: "", tab.strip: ""}
+    row = row or compare.get(store, comparison_id)
+    job = jobs.get(store, row["job_id"]) if row["job_id"] else None
+    return {tab.answer_a: side_html(row, "a", name), tab.answer_b: side_html(row, "b", name),
+            tab.reveal: reveal_html(row, name),
+            tab.status: status_html(store, job) if job and job["status"] != "succeeded" else "",
+            tab.strip: frames_html(store, settings, row) if row["status"] == "done" else ""}
+
+
+def show_video(store: Store, tab: CompareTab, values: dict) -> dict:
+    """A video picked: its questions to choose from and its player."""
+    video_id = video_id_of(values[tab.video])
+    if video_id is None:
+        return {tab.suggested: gr.update(choices=[], value=None), tab.player: ""}
+    return {tab.suggested: gr.update(choices=compare.questions_for_video(store, video_id),
+                                     value=None),
+            tab.player: html.player(video_id, PLAYER_ID)}
+
+
+def upload_video(store: Store, settings: Settings, tab: CompareTab, values: dict,
+                 request: gr.Request | None, profile: gr.OAuthProfile | None = None) -> dict:
+    """A video uploaded: added to the library (or found there by its bytes) and selected."""
+    path = values[tab.upload]
+    if not path:
+        return {}
+    report = add_uploads(store, [path], settings.upload_dir,
+                         user=who(settings, tab, values, request, profile))
+    if report.failed:
+        raise gr.Error(f"Not added: {report.failed[0][1]}")
+    if report.added:
+        row = store.get_video(report.added[0])
+    else:  # the same bytes are in the library already: use that video
+        row = store.find_video(sha256=file_sha256(path))
+    gr.Info(f"{row['name']} is in the library as video #{row['id']}.")
+    return {tab.video: gr.update(choices=video_choices(store), value=f"#{row['id']} {row['name']}")}
+
+
+def start_comparisons(store: Store, settings: Settings, tab: CompareTab, values: dict,
+                      questions: list[str], name: str) -> dict:
+    """Create one comparison per question and the job that answers them all; the first is
+    shown and the poll starts."""
+    video_id = video_id_of(values[tab.video])
+    if video_id is None:
+        raise gr.Error("Choose a video first (or upload one).")
+    try:
+        ref_a, ref_b = resolve(store, values[tab.model_a]), resolve(store, values[tab.model_b])
+        config = compare.CompareConfig(frames=int(values[tab.frames] or 16),
+                                       max_new_tokens=int(values[tab.tokens] or 256))
+        ids = [compare.create(store, video_id, q, ref_a, ref_b, user=name,
+                              blind=bool(values[tab.blind]), config=config) for q in questions]
+    except (ValueError, StoreError) as err:
+        raise gr.Error(str(err))
+    compare.submit(store, ids, log_dir=settings.log_dir)
+    return {tab.comparison: ids[0], tab.queue: ids,
+            **comparison_view(store, settings, tab, ids[0], name),
+            tab.position: position_text(store, ids, ids[0]), tab.seen: None,
+            tab.timer: gr.Timer(active=True)}
+
+
+def ask(store: Store, settings: Settings, tab: CompareTab, values: dict,
+        request: gr.Request | None, profile: gr.OAuthProfile | None = None) -> dict:
+    """Ask both models: the typed question."""
+    return start_comparisons(store, settings, tab, values, [values[tab.question]],
+                             who(settings, tab, values, request, profile))
+
+
+def ask_all(store: Store, settings: Settings, tab: CompareTab, values: dict,
+            request: gr.Request | None, profile: gr.OAuthProfile | None = None) -> dict:
+    """Ask every suggested question of the video (ground truth and pairs) in one job."""
+    video_id = video_id_of(values[tab.video])
+    questions = compare.questions_for_video(store, video_id) if video_id else []
+    if video_id is not None and not questions:
+        raise gr.Error("This video has no ground-truth or pair questions: type one and use "
+                       "Ask both models.")
+    return start_comparisons(store, settings, tab, values, questions,
+                             who(settings, tab, values, request, profile))
+
+
+def step(store: Store, settings: Settings, tab: CompareTab, delta: int, values: dict,
+         request: gr.Request | None, profile: gr.OAuthProfile | None = None) -> dict:
+    """Previous (``delta`` -1) / Next (+1) comparison of those asked together."""
+    ids = values[tab.queue]
+    if not ids:
+        raise gr.Error("Ask a question first.")
+    k = max(0, min(len(ids) - 1, ids.index(values[tab.comparison]) + delta))
+    name = viewer(settings, tab, values, request, profile)
+    return {tab.comparison: ids[k], **comparison_view(store, settings, tab, ids[k], name),
+            tab.position: position_text(store, ids, ids[k]), tab.seen: None}
+
+
+def cast_vote(store: Store, settings: Settings, tab: CompareTab, choice: str, values: dict,
+              request: gr.Request | None, profile: gr.OAuthProfile | None = None) -> dict:
+    """This person's vote (a :data:`VOTE_BUTTONS` key) on the comparison shown: the names
+    are revealed and the leaderboard redrawn; gr.Error for a vote that cannot count."""
+    comparison_id = values[tab.comparison]
+    if comparison_id is None:
+        raise gr.Error("Ask both models a question first.")
+    name = who(settings, tab, values, request, profile)
+    try:
+        compare.vote(store, comparison_id, name, choice)
+    except StoreError as err:
+        raise gr.Error(str(err))
+    board, board_note = table_or_note(leaderboard_frame(store), NO_VOTES)
+    return {**comparison_view(store, settings, tab, comparison_id, name),
+            tab.board: board, tab.board_note: board_note}
+
+
+def poll(store: Store, settings: Settings, tab: CompareTab, values: dict,
+         request: gr.Request | None, profile: gr.OAuthProfile | None = None) -> dict:
+    """Redraw only when the comparison changed since the last poll (an answer grew, it
+    finished, someone voted): an unchanged page is not re-sent twice a second. Polling
+    stops once no comparison of the queue is being answered."""
+    comparison_id, seen = values[tab.comparison], values[tab.seen]
+    if comparison_id is None:
+        return {tab.timer: gr.Timer(active=False)}
+    rows = {i: compare.get(store, i) for i in (values[tab.queue] or [comparison_id])}
+    row = rows.get(comparison_id) or compare.get(store, comparison_id)
+    still = gr.Timer(active=any(r["status"] == "answering" for r in rows.values()))
+    now_seen = [comparison_id, row["status"], len(row["answer_a"] or ""),
+                len(row["answer_b"] or ""), len(row["votes"])]
+    if now_seen == seen:
+        return {tab.timer: still}
+    name = viewer(settings, tab, values, request, profile)
+    return {**comparison_view(store, settings, tab, comparison_id, name, row),
+            tab.seen: now_seen, tab.timer: still}
+
+
+def build(store: Store, settings: Settings, picker: ModelPicker) -> CompareTab:
     """Lay out the tab inside the current Blocks and wire its events; the first model
-    follows the app-wide ``picker``."""
+    follows the app-wide ``picker``. Returns the tab's components."""
     logins = settings.logins()
-    comparison = gr.State(None)  # id of the comparison on screen
-    queue = gr.State([])  # ids of the comparisons asked together (Prev / Next go through them)
-    seen = gr.State(None)  # what the last poll showed (see on_tick)
+    comparison = gr.State(None)
+    queue = gr.State([])
+    seen = gr.State(None)
     with gr.Row():
         model_a = gr.Textbox(picker.model.value, scale=3, elem_id="compare-model-a",
                              label="First model: hub id, local folder or run #id (follows the "
@@ -166,8 +377,10 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
                                 "and pairs", scale=2, elem_id="compare-suggested")
         question = gr.Textbox(label="Question", scale=3, elem_id="compare-question")
     with gr.Row():
-        ask = gr.Button("Ask both models", variant="primary", scale=2, elem_id="compare-ask")
-        ask_all = gr.Button("Ask every suggested question", scale=1, elem_id="compare-ask-all")
+        ask_button = gr.Button("Ask both models", variant="primary", scale=2,
+                               elem_id="compare-ask")
+        ask_all_button = gr.Button("Ask every suggested question", scale=1,
+                                   elem_id="compare-ask-all")
     with gr.Row():
         prev = gr.Button("◀ Previous", size="sm", scale=0, elem_id="compare-prev")
         position = gr.Markdown(elem_id="compare-position")
@@ -183,139 +396,36 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
     strip = gr.HTML(elem_id="compare-frames")
     player = gr.HTML()
     with gr.Accordion("Leaderboard: win rates per pair of models", open=True):
-        board, board_note = noted_table(NO_VOTES, lambda: leaderboard_frame(store),
+        board, board_note = noted_table(NO_VOTES, partial(leaderboard_frame, store),
                                         elem_id="compare-leaderboard")
     # Polls only while a comparison is being answered: started by Ask, stopped once the
     # finished answers are drawn (a vote redraws by itself).
     timer = gr.Timer(STREAM_POLL_S, active=False)
+    tab = CompareTab(model_a=model_a, model_b=model_b, run_pick=run_pick, blind=blind, user=user,
+                     video=video, frames=frames, tokens=tokens, upload=upload,
+                     suggested=suggested, question=question, position=position, status=status,
+                     answer_a=answer_a, answer_b=answer_b, reveal=reveal, strip=strip,
+                     player=player, board=board, board_note=board_note, comparison=comparison,
+                     queue=queue, seen=seen, timer=timer)
 
-    def who(typed, request, profile) -> str:
-        return current_user(settings, typed, request, profile)
-
-    def view(comparison_id, name: str, row: dict | None = None):
-        """Everything that shows a comparison (its row, when the caller has just read it):
-        answers, reveal, job, frames."""
-        if comparison_id is None:
-            return (side_html(None, "a", name), side_html(None, "b", name), "", "", "")
-        row = row or compare.get(store, comparison_id)
-        job = jobs.get(store, row["job_id"]) if row["job_id"] else None
-        return (side_html(row, "a", name), side_html(row, "b", name), reveal_html(row, name),
-                status_html(store, job) if job and job["status"] != "succeeded" else "",
-                frames_html(store, settings, row) if row["status"] == "done" else "")
-
-    def on_video(choice):
-        video_id = video_id_of(choice)
-        if video_id is None:
-            return gr.update(choices=[], value=None), ""
-        return (gr.update(choices=compare.questions_for_video(store, video_id), value=None),
-                html.player(video_id, PLAYER_ID))
-
-    def on_upload(path, typed, request: gr.Request, profile: gr.OAuthProfile | None = None):
-        if not path:
-            return gr.update()
-        report = add_uploads(store, [path], settings.upload_dir,
-                             user=who(typed, request, profile))
-        if report.failed:
-            raise gr.Error(f"Not added: {report.failed[0][1]}")
-        if report.added:
-            row = store.get_video(report.added[0])
-        else:  # the same bytes are in the library already: use that video
-            row = store.find_video(sha256=file_sha256(path))
-        gr.Info(f"{row['name']} is in the library as video #{row['id']}.")
-        return gr.update(choices=video_choices(store), value=f"#{row['id']} {row['name']}")
-
-    def start(a_text, b_text, choice, questions, n_frames, n_tokens, is_blind, name):
-        """Create one comparison per question and the job that answers them all."""
-        video_id = video_id_of(choice)
-        if video_id is None:
-            raise gr.Error("Choose a video first (or upload one).")
-        try:
-            ref_a, ref_b = resolve(store, a_text), resolve(store, b_text)
-            config = compare.CompareConfig(frames=int(n_frames or 16),
-                                           max_new_tokens=int(n_tokens or 256))
-            ids = [compare.create(store, video_id, q, ref_a, ref_b, user=name,
-                                  blind=bool(is_blind), config=config) for q in questions]
-        except (ValueError, StoreError) as err:
-            raise gr.Error(str(err))
-        compare.submit(store, ids, log_dir=settings.log_dir)
-        return (ids[0], ids, *view(ids[0], name), position_text(store, ids, ids[0]), None,
-                gr.Timer(active=True))
-
-    def on_ask(a_text, b_text, choice, q, n_frames, n_tokens, is_blind, typed,
-               request: gr.Request, profile: gr.OAuthProfile | None = None):
-        return start(a_text, b_text, choice, [q], n_frames, n_tokens, is_blind,
-                     who(typed, request, profile))
-
-    def on_ask_all(a_text, b_text, choice, n_frames, n_tokens, is_blind, typed,
-                   request: gr.Request, profile: gr.OAuthProfile | None = None):
-        video_id = video_id_of(choice)
-        questions = compare.questions_for_video(store, video_id) if video_id else []
-        if video_id is not None and not questions:
-            raise gr.Error("This video has no ground-truth or pair questions: type one and use "
-                           "Ask both models.")
-        return start(a_text, b_text, choice, questions, n_frames, n_tokens, is_blind,
-                     who(typed, request, profile))
-
-    def on_step(step: int):
-        def go(ids, current, typed, request: gr.Request,
-               profile: gr.OAuthProfile | None = None):
-            if not ids:
-                raise gr.Error("Ask a question first.")
-            k = max(0, min(len(ids) - 1, ids.index(current) + step))
-            try:
-                name = who(typed, request, profile)
-            except gr.Error:
-                name = ""
-            return (ids[k], *view(ids[k], name), position_text(store, ids, ids[k]), None)
-        return go
-
-    def on_vote(choice_key):
-        def vote(comparison_id, typed, request: gr.Request,
-                 profile: gr.OAuthProfile | None = None):
-            if comparison_id is None:
-                raise gr.Error("Ask both models a question first.")
-            name = who(typed, request, profile)
-            try:
-                compare.vote(store, comparison_id, name, choice_key)
-            except StoreError as err:
-                raise gr.Error(str(err))
-            return (*view(comparison_id, name), *table_or_note(leaderboard_frame(store), NO_VOTES))
-        return vote
-
-    def on_tick(comparison_id, ids, seen, typed, request: gr.Request,
-                profile: gr.OAuthProfile | None = None):
-        """Redraw only when the comparison changed since the last poll (an answer grew, it
-        finished, someone voted): an unchanged page is not re-sent twice a second. Polling
-        stops once no comparison of the queue is being answered."""
-        if comparison_id is None:
-            return (*(gr.update(),) * 5, seen, gr.Timer(active=False))
-        rows = {i: compare.get(store, i) for i in (ids or [comparison_id])}
-        row = rows.get(comparison_id) or compare.get(store, comparison_id)
-        still = gr.Timer(active=any(r["status"] == "answering" for r in rows.values()))
-        now_seen = [comparison_id, row["status"], len(row["answer_a"] or ""),
-                    len(row["answer_b"] or ""), len(row["votes"])]
-        if now_seen == seen:
-            return (*(gr.update(),) * 5, seen, still)
-        try:
-            name = who(typed, request, profile)
-        except gr.Error:  # not signed in: nothing is revealed
-            name = ""
-        return (*view(comparison_id, name, row), now_seen, still)
-
-    shown = [answer_a, answer_b, reveal, status, strip]
-    video.change(on_video, video, [suggested, player])
-    video.focus(lambda: gr.update(choices=video_choices(store)), None, video)
-    suggested.change(lambda q: q or gr.update(), suggested, question)
-    upload.upload(on_upload, [upload, user], video)
-    run_pick.focus(lambda: gr.update(choices=model_choices(store)[1:]), None, run_pick)
-    run_pick.change(lambda c: pick_run(store, c), run_pick, [model_a, model_b])
+    video.change(partial(show_video, store, tab), {video}, [suggested, player])
+    video.focus(partial(refresh_videos, store, tab), None, video)
+    suggested.change(lambda q: q or gr.update(), suggested, question)  # a pick fills the box
+    upload.upload(bind(upload_video, store, settings, tab), {upload, user}, video)
+    run_pick.focus(partial(refresh_runs, store, tab), None, run_pick)
+    run_pick.change(partial(pick_run, store), run_pick, [model_a, model_b])
     picker.follow(model_a)
-    started = [comparison, queue, *shown, position, seen, timer]
-    ask.click(on_ask, [model_a, model_b, video, question, frames, tokens, blind, user], started)
-    ask_all.click(on_ask_all, [model_a, model_b, video, frames, tokens, blind, user], started)
-    prev.click(on_step(-1), [queue, comparison, user], [comparison, *shown, position, seen])
-    nxt.click(on_step(+1), [queue, comparison, user], [comparison, *shown, position, seen])
+    ask_button.click(bind(ask, store, settings, tab),
+                     tab.ask_inputs(question=True), tab.started)
+    ask_all_button.click(bind(ask_all, store, settings, tab),
+                         tab.ask_inputs(question=False), tab.started)
+    browsing = [comparison, *tab.shown, position, seen]
+    for button, delta in ((prev, -1), (nxt, +1)):
+        button.click(bind(step, store, settings, tab, delta),
+                     {queue, comparison, user}, browsing)
     for (key, _label, _variant), button in zip(VOTE_BUTTONS, votes):
-        button.click(on_vote(key), [comparison, user], [*shown, board, board_note])
-    timer.tick(on_tick, [comparison, queue, seen, user], [*shown, seen, timer],
-               show_progress="hidden")
+        button.click(bind(cast_vote, store, settings, tab, key),
+                     {comparison, user}, [*tab.shown, board, board_note])
+    timer.tick(bind(poll, store, settings, tab), {comparison, queue, seen, user},
+               [*tab.shown, seen, timer], show_progress="hidden")
+    return tab

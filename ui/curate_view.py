@@ -23,8 +23,9 @@ from ui.timeline import timeline_svg
 
 STRIP_MAX = 16  # thumbnails per side; dense sides (64 frames) show an even subset
 
-# The components of one pair's view, in the order of View.of's tuple (and of ``shown`` in
-# ui.curate.build). Indexes 2, 3 and 12 (question, meta, originals) are read by tests.
+# The components of one pair's view, in the order of View.of's tuple (and the fields of
+# ui.curate.ViewParts, the components showing them). Indexes 2, 3 and 12 (question, meta,
+# originals) are read by tests.
 PARTS = ("pair_id", "version", "question", "meta", "timeline", "player", "chosen_title",
          "chosen", "chosen_strip", "rejected", "rejected_title", "rejected_strip", "originals",
          "edit_question", "warning", "note", "caution")

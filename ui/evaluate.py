@@ -4,11 +4,14 @@ protocol or lmms-eval's, and show the stored results: accuracy per model and dur
 (with the protocol that produced each number, and MLVU's M-avg), per task, and needle heatmaps.
 
 The work happens in an ``eval`` job (:mod:`tpo.evaluation.evaluate`); this module only collects the
-settings, polls the job once a second and reads results from the store.
+settings, polls the job once a second and reads results from the store. :func:`build` lays the
+section out and wires it; the handlers are the module's functions, each given the values of
+its inputs as one dict keyed by component and returning updates keyed by component.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from functools import partial
 
 import gradio as gr
@@ -21,6 +24,7 @@ from tpo.config import Settings
 from tpo.configs import widget_args
 from tpo.models.modelref import resolve
 from tpo.store import Store, StoreError
+from ui.identity import bind
 from ui.jobs import JobPanel, Poll, latest_job
 from ui.library import selected_row
 from ui.models import ModelPicker
@@ -91,6 +95,112 @@ def parse_numbers(text: str, what: str) -> tuple[float, ...] | None:
         raise gr.Error(f"{what}: numbers separated by commas, e.g. 30, 60, 120")
 
 
+def last_run_tasks(store: Store) -> pd.DataFrame:
+    """Accuracy per task of the newest evaluation job (empty while it runs)."""
+    return er.task_table(job_evals(store, latest_job(store, "eval")))
+
+
+def last_run_heatmaps(store: Store) -> list[tuple[str, str]]:
+    """The needle heatmaps of the newest evaluation job (none while it runs)."""
+    return heatmaps(job_evals(store, latest_job(store, "eval")))
+
+
+@dataclass(frozen=True)
+class EvalForm:
+    """The settings of an evaluation run; a handler gets their values as one dict keyed by them."""
+
+    models: gr.Textbox  # one model per line
+    suite: gr.Dropdown
+    path: gr.Textbox
+    protocol: gr.Dropdown
+    frames: gr.Number
+    limit: gr.Number  # 0: every question
+    lengths: gr.Textbox  # needle haystack lengths (s), comma-separated
+    depths: gr.Textbox  # needle depths (0..1), comma-separated
+
+    def inputs(self) -> set:
+        return {getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class EvalView:
+    """What shows stored evaluations: the results table, one evaluation's answers, and two
+    evaluations compared question by question."""
+
+    results: gr.Dataframe
+    answers_note: gr.Markdown
+    answers: gr.Dataframe
+    first: gr.Number
+    second: gr.Number
+    diff_summary: gr.Markdown
+    diff_table: gr.Dataframe
+
+
+def start_evaluation(store: Store, settings: Settings, form: EvalForm, panel: JobPanel,
+                     values: dict) -> dict:
+    """Run evaluation: the form checked (gr.Error naming what is wrong) and queued as an
+    ``eval`` job; the panel shows it."""
+    v = {f.name: values[getattr(form, f.name)] for f in fields(form)}
+    lines = [line.strip() for line in (v["models"] or "").splitlines() if line.strip()]
+    if not lines:
+        raise gr.Error("Name at least one model.")
+    suite = v["suite"]
+    spec = "needle" if suite == "needle" else f"{suite}:{(v['path'] or '').strip()}"
+    try:
+        config = ev.EvalConfig(
+            suite=spec, frames=(ev.EvalConfig.model_fields["frames"].default
+                                if v["frames"] is None else int(v["frames"])),
+            limit=int(v["limit"]) if v["limit"] else None,
+            protocol=v["protocol"] or ev.EvalConfig.model_fields["protocol"].default,
+            needle_lengths=parse_numbers(v["lengths"], "Haystack lengths"),
+            needle_depths=parse_numbers(v["depths"], "Depths"))
+        if config.suite_name == "needle":
+            config.needle_config()  # its checks now, not in the job
+        refs = [resolve(store, line) for line in lines]
+    except (ValueError, StoreError) as err:
+        raise gr.Error(str(err))
+    params = ev.job_params(refs, config, cache_dir=settings.data_dir / "needle",
+                           out_dir=settings.data_dir / "evals")
+    return panel.submitted(jobs.submit(store, "eval", params, log_dir=settings.log_dir))
+
+
+def compare_evaluations(store: Store, view: EvalView, values: dict) -> dict:
+    """Compare question by question: the headline and the table of changes (shown when it
+    has rows); gr.Error for a missing or unknown number or evaluations of other suites."""
+    first_id, second_id = values[view.first], values[view.second]
+    if first_id is None or second_id is None:
+        raise gr.Error("Give two evaluation numbers (or select two rows of the table).")
+    try:
+        d = er.diff(store, int(first_id), int(second_id))
+    except (StoreError, ValueError) as err:
+        raise gr.Error(str(err))
+    frame = diff_frame(d)
+    return {view.diff_summary: diff_markdown(d),
+            view.diff_table: gr.update(value=frame, visible=not frame.empty)}
+
+
+def select_evaluation(store: Store, view: EvalView, values: dict, evt: gr.SelectData) -> dict:
+    """A row of the results table selected: that evaluation's headline and every answer;
+    its number goes to "with evaluation #", the one there before to "Compare evaluation #"
+    (select the base model's evaluation, then the fine-tuned one's)."""
+    eval_id = int(selected_row(evt, values[view.results])["eval"])
+    try:
+        row = er.get_eval(store, eval_id)
+    except StoreError as err:
+        raise gr.Error(str(err))
+    items = er.eval_items(store, eval_id)
+    m_avg = er.m_avg_of(row)
+    note = (f"**Eval #{eval_id}**: {row['model']} on {row['suite']}, "
+            f"{er.frames_label(row['frames'])}: {row['n_correct']} of {row['n_items']} "
+            f"correct, {row['n_unparsed']} answers with no readable letter"
+            + (f", M-avg {100 * m_avg:.1f}%" if m_avg is not None else "")
+            + f" (protocol {er.protocol_of(row)})")
+    table = er.answers_table(items)
+    return {view.answers_note: note,
+            view.answers: gr.update(value=table, visible=not table.empty),
+            view.first: values[view.second], view.second: eval_id}
+
+
 def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
     """Lay out the section inside the current Blocks and wire its events; the list of
     models starts as the app-wide ``picker``'s one model (and follows it)."""
@@ -121,13 +231,12 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
             run = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
             panel.cancel_button("Cancel", scale=0)
         panel.status_html()
-        results = noted_table(NO_EVALS, lambda: results_frame(store),
+        results = noted_table(NO_EVALS, partial(results_frame, store),
                               label="Stored evaluations (newest first): the protocol each ran "
                                     "under, accuracy overall (MLVU: also M-avg) and per "
                                     "duration class", elem_id="eval-results")
         # Task table and heatmaps of the last run: filled when the page loads, then by polls.
-        tasks = noted_table(NO_TASKS,
-                            lambda: er.task_table(job_evals(store, latest_job(store, "eval"))),
+        tasks = noted_table(NO_TASKS, partial(last_run_tasks, store),
                             label="Accuracy % per task (last evaluation run)",
                             elem_id="eval-tasks")
         answers_note = gr.Markdown("Select an evaluation in the table above to see its answers.",
@@ -146,7 +255,7 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
                     "evaluation, then the fine-tuned one's).")
         diff_summary = gr.Markdown(elem_id="eval-diff-summary")
         diff_table = gr.Dataframe(interactive=False, visible=False, elem_id="eval-diff-table")
-        gallery = gr.Gallery(lambda: heatmaps(job_evals(store, latest_job(store, "eval"))),
+        gallery = gr.Gallery(partial(last_run_heatmaps, store),
                              label="Needle in a haystack: accuracy by haystack length (x) and "
                                    "needle depth (y)", columns=2, height=540, object_fit="contain",
                              elem_id="eval-heatmaps")
@@ -154,58 +263,16 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
     panel.wire(partial(after_poll, store, results, tasks, gallery, newest), inputs=[newest],
                outputs=[*results, *tasks, gallery, newest])
 
-    def on_run(text, suite_name, suite_path, protocol_name, n_frames, n_limit, len_text,
-               depth_text):
-        lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-        if not lines:
-            raise gr.Error("Name at least one model.")
-        spec = "needle" if suite_name == "needle" else f"{suite_name}:{(suite_path or '').strip()}"
-        try:
-            config = ev.EvalConfig(
-                suite=spec, frames=(ev.EvalConfig.model_fields["frames"].default
-                                    if n_frames is None else int(n_frames)),
-                limit=int(n_limit) if n_limit else None,
-                protocol=protocol_name or ev.EvalConfig.model_fields["protocol"].default,
-                needle_lengths=parse_numbers(len_text, "Haystack lengths"),
-                needle_depths=parse_numbers(depth_text, "Depths"))
-            if config.suite_name == "needle":
-                config.needle_config()  # its checks now, not in the job
-            refs = [resolve(store, line) for line in lines]
-        except (ValueError, StoreError) as err:
-            raise gr.Error(str(err))
-        params = ev.job_params(refs, config, cache_dir=settings.data_dir / "needle",
-                               out_dir=settings.data_dir / "evals")
-        return panel.submitted(jobs.submit(store, "eval", params, log_dir=settings.log_dir))
-
-    def on_diff(first_id, second_id):
-        if first_id is None or second_id is None:
-            raise gr.Error("Give two evaluation numbers (or select two rows of the table).")
-        try:
-            d = er.diff(store, int(first_id), int(second_id))
-        except (StoreError, ValueError) as err:
-            raise gr.Error(str(err))
-        frame = diff_frame(d)
-        return diff_markdown(d), gr.update(value=frame, visible=not frame.empty)
-
-    def on_select(evt: gr.SelectData, shown: pd.DataFrame, second_id):
-        eval_id = int(selected_row(evt, shown)["eval"])
-        try:
-            row = er.get_eval(store, eval_id)
-        except StoreError as err:
-            raise gr.Error(str(err))
-        items = er.eval_items(store, eval_id)
-        note = (f"**Eval #{eval_id}**: {row['model']} on {row['suite']}, "
-                f"{er.frames_label(row['frames'])}: {row['n_correct']} of {row['n_items']} "
-                f"correct, {row['n_unparsed']} answers with no readable letter"
-                + (f", M-avg {100 * er.m_avg_of(row):.1f}%" if er.m_avg_of(row) is not None
-                   else "") + f" (protocol {er.protocol_of(row)})")
-        table = er.answers_table(items)
-        return note, gr.update(value=table, visible=not table.empty), second_id, eval_id
-
-    results[0].select(on_select, [results[0], second], [answers_note, answers, first, second])
-    compare_evals.click(on_diff, [first, second], [diff_summary, diff_table])
-    suite.change(lambda name: SUITE_HELP[name], suite, suite_help)
-    run.click(on_run, [models, suite, path, protocol, frames, limit, lengths, depths],
+    form = EvalForm(models=models, suite=suite, path=path, protocol=protocol, frames=frames,
+                    limit=limit, lengths=lengths, depths=depths)
+    view = EvalView(results=results[0], answers_note=answers_note, answers=answers, first=first,
+                    second=second, diff_summary=diff_summary, diff_table=diff_table)
+    results[0].select(bind(select_evaluation, store, view),
+                      {results[0], second}, [answers_note, answers, first, second])
+    compare_evals.click(partial(compare_evaluations, store, view), {first, second},
+                        [diff_summary, diff_table])
+    suite.change(lambda name: SUITE_HELP[name], suite, suite_help)  # a lookup, no work
+    run.click(partial(start_evaluation, store, settings, form, panel), form.inputs(),
               panel.started)
     picker.follow(models)
 

@@ -9,6 +9,7 @@ logged-in user (:func:`ui.identity.current_user`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +25,7 @@ from tpo.media.thumbs import format_time, frame_strip
 from ui import generate, html
 from ui.header import header_markdown
 from ui.html import escape_html, escape_md
-from ui.identity import current_user
+from ui.identity import bind, current_user
 from ui.tables import noted_table, table_or_note
 
 COLUMNS = ["ID", "Name", "Duration", "Status", "Pairs pend/acc/rej/filt", "Error"]
@@ -45,6 +46,7 @@ class LibraryTab:
     selected: gr.State  # id of the selected video, or None
     filters: list  # the search box and the status dropdown, the inputs of `show`
     show: Callable[[str, str], pd.DataFrame]  # the table for (search, status)
+    view: LibraryView  # every component the tab's handlers read and set
 
 
 def video_table(store: Store, search: str = "", status: str = "all") -> pd.DataFrame:
@@ -94,6 +96,54 @@ def video_details(row: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class LibraryView:
+    """The tab's components (and the page header) its handlers read and set; a handler gets
+    its inputs' values as one dict keyed by them and returns updates keyed by them."""
+
+    search: gr.Textbox
+    status: gr.Dropdown
+    table: gr.Dataframe
+    header: gr.Markdown
+    empty_hint: gr.HTML
+    selected: gr.State  # id of the selected video, or None
+    player: gr.HTML
+    details: gr.Markdown
+    strip: gr.HTML
+    video_pairs: gr.Dataframe
+    pairs_note: gr.HTML
+    selected_pair: gr.State  # id of the pair selected in the video's pairs, or None
+    pair_note: gr.Markdown
+    upload: gr.File
+    add_path_box: gr.Column
+    add_path: gr.Textbox
+    add_result: gr.Markdown
+
+    @property
+    def filters(self) -> list:
+        """The search box and the status dropdown: what the table shows depends on them."""
+        return [self.search, self.status]
+
+    @property
+    def video_outputs(self) -> list:
+        """What selecting a video sets."""
+        return [self.selected, self.player, self.details, self.strip, self.video_pairs,
+                self.pairs_note]
+
+    @property
+    def ingest_outputs(self) -> list:
+        """What adding videos (by path or upload) sets."""
+        return [self.add_result, self.table, self.header, self.empty_hint]
+
+    def shown_table(self, store: Store, values: dict) -> pd.DataFrame:
+        """The video table for the filters' values in ``values``."""
+        return video_table(store, values[self.search], values[self.status])
+
+    def pairs_updates(self, frame: pd.DataFrame) -> dict:
+        """The video's pairs table, or the note when it has none."""
+        return dict(zip((self.video_pairs, self.pairs_note), table_or_note(frame, NO_PAIRS)))
+
+
 def build(store: Store, settings: Settings, header: gr.Markdown, picker) -> LibraryTab:
     """Lay out the tab inside the current ``gr.Blocks`` and wire its events; ``picker``: the
     app-wide :class:`ui.models.ModelPicker` (Generate's model follows it)."""
@@ -109,7 +159,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown, picker) -> Libr
     # on a busy server could arrive after the user's first search.
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
                          max_height=360, elem_id="library-table", label="Videos")
-    empty_hint = gr.HTML(lambda: empty_note(store))
+    empty_hint = gr.HTML(partial(empty_note, store))
     with gr.Row():
         with gr.Column(scale=3):
             player = gr.HTML(html.note("Select a video in the table to play it."),
@@ -135,77 +185,118 @@ def build(store: Store, settings: Settings, header: gr.Markdown, picker) -> Libr
                                       placeholder="/path/to/videos", elem_id="library-add-path")
                 add_button = gr.Button("Add", elem_id="library-add")
         add_result = gr.Markdown(elem_id="library-add-result")
-    filters = [search, status]
-    generate.build(store, settings, selected, table, header,
-                   lambda s, st: video_table(store, s, st), filters, picker)
-
-    def on_select(evt: gr.SelectData, shown: pd.DataFrame):
-        video_id = int(selected_row(evt, shown)["ID"])
-        *shown_video, pairs = show_video(store, settings, video_id)
-        return (video_id, *shown_video, *table_or_note(pairs, NO_PAIRS))
-
-    def who(request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
-        return current_user(settings, None, request, profile)
-
-    # Typed parameters (gr.Request, gr.OAuthProfile): Gradio fills in the log-in.
-    def on_add_path(text: str, search_text: str, status_value: str, request: gr.Request,
-                    profile: gr.OAuthProfile | None, progress=gr.Progress()):
-        report = add_server_paths(store, settings, who(request, profile), text,
-                                  progress=_gradio_progress(progress, "ingesting"))
-        return _after_ingest(report, search_text, status_value)
-
-    def on_upload(files: list[str] | None, search_text: str, status_value: str,
-                  request: gr.Request, profile: gr.OAuthProfile | None, progress=gr.Progress()):
-        if not files:
-            return gr.update(), gr.update(), gr.update(), gr.update()
-        report = library.add_uploads(store, files, settings.upload_dir,
-                                     user=who(request, profile),
-                                     progress=_gradio_progress(progress, "adding"))
-        return _after_ingest(report, search_text, status_value)
-
-    def _after_ingest(report: library.IngestReport, search_text: str, status_value: str):
-        return (_report_markdown(report), video_table(store, search_text, status_value),
-                header_markdown(store, settings), empty_note(store))
-
-    def on_pair_select(evt: gr.SelectData, shown: pd.DataFrame):
-        row = selected_row(evt, shown)
-        reason = f": {escape_md(row['Filter reason'])}" if row["Filter reason"] else ""
-        return int(row["ID"]), f"Pair **#{int(row['ID'])}** · {escape_md(row['Status'])}{reason}"
-
-    def on_restore(pair_id, video_id, search_text: str, status_value: str, request: gr.Request,
-                   profile: gr.OAuthProfile | None):
-        if pair_id is None:
-            raise gr.Error("Select a pair in the table first.")
-        try:
-            review(store, pair_id, "restore", user=who(request, profile))
-        except StoreError as err:
-            raise gr.Error(escape_html(err))
-        return (f"Pair **#{pair_id}** restored to pending.",
-                *table_or_note(pairs_table(store, video_id), NO_PAIRS),
-                video_table(store, search_text, status_value), header_markdown(store, settings))
+    view = LibraryView(search=search, status=status, table=table, header=header,
+                       empty_hint=empty_hint, selected=selected, player=player, details=details,
+                       strip=strip, video_pairs=video_pairs, pairs_note=pairs_note,
+                       selected_pair=selected_pair, pair_note=pair_note, upload=upload,
+                       add_path_box=add_path_box, add_path=add_path, add_result=add_result)
+    show = partial(video_table, store)
+    generate.build(store, settings, selected, table, header, show, view.filters, picker)
 
     # Filter as the user types (the change event carries the box's value, so a search never
     # runs on a stale one; Enter adds nothing to it, so it triggers no second query);
     # "always_last" drops keystrokes a newer one replaced.
-    def show(search_text: str, status_value: str) -> pd.DataFrame:
-        return video_table(store, search_text, status_value)
-
     for event in (search.change, status.change, refresh.click):
-        event(show, filters, table, trigger_mode="always_last", concurrency_id=TABLE_QUEUE)
-    table.select(on_select, [table], [selected, player, details, strip, video_pairs, pairs_note])
-    video_pairs.select(on_pair_select, [video_pairs], [selected_pair, pair_note])
-    restore.click(on_restore, [selected_pair, selected, *filters],
+        event(partial(filtered_table, store, view), set(view.filters), table,
+              trigger_mode="always_last", concurrency_id=TABLE_QUEUE)
+    table.select(bind(video_selected, store, settings, view), {table}, view.video_outputs)
+    video_pairs.select(bind(pair_selected, view), {video_pairs}, [selected_pair, pair_note])
+    restore.click(bind(restore_pair, store, settings, view),
+                  {selected_pair, selected, *view.filters},
                   [pair_note, video_pairs, pairs_note, table, header])
-    add_outputs = [add_result, table, header, empty_hint]
-    add_button.click(on_add_path, [add_path, *filters], add_outputs)
-    upload.upload(on_upload, [upload, *filters], add_outputs)
+    add_button.click(bind(add_by_path, store, settings, view), {add_path, *view.filters},
+                     view.ingest_outputs)
+    upload.upload(bind(upload_videos, store, settings, view), {upload, *view.filters},
+                  view.ingest_outputs)
     if settings.multi_user:
         # Per browser: only an admin sees the server-path box (the handler checks anyway).
-        def show_add_path(request: gr.Request, profile: gr.OAuthProfile | None):
-            return gr.update(visible=_may_add_by_path(settings, request, profile))
+        gr.on(None, bind(show_add_path, settings, view), None, add_path_box,
+              show_progress="hidden")
+    return LibraryTab(table=table, selected=selected, filters=view.filters, show=show,
+                      view=view)
 
-        gr.on(None, show_add_path, None, add_path_box, show_progress="hidden")
-    return LibraryTab(table=table, selected=selected, filters=filters, show=show)
+
+def who(settings: Settings, request: gr.Request | None, profile: gr.OAuthProfile | None) -> str:
+    """The name an action in this tab is recorded under."""
+    return current_user(settings, None, request, profile)
+
+
+def filtered_table(store: Store, view: LibraryView, values: dict) -> dict:
+    """A search, status change or refresh: the table for the filters' values."""
+    return {view.table: view.shown_table(store, values)}
+
+
+def video_selected(store: Store, settings: Settings, view: LibraryView, values: dict,
+                   evt: gr.SelectData) -> dict:
+    """A video picked in the table: its id, player, details, frame strip and pairs."""
+    video_id = int(selected_row(evt, values[view.table])["ID"])
+    player, details, strip, pairs = show_video(store, settings, video_id)
+    return {view.selected: video_id, view.player: player, view.details: details,
+            view.strip: strip, **view.pairs_updates(pairs)}
+
+
+def pair_selected(view: LibraryView, values: dict, evt: gr.SelectData) -> dict:
+    """A pair picked in the video's pairs: its id, and a line naming it (and why it was
+    filtered out)."""
+    row = selected_row(evt, values[view.video_pairs])
+    reason = f": {escape_md(row['Filter reason'])}" if row["Filter reason"] else ""
+    return {view.selected_pair: int(row["ID"]),
+            view.pair_note: f"Pair **#{int(row['ID'])}** · {escape_md(row['Status'])}{reason}"}
+
+
+def restore_pair(store: Store, settings: Settings, view: LibraryView, values: dict,
+                 request: gr.Request, profile: gr.OAuthProfile | None = None) -> dict:
+    """Restore the selected filtered pair to pending, as the signed-in user; redraws the
+    video's pairs, the library table (its pair counts) and the header."""
+    pair_id, video_id = values[view.selected_pair], values[view.selected]
+    if pair_id is None:
+        raise gr.Error("Select a pair in the table first.")
+    try:
+        review(store, pair_id, "restore", user=who(settings, request, profile))
+    except StoreError as err:
+        raise gr.Error(escape_html(err))
+    return {view.pair_note: f"Pair **#{pair_id}** restored to pending.",
+            **view.pairs_updates(pairs_table(store, video_id)),
+            view.table: view.shown_table(store, values),
+            view.header: header_markdown(store, settings)}
+
+
+# Typed parameters (gr.Request, gr.OAuthProfile): Gradio fills in the log-in.
+def add_by_path(store: Store, settings: Settings, view: LibraryView, values: dict,
+                request: gr.Request, profile: gr.OAuthProfile | None = None,
+                progress=gr.Progress()) -> dict:
+    """Add the files and folders typed in the path box (:func:`add_server_paths`)."""
+    report = add_server_paths(store, settings, who(settings, request, profile),
+                              values[view.add_path],
+                              progress=_gradio_progress(progress, "ingesting"))
+    return after_ingest(store, settings, view, report, values)
+
+
+def upload_videos(store: Store, settings: Settings, view: LibraryView, values: dict,
+                  request: gr.Request, profile: gr.OAuthProfile | None = None,
+                  progress=gr.Progress()) -> dict:
+    """Add the uploaded files (open to every user); nothing changes when none came."""
+    files = values[view.upload]
+    if not files:
+        return {}
+    report = library.add_uploads(store, files, settings.upload_dir,
+                                 user=who(settings, request, profile),
+                                 progress=_gradio_progress(progress, "adding"))
+    return after_ingest(store, settings, view, report, values)
+
+
+def after_ingest(store: Store, settings: Settings, view: LibraryView,
+                 report: library.IngestReport, values: dict) -> dict:
+    """What adding videos changes: the report, the table (for the filters in ``values``),
+    the header's counts and the empty-library hint."""
+    return {view.add_result: _report_markdown(report), view.table: view.shown_table(store, values),
+            view.header: header_markdown(store, settings), view.empty_hint: empty_note(store)}
+
+
+def show_add_path(settings: Settings, view: LibraryView, request: gr.Request,
+                  profile: gr.OAuthProfile | None = None) -> dict:
+    """On page load in a shared app: the server-path box, shown to an admin only."""
+    return {view.add_path_box: gr.update(visible=_may_add_by_path(settings, request, profile))}
 
 
 def _may_add_by_path(settings: Settings, request: gr.Request | None,

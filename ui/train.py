@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tpo.store import Store
 from tpo.training.config import PRESETS, TRAINER_DEFAULTS, TPOArguments, check_options
 from tpo.training.train_job import job_params
 from ui.html import escape_html, escape_md
-from ui.identity import current_user
+from ui.identity import bind, current_user
 from ui.jobs import JobPanel, Poll, latest_job
 from ui.models import ModelPicker, base_model, resolve_model
 
@@ -60,16 +61,19 @@ def metric_frames(store: Store, job_id: int | None) -> list[pd.DataFrame]:
     return [plot_frame(rows, names) for _title, names in PLOTS]
 
 
-def initial_plot(store: Store, k: int):
+def initial_plot(store: Store, k: int) -> pd.DataFrame:
     """The `k`-th plot's data for the latest run, computed when a page loads (reading only
     that plot's metrics: each plot loads on its own)."""
-    def value() -> pd.DataFrame:
-        row = latest_job(store, "train")
-        names = PLOTS[k][1]
-        rows = pd.DataFrame([m for name in names for m in jobs.metrics(store, row["id"], name)]
-                            if row else [])
-        return plot_frame(rows, names)
-    return value
+    row = latest_job(store, "train")
+    names = PLOTS[k][1]
+    rows = pd.DataFrame([m for name in names for m in jobs.metrics(store, row["id"], name)]
+                        if row else [])
+    return plot_frame(rows, names)
+
+
+def latest_summary(store: Store) -> str:
+    """:func:`summary_markdown` of the newest training run (when a page loads)."""
+    return summary_markdown(latest_job(store, "train"))
 
 
 def summary_markdown(row: dict | None) -> str:
@@ -156,9 +160,43 @@ def resume_params(row: dict | None) -> dict:
     return params
 
 
-def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
+@dataclass(frozen=True)
+class TrainForm:
+    """The form's input components; a handler gets their values as one dict keyed by them."""
+
+    model: gr.Textbox
+    data_choice: gr.Radio
+    data_dir: gr.Textbox
+    preset: gr.Dropdown
+    beta: gr.Number
+    alpha: gr.Number
+    lr: gr.Number
+    epochs: gr.Number
+    max_steps: gr.Number
+    lora: gr.Checkbox
+    lora_r: gr.Number
+    max_frames: gr.Number
+    output_dir: gr.Textbox
+    save_steps: gr.Number
+    resume: gr.Checkbox
+
+    def inputs(self) -> set:
+        return {getattr(self, f.name) for f in fields(self)}
+
+    def params(self, store: Store, settings: Settings, values: dict, user: str) -> dict:
+        """The job parameters for the values typed into the form (:func:`train_params`)."""
+        v = {f.name: values[getattr(self, f.name)] for f in fields(self)}
+        return train_params(
+            store, settings, model_text=v["model"], choice=v["data_choice"],
+            folder=v["data_dir"], preset_name=v["preset"], beta=v["beta"], alpha=v["alpha"],
+            rate=v["lr"], n_epochs=v["epochs"], steps=v["max_steps"], use_lora=v["lora"],
+            rank=v["lora_r"], frames=v["max_frames"], out=v["output_dir"],
+            save_every=v["save_steps"], resume=v["resume"], user=user)
+
+
+def build(store: Store, settings: Settings, picker: ModelPicker) -> TrainForm:
     """Lay out the tab inside the current Blocks and wire its events; the base model follows
-    the app-wide ``picker`` (a picked run: the model it was trained on)."""
+    the app-wide ``picker`` (a picked run: the model it was trained on). Returns the form."""
     # The form starts at TPO's defaults (a dataclass's class attributes are its fields'
     # defaults) and TPO's defaults of the trainer's settings.
     defaults, trainer = TPOArguments, TRAINER_DEFAULTS
@@ -170,7 +208,7 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
         data_choice = gr.Radio(DATA_CHOICES, value=DATA_CHOICES[0], label="Data", scale=2)
         data_dir = gr.Textbox(label="Export folder (when training from a folder)", scale=2,
                               elem_id="train-data")
-        counts = gr.Markdown(lambda: data_summary(store), elem_id="train-counts")
+        counts = gr.Markdown(partial(data_summary, store), elem_id="train-counts")
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value=defaults.preset,
                              label="Preset (the paper's settings; fills the three fields)")
@@ -206,41 +244,49 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
     for row_plots in (PLOTS[:3], PLOTS[3:]):
         with gr.Row():
             for title, _names in row_plots:
-                plots.append(gr.LinePlot(initial_plot(store, len(plots)), x="step", y="value",
-                                         title=title, height=220,
-                                         min_width=220))
+                plots.append(gr.LinePlot(partial(initial_plot, store, len(plots)), x="step",
+                                         y="value", title=title, height=220, min_width=220))
     # Filled when the page loads, not at the first poll (up to IDLE_POLL_S later when idle).
-    summary = gr.Markdown(lambda: summary_markdown(latest_job(store, "train")),
-                          elem_id="train-summary")
+    summary = gr.Markdown(partial(latest_summary, store), elem_id="train-summary")
     with gr.Accordion("Log", open=False):
         panel.log_code(lines=14, tail=60)
     seen = gr.State(None)  # the plots' rows and the pair counts at the last poll (after_poll)
     panel.wire(partial(after_poll, store, plots, summary, counts, seen), inputs=[seen],
                outputs=[*plots, summary, counts, seen])
 
-    def on_start(model_text, choice, folder, preset_name, b, a, rate, n_epochs, steps, use_lora,
-                 rank, frames, out, save_every, resume_run, request: gr.Request,
-                 profile: gr.OAuthProfile | None = None):
-        params = train_params(
-            store, settings, model_text=model_text, choice=choice, folder=folder,
-            preset_name=preset_name, beta=b, alpha=a, rate=rate, n_epochs=n_epochs, steps=steps,
-            use_lora=use_lora, rank=rank, frames=frames, out=out, save_every=save_every,
-            resume=resume_run, user=current_user(settings, None, request, profile))
-        return submit(params)
-
-    def on_resume_last():
-        return submit(resume_params(latest_job(store, "train")))
-
-    def submit(params: dict):
-        return panel.submitted(jobs.submit(store, "train", params, log_dir=settings.log_dir))
-
-    start.click(on_start, [model, data_choice, data_dir, preset, beta, alpha, lr, epochs,
-                           max_steps, lora, lora_r, max_frames, output_dir, save_steps, resume],
+    form = TrainForm(model=model, data_choice=data_choice, data_dir=data_dir, preset=preset,
+                     beta=beta, alpha=alpha, lr=lr, epochs=epochs, max_steps=max_steps,
+                     lora=lora, lora_r=lora_r, max_frames=max_frames, output_dir=output_dir,
+                     save_steps=save_steps, resume=resume)
+    start.click(bind(start_training, store, settings, form, panel), form.inputs(),
                 panel.started)
-    resume_last.click(on_resume_last, None, panel.started)
+    resume_last.click(partial(resume_last_run, store, settings, panel), None, panel.started)
     picker.follow(model, partial(base_model, store))
-    preset.change(lambda name: tuple(PRESETS[name][k] for k in ("beta", "alpha", "learning_rate")),
-                  preset, [beta, alpha, lr])
+    preset.change(partial(preset_fields, form), {preset}, [beta, alpha, lr])
+    return form
+
+
+def start_training(store: Store, settings: Settings, form: TrainForm, panel: JobPanel,
+                   values: dict, request: gr.Request,
+                   profile: gr.OAuthProfile | None = None) -> dict:
+    """Start training: the form as job parameters (checked for the signed-in user), queued
+    as a background job; the panel shows it."""
+    params = form.params(store, settings, values,
+                         user=current_user(settings, None, request, profile))
+    return panel.submitted(jobs.submit(store, "train", params, log_dir=settings.log_dir))
+
+
+def resume_last_run(store: Store, settings: Settings, panel: JobPanel) -> dict:
+    """Resume the last run (failed or cancelled) from its last checkpoint, as a new job."""
+    params = resume_params(latest_job(store, "train"))
+    return panel.submitted(jobs.submit(store, "train", params, log_dir=settings.log_dir))
+
+
+def preset_fields(form: TrainForm, values: dict) -> dict:
+    """A preset picked: the three fields it fills (β, α, learning rate)."""
+    chosen = PRESETS[values[form.preset]]
+    return {form.beta: chosen["beta"], form.alpha: chosen["alpha"],
+            form.lr: chosen["learning_rate"]}
 
 
 def after_poll(store: Store, plots: list, summary: gr.Markdown, counts: gr.Markdown,

@@ -26,6 +26,8 @@ import gradio as gr
 import pytest
 from markdown_it import MarkdownIt
 from media import make_video
+from test_ui_handlers_curate import curate_tab, page_values, shown
+from test_ui_handlers_library_train import build_tab
 
 from tpo import access, jobs
 from tpo.config import Settings
@@ -116,29 +118,28 @@ def test_bulk_with_current_versions_and_already_done_pairs(store):
 
 def test_curate_bulk_confirm_skips_what_another_reviewer_changed(store, settings):
     ids = make_pairs(store, 3)
-    demo = build_app(store, settings.with_(auth="ana:pw1,bo:pw2"))
-    on_load = handler(demo, "curate-load")
-    confirm = handler(demo, "curate-bulk-confirm")
-    accept_one = handler(demo, "curate-accept")
-    loaded = on_load("pending", "any", "any", "any", "", "", "pending first", "", "all pairs",
-                     login("ana"), None)
-    queue, versions = loaded[0], loaded[-1]
+    shared = settings.with_(auth="ana:pw1,bo:pw2")
+    tab = curate_tab(store, shared)
+    loaded = curate.load_queue(store, shared, tab, page_values(tab), login("ana"))
+    queue, versions = loaded[tab.queue], loaded[tab.seen]
     assert queue == ids and versions == {i: 1 for i in ids}
+    values = shown(page_values(tab), loaded)
     # ana accepts pair 1 herself (her own change does not make it "changed since")...
-    out = accept_one(queue, 0, ids[0], 1, "", "", "", "", "", versions, login("ana"), None)
-    versions = out[-1]
+    out = curate.on_action(store, shared, tab, "accept", values, login("ana"))
+    versions = out[tab.seen]
     assert versions[ids[0]] == 2
     # ...bo rejects pair 2 in his own browser, then ana bulk-rejects her stale queue.
     review(store, ids[1], "reject", user="bo", expected_version=1)
-    out = confirm("reject", queue, 0, "", versions, login("ana"), None)
-    message = out[3 + len(curate.View.empty(""))]
+    values = shown(values, {**out, tab.bulk: "reject", tab.position: 0})
+    out = curate.on_bulk_confirm(store, shared, tab, values, login("ana"))
+    message = out[tab.message]
     assert "Skipped 1 pairs changed since you loaded the queue" in message
     assert f"\\#{ids[1]} \\(rejected by bo\\)" in message
     assert "Rejected 2 pairs" in message
     assert [store.get_pair(i)["status"] for i in ids] == ["rejected"] * 3
     assert [r["user"] for r in store.reviews(ids[1])] == ["bo"]
     assert [r["user"] for r in store.reviews(ids[0])] == ["ana", "ana"]
-    assert out[-1][ids[0]] == 3 and out[-1][ids[2]] == 2  # a second bulk may follow
+    assert out[tab.seen][ids[0]] == 3 and out[tab.seen][ids[2]] == 2  # a second bulk may follow
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,20 +155,30 @@ def test_settings_read_admins_and_roots_from_the_environment(tmp_path):
     assert not Settings(data_dir=tmp_path).multi_user
 
 
+def library_add(store, settings):
+    """(demo, the Library tab's components, ``on_add(text, request)``: the Add button's
+    handler with the path typed and the table's filters at their defaults)."""
+    demo, tab = build_tab(store, settings, library)
+    view, fn = tab.view, handler(demo, "library-add")
+
+    def on_add(text: str, request: gr.Request) -> dict:
+        return fn({view.add_path: text, view.search: "", view.status: "all"}, request, None)
+    return demo, view, on_add
+
+
 def test_non_admin_cannot_add_by_path_and_nothing_is_ingested(store, shared):
     settings, root = shared
     clip = make_video(root / "clip.mp4", duration_s=1, fps=4)
-    demo = build_app(store, settings)
-    on_add = handler(demo, "library-add")
+    demo, view, on_add = library_add(store, settings)
     before = db_hash(settings)
     with pytest.raises(gr.Error, match="TPO_ADMINS"):
-        on_add(str(clip), "", "all", login("bo"), None)
+        on_add(str(clip), login("bo"))
     assert store.counts()["videos"] == 0 and db_hash(settings) == before
     # The path box is hidden from bo and shown to ana when the page loads.
     show = next(f.fn for f in demo.fns.values()
                 if getattr(f.fn, "__name__", "") == "show_add_path")
-    assert show(login("bo"), None)["visible"] is False
-    assert show(login("ana"), None)["visible"] is True
+    assert show(login("bo"), None)[view.add_path_box]["visible"] is False
+    assert show(login("ana"), None)[view.add_path_box]["visible"] is True
     assert access.can_add_by_path(settings, "ana") and not access.can_add_by_path(settings, "bo")
 
 
@@ -180,13 +191,13 @@ def test_admin_cannot_escape_the_library_roots(store, shared, tmp_path):
     (root / "link.mp4").symlink_to(secret)                 # a file link out of the root
     (root / "linked-folder").symlink_to(outside)           # a folder link out of the root
     (root / "inner" / "sneaky.mp4").symlink_to(secret)     # a link inside a folder in the root
-    on_add = handler(build_app(store, settings), "library-add")
+    _demo, _view, on_add = library_add(store, settings)
     before = db_hash(settings)
     for attempt in (str(secret), f"{root}/../private/secret.mp4", str(root / "link.mp4"),
                     str(root / "linked-folder"), str(root / "inner"), str(root),
                     f"{root / 'clip.mp4'}\n{secret}", "/etc/passwd", "/no/such/file.mp4"):
         with pytest.raises(gr.Error, match="outside the library folders"):
-            on_add(attempt, "", "all", login("ana"), None)
+            on_add(attempt, login("ana"))
     assert store.counts()["videos"] == 0 and db_hash(settings) == before
 
 
@@ -195,9 +206,9 @@ def test_without_roots_adding_by_path_is_off_with_a_hint(store, shared):
     clip = make_video(root / "clip.mp4", duration_s=1, fps=4)
     with pytest.raises(access.AccessError, match="TPO_LIBRARY_ROOTS"):
         access.check_server_paths(settings.with_(library_roots=""), "ana", [clip])
-    on_add = handler(build_app(store, settings.with_(library_roots="")), "library-add")
+    _demo, _view, on_add = library_add(store, settings.with_(library_roots=""))
     with pytest.raises(gr.Error, match="TPO_LIBRARY_ROOTS"):
-        on_add(str(clip), "", "all", login("ana"), None)
+        on_add(str(clip), login("ana"))
     assert store.counts()["videos"] == 0
 
 
@@ -206,21 +217,20 @@ def test_admin_inside_a_root_adds_videos_recorded_under_her_name(store, shared):
     (root / "sub").mkdir()
     make_video(root / "sub" / "one.mp4", duration_s=1, fps=4)
     make_video(root / "two.mp4", duration_s=1.5, fps=4)
-    on_add = handler(build_app(store, settings), "library-add")
-    result = on_add(f"{root}/sub/../sub\n{root / 'two.mp4'}\n{root / 'gone.mp4'}", "", "all",
-                    login("ana"), None)
-    assert "added 2" in result[0]
+    _demo, view, on_add = library_add(store, settings)
+    result = on_add(f"{root}/sub/../sub\n{root / 'two.mp4'}\n{root / 'gone.mp4'}", login("ana"))
+    assert "added 2" in result[view.add_result]
     videos = store.list_videos()
     assert sorted(v["name"] for v in videos) == ["one.mp4", "two.mp4"]
     assert {v["added_by"] for v in videos} == {"ana"}  # item 7: not the OS user "tester"
-    assert "gone" in result[0]  # a missing path is reported, as before
+    assert "gone" in result[view.add_result]  # a missing path is reported, as before
 
 
 def test_single_local_user_adds_any_path_as_before(store, settings, tmp_path):
     (tmp_path / "anywhere").mkdir()
     clip = make_video(tmp_path / "anywhere" / "clip.mp4", duration_s=1, fps=4)
-    on_add = handler(build_app(store, settings), "library-add")
-    on_add(str(clip), "", "all", login(None), None)
+    _demo, _view, on_add = library_add(store, settings)
+    on_add(str(clip), login(None))
     (row,) = store.list_videos()
     assert row["path"] == str(clip.resolve()) and row["added_by"] == "tester"
 
@@ -231,11 +241,12 @@ def test_single_local_user_adds_any_path_as_before(store, settings, tmp_path):
 
 def test_upload_and_restore_record_the_logged_in_user(store, shared, tmp_path):
     settings, _root = shared
-    demo = build_app(store, settings)
+    demo, tab = build_tab(store, settings, library)
+    view, filters = tab.view, {tab.view.search: "", tab.view.status: "all"}
     upload = handler(demo, "library-upload", "upload")
     (tmp_path / "up").mkdir()
     clip = make_video(tmp_path / "up" / "clip.mp4", duration_s=1, fps=4)
-    upload([str(clip)], "", "all", login("bo"), None)  # uploads stay open to non-admins
+    upload({view.upload: [str(clip)], **filters}, login("bo"), None)  # open to non-admins
     (row,) = store.list_videos()
     assert row["added_by"] == "bo"
     pair_id, = store.save_generation(row["id"], "k", [{
@@ -244,7 +255,8 @@ def test_upload_and_restore_record_the_logged_in_user(store, shared, tmp_path):
         "rejected_timestamps": [0.9], "status": "filtered", "filter_verdict": "dropped",
         "filter_reason": "too short"}], params={}, seconds=0)
     restore = handler(demo, "pair-restore")
-    restore(pair_id, row["id"], "", "all", login("ana"), None)
+    restore({view.selected_pair: pair_id, view.selected: row["id"], **filters}, login("ana"),
+            None)
     (audit,) = store.reviews(pair_id)
     assert (audit["user"], audit["action"]) == ("ana", "restore")
 
@@ -296,10 +308,10 @@ def test_curate_meta_texts_and_errors_are_escaped(store, settings):
     with pytest.raises(ConflictError) as conflict:
         review(store, pair_id, "accept", user="bo", expected_version=1)
     assert "<img" not in escape_md(conflict.value)
-    demo = build_app(store, settings)
-    accept_one = handler(demo, "curate-accept")
-    out = accept_one([pair_id], 0, pair_id, 1, "", "", "", "", "", {pair_id: 1}, login("bo"), None)
-    message = out[1 + len(curate.View.empty(""))]
+    tab = curate_tab(store, settings)
+    values = {**page_values(tab), tab.queue: [pair_id], tab.view.pair_id: pair_id,
+              tab.view.version: 1, tab.seen: {pair_id: 1}}
+    message = curate.on_action(store, settings, tab, "accept", values, login("bo"))[tab.message]
     assert "Not saved" in message and "<img" not in message and "&lt;img" in message
 
 
@@ -447,12 +459,16 @@ def test_curate_my_share_loads_only_the_reviewers_own_undecided_pairs(store, set
 
     ids = make_pairs(store, 4)
     assign(store, ["ana", "bo"], by="count", user="ana")
-    demo = build_app(store, settings.with_(auth="ana:pw1,bo:pw2"))
-    on_load = handler(demo, "curate-load")
-    filters = ("pending", "any", "any", "any", "", "", "oldest", "")
-    ana = on_load(*filters, "my share", login("ana"), None)[0]
-    bo = on_load(*filters, "my share", login("bo"), None)[0]
+    shared = settings.with_(auth="ana:pw1,bo:pw2")
+    tab = curate_tab(store, shared)
+
+    def on_load(share, request):
+        values = page_values(tab, sort="oldest", user="", share=share)
+        return curate.load_queue(store, shared, tab, values, request)[tab.queue]
+
+    ana = on_load("my share", login("ana"))
+    bo = on_load("my share", login("bo"))
     assert sorted(ana + bo) == ids and not set(ana) & set(bo) and ana and bo
-    assert on_load(*filters, "all pairs", login("bo"), None)[0] == ids
+    assert on_load("all pairs", login("bo")) == ids
     review(store, ana[0], "accept", user="ana")
-    assert on_load(*filters, "my share", login("ana"), None)[0] == ana[1:]
+    assert on_load("my share", login("ana")) == ana[1:]

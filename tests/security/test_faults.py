@@ -473,9 +473,10 @@ def test_a_database_fault_in_any_app_handler_is_a_clear_message(store, settings,
     with TestClient(create_server(store, settings)) as c:
         store.close()  # this thread's connection: the next one opens on the "full disk"
         monkeypatch.setattr(Store, "_connect", full_disk)
-        event = c.post("/gradio_api/call/on_add_path",
-                       json={"data": [str(clip), "", "all"]}).json()["event_id"]
-        stream = c.get(f"/gradio_api/call/on_add_path/{event}").text
+        # Gradio orders a handler's set of inputs as the page made them: search, status, path.
+        event = c.post("/gradio_api/call/add_by_path",
+                       json={"data": ["", "all", str(clip)]}).json()["event_id"]
+        stream = c.get(f"/gradio_api/call/add_by_path/{event}").text
     assert "event: error" in stream, stream
     message = json.loads(stream.split("data:", 1)[1])["error"]
     assert str(settings.db_path) in message and "disk is full" in message, message
