@@ -19,7 +19,9 @@ Names and texts from people are escaped; the guidelines are Markdown on purpose,
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 import gradio as gr
 import pandas as pd
@@ -29,7 +31,7 @@ from tpo.curation import teams
 from tpo.errors import TPOError
 from tpo.store import PAIR_STATUSES, Store
 from ui.html import escape_html, escape_md
-from ui.identity import current_user
+from ui.identity import bind, current_user
 from ui.tables import noted_table, table_or_note
 
 __all__ = ["AGREEMENT_COLUMNS", "DISAGREEMENT_COLUMNS", "PROGRESS_COLUMNS", "agreement_view",
@@ -261,7 +263,7 @@ def save_guidelines(store: Store, settings: Settings, user: str, text: str | Non
 # Layout
 
 
-def build(store: Store, settings: Settings) -> None:
+def build(store: Store, settings: Settings) -> TeamTab:
     """Lay out the tab inside the current Blocks and wire its events."""
     hidden_name = settings.multi_user  # a log-in names the user; no box to type another
     with gr.Row(equal_height=True):
@@ -320,65 +322,135 @@ def build(store: Store, settings: Settings) -> None:
         history = gr.Dataframe(interactive=False, label="Versions", max_height=200,
                                elem_id="team-guidelines-history")
 
-    progress_out = [progress_table, progress_note]
-    agreement_out = [agreement_text, agreement_table, agreement_note, disagreements,
-                     disagreements_note]
-
-    def who(typed, request, profile) -> str:
-        return current_user(settings, typed, request, profile)
-
-    def show_progress():
-        return table_or_note(progress_frame(store), NO_PROGRESS)
-
-    def show_agreement():
-        summary, table, queue = agreement_view(store)
-        return (summary, *table_or_note(table, NO_AGREEMENT),
-                *table_or_note(queue, NO_DISAGREEMENTS))
-
-    def on_open():
-        text = current_text(store)
-        return (*show_progress(), *show_agreement(), guidelines_status(store), text, text,
-                guidelines_history(store))
-
-    # Typed parameters, so Gradio fills in the request (log-in) and the HF profile.
-    def on_assign(typed, names, split, k, percent, st, rng, request: gr.Request,
-                  profile: gr.OAuthProfile | None = None):
-        done = assign_pairs(store, settings, who(typed, request, profile), names, split, k,
-                            percent, st, rng)
-        return done, *show_progress()
-
-    def on_unassign(typed, names, request: gr.Request, profile: gr.OAuthProfile | None = None):
-        done = take_back(store, settings, who(typed, request, profile), names)
-        return done, *show_progress()
-
-    def on_save(typed, text, request: gr.Request, profile: gr.OAuthProfile | None = None):
-        said = save_guidelines(store, settings, who(typed, request, profile), text)
-        return said, guidelines_history(store)
-
-    assign.click(on_assign, [user, reviewers, by, overlap, overlap_percent, status, seed],
-                 [assign_result, *progress_out])
-    unassign.click(on_unassign, [user, reviewers], [assign_result, *progress_out])
-    refresh_progress.click(show_progress, None, progress_out)
-    refresh_agreement.click(show_agreement, None, agreement_out)
+    tab = TeamTab(user=user, lead_note=lead_note, reviewers=reviewers, by=by, status=status,
+                  overlap=overlap, overlap_percent=overlap_percent, seed=seed, assign=assign,
+                  unassign=unassign, assign_result=assign_result,
+                  progress_table=progress_table, progress_note=progress_note,
+                  agreement_text=agreement_text, agreement_table=agreement_table,
+                  agreement_note=agreement_note, disagreements=disagreements,
+                  disagreements_note=disagreements_note, guide_status=guide_status,
+                  editor=editor, preview=preview, save=save, history=history)
+    assign.click(bind(on_assign, store, settings, tab),
+                 {user, reviewers, by, overlap, overlap_percent, status, seed},
+                 [assign_result, *tab.progress_out])
+    unassign.click(bind(on_unassign, store, settings, tab), {user, reviewers},
+                   [assign_result, *tab.progress_out])
+    refresh_progress.click(partial(show_progress, store, tab), None, tab.progress_out)
+    refresh_agreement.click(partial(show_agreement, store, tab), None, tab.agreement_out)
     # One event fills the whole tab when the page loads (read then, so a version saved
     # elsewhere shows): one request, and its end is one moment a test can wait for.
-    gr.on(None, on_open, None, [*progress_out, *agreement_out, guide_status, editor, preview,
-                                history], show_progress="hidden")
-    save.click(on_save, [user, editor], [guide_status, history])
+    gr.on(None, partial(on_open, store, tab), None,
+          [*tab.progress_out, *tab.agreement_out, guide_status, editor, preview, history],
+          show_progress="hidden")
+    save.click(bind(on_save, store, settings, tab), {user, editor}, [guide_status, history])
     # The preview is the browser's own: Markdown rendered client-side, no request per key.
     editor.change(None, editor, preview, js="(text) => text", show_progress="hidden")
 
     if settings.multi_user:
         # Per browser: what a non-admin may not do is hidden (the handlers check anyway).
-        def show_lead(request: gr.Request, profile: gr.OAuthProfile | None = None):
-            try:
-                lead = may_lead(settings, current_user(settings, None, request, profile))
-            except gr.Error:  # not signed in yet
-                lead = False
-            return (gr.update(visible=lead), gr.update(visible=lead), gr.update(visible=lead),
-                    gr.update(interactive=lead),
-                    "" if lead else ("Assigning pairs and editing the guidelines is for the "
-                                     "admins (TPO_ADMINS)."))
+        gr.on(None, bind(show_lead, settings, tab), None,
+              [assign, unassign, save, editor, lead_note], show_progress="hidden")
+    return tab
 
-        gr.on(None, show_lead, None, [assign, unassign, save, editor, lead_note],
-              show_progress="hidden")
+
+# --------------------------------------------------------------------------------------------
+# Handlers (bound to the store, settings and tab in build(); inputs come as one dict keyed by
+# component, updates go back keyed by component)
+
+
+@dataclass(frozen=True)
+class TeamTab:
+    """The tab's components."""
+
+    user: gr.Textbox
+    lead_note: gr.Markdown
+    reviewers: gr.Textbox
+    by: gr.Dropdown
+    status: gr.Dropdown
+    overlap: gr.Number
+    overlap_percent: gr.Number
+    seed: gr.Number
+    assign: gr.Button
+    unassign: gr.Button
+    assign_result: gr.Markdown
+    progress_table: gr.Dataframe
+    progress_note: gr.Markdown
+    agreement_text: gr.Markdown
+    agreement_table: gr.Dataframe
+    agreement_note: gr.Markdown
+    disagreements: gr.Dataframe
+    disagreements_note: gr.Markdown
+    guide_status: gr.Markdown
+    editor: gr.Textbox
+    preview: gr.Markdown
+    save: gr.Button
+    history: gr.Dataframe
+
+    @property
+    def progress_out(self) -> list:
+        return [self.progress_table, self.progress_note]
+
+    @property
+    def agreement_out(self) -> list:
+        return [self.agreement_text, self.agreement_table, self.agreement_note,
+                self.disagreements, self.disagreements_note]
+
+
+def show_progress(store: Store, tab: TeamTab) -> dict:
+    """The progress table (or its empty-state sentence)."""
+    return dict(zip(tab.progress_out, table_or_note(progress_frame(store), NO_PROGRESS)))
+
+
+def show_agreement(store: Store, tab: TeamTab) -> dict:
+    """The agreement summary, the table per reviewer pair and the adjudication queue."""
+    summary, table, queue = agreement_view(store)
+    return dict(zip(tab.agreement_out, (summary, *table_or_note(table, NO_AGREEMENT),
+                                        *table_or_note(queue, NO_DISAGREEMENTS))))
+
+
+def on_open(store: Store, tab: TeamTab) -> dict:
+    """Everything the tab shows, when a page loads."""
+    text = current_text(store)
+    return {**show_progress(store, tab), **show_agreement(store, tab),
+            tab.guide_status: guidelines_status(store), tab.editor: text, tab.preview: text,
+            tab.history: guidelines_history(store)}
+
+
+def on_assign(store: Store, settings: Settings, tab: TeamTab, values: dict,
+              request: gr.Request, profile: gr.OAuthProfile | None = None) -> dict:
+    """Assign: split the queue among the reviewers named (admins only in a shared app)."""
+    user = current_user(settings, values[tab.user], request, profile)
+    done = assign_pairs(store, settings, user, values[tab.reviewers], values[tab.by],
+                        values[tab.overlap], values[tab.overlap_percent], values[tab.status],
+                        values[tab.seed])
+    return {tab.assign_result: done, **show_progress(store, tab)}
+
+
+def on_unassign(store: Store, settings: Settings, tab: TeamTab, values: dict,
+                request: gr.Request, profile: gr.OAuthProfile | None = None) -> dict:
+    """Take back the undecided assignments of the reviewers named (none: everyone's)."""
+    user = current_user(settings, values[tab.user], request, profile)
+    done = take_back(store, settings, user, values[tab.reviewers])
+    return {tab.assign_result: done, **show_progress(store, tab)}
+
+
+def on_save(store: Store, settings: Settings, tab: TeamTab, values: dict,
+            request: gr.Request, profile: gr.OAuthProfile | None = None) -> dict:
+    """Save the guidelines as a new version."""
+    user = current_user(settings, values[tab.user], request, profile)
+    said = save_guidelines(store, settings, user, values[tab.editor])
+    return {tab.guide_status: said, tab.history: guidelines_history(store)}
+
+
+def show_lead(settings: Settings, tab: TeamTab, request: gr.Request,
+              profile: gr.OAuthProfile | None = None) -> dict:
+    """In a shared app, what only admins may do is shown to admins only."""
+    try:
+        lead = may_lead(settings, current_user(settings, None, request, profile))
+    except gr.Error:  # not signed in yet
+        lead = False
+    note = "" if lead else ("Assigning pairs and editing the guidelines is for the admins "
+                            "(TPO_ADMINS).")
+    return {tab.assign: gr.update(visible=lead), tab.unassign: gr.update(visible=lead),
+            tab.save: gr.update(visible=lead), tab.editor: gr.update(interactive=lead),
+            tab.lead_note: note}
