@@ -32,6 +32,7 @@ def cli(ctx: click.Context, db: Path | None) -> None:
     except ValueError as err:
         raise click.ClickException(str(err))
     ctx.obj = Context(settings)
+    ctx.with_resource(ctx.obj.decoding())  # packet indexes cached under DATA/cache/index
 
 
 @cli.command()

@@ -1,12 +1,15 @@
-"""What every ``tpo`` command shares: the context (settings, the store opened on first use),
-the group that turns user-facing errors into one line, progress bars and report printing."""
+"""What every ``tpo`` command shares: the context (settings, the store opened on first use,
+the packet-index cache folder), the group that turns user-facing errors into one line, the
+``--backend`` option, progress bars and report printing."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import sys
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import click
@@ -14,8 +17,8 @@ from tqdm import tqdm
 
 from tpo.config import Settings
 from tpo.errors import TPOError
+from tpo.media.video import BACKENDS, BackendUnavailable, check_backend, decoding
 from tpo.store import DatabaseError, Store, StoreError, database_error
-
 
 
 class Context:
@@ -24,6 +27,18 @@ class Context:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._store: Store | None = None
+
+    @property
+    def index_dir(self) -> Path:
+        """Where videos' packet indexes are cached on disk, by content hash
+        (:class:`tpo.media.index.IndexCache`): every command, and the processes it starts,
+        reopens a video indexed before without demuxing it again."""
+        return Path(self.settings.data_dir) / "cache" / "index"
+
+    def decoding(self) -> AbstractContextManager:
+        """The block every command runs in (:func:`tpo.media.video.decoding`): videos'
+        packet indexes cached in :attr:`index_dir`."""
+        return decoding(index_dir=self.index_dir)
 
     @property
     def store(self) -> Store:
@@ -54,6 +69,27 @@ class Group(click.Group):
             if new is err:
                 raise
             raise click.ClickException(str(new)) from None
+
+
+def backend_option(fn):
+    """``--backend auto|pyav|torchcodec|decord``, one declaration for every command that
+    reads frames: the command runs inside :func:`tpo.media.video.decoding` with it, so every
+    video it opens (and the processes it starts, see :mod:`tpo.jobs.ranks`) is decoded by
+    that reader. A backend not installed here ends the command with one line naming it and
+    the available ones, before any work."""
+    @functools.wraps(fn)
+    def run(*args, backend: str, **kwargs):
+        try:
+            check_backend(backend)
+        except BackendUnavailable as err:
+            raise click.ClickException(str(err)) from None
+        with decoding(backend=backend):
+            return fn(*args, **kwargs)
+
+    return click.option(
+        "--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+        help="Video reader: auto (PyAV, keyframe groups in parallel), pyav, torchcodec or "
+             "decord (refused on files where it returns wrong frames).")(run)
 
 
 def progress_bar(desc: str, unit: str = "file"):

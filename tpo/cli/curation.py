@@ -13,7 +13,7 @@ from tpo.curation.review import effective, restore_all, review, undo
 from tpo.store import StoreError
 from tpo.media.thumbs import format_time
 
-from tpo.cli.common import Context, progress_bar, print_report
+from tpo.cli.common import Context, backend_option, progress_bar, print_report
 
 
 PAIR_JSON_FIELDS = ("id", "video_id", "kind", "strategy", "question", "chosen", "rejected",
@@ -157,6 +157,7 @@ def restore(obj: Context, pair_ids: tuple[int, ...], every: bool, reason: str | 
                    "in its videos column (LLaMA-Factory samples the frames).")
 @click.option("--min-agree", type=click.IntRange(min=1), default=None, metavar="K",
               help="Only pairs that at least K reviewers decided as --status (team review).")
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def export_cmd(obj: Context, out_dir: Path, fmt: str, status: str, frames_from: str,

@@ -14,7 +14,7 @@ from tpo.evaluation.evaluate import EvalConfig
 from tpo.evaluation.experiment import config_fields as experiment_fields  # torch-free
 from tpo.store import StoreError
 
-from tpo.cli.common import Context, floats
+from tpo.cli.common import Context, backend_option, floats
 
 
 def _eval_option(name: str, **overrides):
@@ -35,17 +35,23 @@ def _eval_option(name: str, **overrides):
               help="Needle suite: haystack lengths in seconds [default 30,60,120,240].")
 @click.option("--needle-depths", default=None, metavar="D,D,...",
               help="Needle suite: needle depths in [0, 1] [default 0,0.25,0.5,0.75,1].")
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes (one per GPU; on the CPU over gloo) that share the questions "
+                   "under accelerate launch; answered batches are kept, so a rerun after a "
+                   "crash asks only the rest.")
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the stored results as JSON.")
 @click.pass_obj
 def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, limit: int | None,
              max_new_tokens: int, answers: str, protocol: str, needle_lengths: str | None,
-             needle_depths: str | None, as_json: bool) -> None:
+             needle_depths: str | None, num_processes: int, as_json: bool) -> None:
     """Multiple-choice accuracy of one or more models on a benchmark or the needle suite.
 
     Results are stored (the app's Evaluate tab shows them next to earlier runs); the
     needle suite also writes a length x depth heatmap PNG. --protocol lmms-eval asks and
     scores Video-MME, MLVU and LongVideoBench as lmms-eval does (its prompts, answer parsers
     and frame sampling; MLVU's M-avg), for numbers comparable with published ones.
+    --num-processes N shares the questions among N processes (same result as one).
     """
     from tpo.evaluation import eval_results as er
     from tpo.evaluation import evaluate as ev
@@ -71,15 +77,21 @@ def eval_cmd(obj: Context, models: tuple[str, ...], suite: str, frames: int, lim
         bar.set_postfix_str(text[-60:], refresh=False)
         bar.update(round(fraction, 4) - bar.n)
 
+    from tpo.evaluation.shard import ShardError, evaluate_sharded
     from tpo.models.vlm import ModelLoadError
     from tpo.media.video import VideoError
 
     data = obj.settings.data_dir
     try:
         with bar:
-            ids = ev.evaluate(obj.store, refs, config, cache_dir=data / "needle",
-                              out_dir=data / "evals", progress=progress)
-    except (ModelLoadError, VideoError, ValueError) as err:
+            if num_processes > 1:
+                ids = evaluate_sharded(obj.store, refs, config, num_processes,
+                                       cache_dir=data / "needle", out_dir=data / "evals",
+                                       progress=progress)
+            else:
+                ids = ev.evaluate(obj.store, refs, config, cache_dir=data / "needle",
+                                  out_dir=data / "evals", progress=progress)
+    except (ModelLoadError, VideoError, ValueError, ShardError) as err:
         raise click.ClickException(str(err))
     evals = [er.get_eval(obj.store, i) for i in ids]
     if as_json:
@@ -232,6 +244,7 @@ def _experiment_reporter():
 @_config_options(experiment_fields())
 @click.option("--restart", is_flag=True,
               help="Start afresh in a folder that holds this experiment with other settings.")
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def experiment_cmd(obj: Context, restart: bool, as_json: bool, **options) -> None:

@@ -11,7 +11,7 @@ from tpo.configs import click_option
 from tpo.generation.generate import DEFAULT_JUDGE, DEFAULT_WRITER
 from tpo.generation.pairs import GenerationConfig
 
-from tpo.cli.common import Context, print_report, video_row
+from tpo.cli.common import Context, backend_option, print_report, video_row
 
 
 def _generation_option(name: str):
@@ -47,6 +47,7 @@ def _generation_option(name: str):
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes (one per GPU; on the CPU over gloo) that share the videos under "
                    "accelerate launch; each stores its videos as they finish.")
+@backend_option
 @click.option("--force", is_flag=True, help="Redo videos already generated with these settings.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.pass_obj

@@ -20,7 +20,9 @@ PNG (length × depth, like Figure 3 of the TPO paper). Reading results back, tab
 comparing two runs live in :mod:`tpo.evaluation.eval_results`.
 
 Models load one at a time (GPU memory); each model decodes the videos again, which on a
-real model is a small part of the time (see ``bench/generate_bench.py``).
+real model is a small part of the time (see ``bench/generate_bench.py``). Beyond one
+process, :mod:`tpo.evaluation.shard` shares the questions among N processes under
+``accelerate launch`` with the same result.
 """
 
 from __future__ import annotations
@@ -283,7 +285,7 @@ def evaluate(store: Store, models: Sequence[ModelRef], config: EvalConfig, *, ca
     suite = load_suite(config, cache_dir, say)
     if not suite.items:
         raise ValueError(f"suite {suite.name} has no questions to ask")
-    load = load or _load_vlm
+    load = load or load_vlm
     ids = []
     for k, ref in enumerate(models):
         def step(fraction: float, text: str, _k=k, _ref=ref) -> None:
@@ -297,13 +299,16 @@ def evaluate(store: Store, models: Sequence[ModelRef], config: EvalConfig, *, ca
             model.close()
         eval_id = save(store, ref, suite, config, records, job_id=job_id)
         if suite.name == "needle":
-            _needle_heatmap(store, eval_id, ref, records, out_dir, config.frames)
+            draw_needle_heatmap(store, eval_id, ref, records, out_dir, config.frames)
         ids.append(eval_id)
     say(1.0, f"{len(ids)} evaluation(s) stored: " + ", ".join(f"#{i}" for i in ids))
     return ids
 
 
-def _load_vlm(ref: ModelRef, config: EvalConfig):
+def load_vlm(ref: ModelRef, config: EvalConfig, device: str = "auto"):
+    """The model ``ref`` names, loaded to answer ``config``'s questions: a
+    :class:`tpo.models.vlm.VLM` on ``device`` (auto: cuda when there is one), or a client of
+    the OpenAI-compatible server its URL names."""
     from tpo.models.server_vlm import is_server, open_server
     from tpo.models.vlm import VLM, ModelConfig
 
@@ -311,11 +316,13 @@ def _load_vlm(ref: ModelRef, config: EvalConfig):
         return open_server(ref.model, max_new_tokens=config.max_new_tokens)
     return VLM.load(ModelConfig(model=ref.model, adapter=ref.adapter,
                                 max_new_tokens=config.max_new_tokens,
-                                batch_size=config.batch_size))
+                                batch_size=config.batch_size, device=device))
 
 
-def _needle_heatmap(store: Store, eval_id: int, ref: ModelRef, records: list[dict],
-                    out_dir: Path, frames: int) -> str | None:
+def draw_needle_heatmap(store: Store, eval_id: int, ref: ModelRef, records: list[dict],
+                        out_dir: Path, frames: int) -> str | None:
+    """The needle suite's length x depth heatmap of one evaluation, as a PNG in ``out_dir``
+    (its path, also stored on the eval row); None when no needle video could be read."""
     from tpo.evaluation.needle import heatmap_png, needle_grid
 
     scored = [{"length_s": r["meta"]["length_s"], "depth": r["meta"]["depth"],
@@ -330,27 +337,44 @@ def _needle_heatmap(store: Store, eval_id: int, ref: ModelRef, records: list[dic
 
 
 def job_params(models: Sequence[ModelRef], config: EvalConfig, *, cache_dir: Path,
-               out_dir: Path) -> dict:
-    """The JSON parameters of an ``eval`` background job (see :func:`run_job`)."""
+               out_dir: Path, num_processes: int = 1) -> dict:
+    """The JSON parameters of an ``eval`` background job (see :func:`run_job`);
+    ``num_processes`` > 1 shares the questions among that many processes
+    (:mod:`tpo.evaluation.shard`)."""
+    if num_processes < 1:
+        raise ValueError(f"num_processes must be at least 1, got {num_processes}")
     return {"models": [m.as_dict() for m in models], "config": config.model_dump(),
-            "cache_dir": str(Path(cache_dir).resolve()), "out_dir": str(Path(out_dir).resolve())}
+            "cache_dir": str(Path(cache_dir).resolve()), "out_dir": str(Path(out_dir).resolve()),
+            "num_processes": num_processes}
+
+
+def config_from_json(params: dict) -> EvalConfig:
+    """An :class:`EvalConfig` from its ``model_dump()`` after a JSON round trip (lists back
+    into tuples)."""
+    return EvalConfig(**{**params, "needle_lengths": _tuple(params.get("needle_lengths")),
+                         "needle_depths": _tuple(params.get("needle_depths"))})
 
 
 @job_kind("eval", gpu=True)
 def run_job(ctx) -> dict:
     """The ``eval`` job kind (:mod:`tpo.jobs`)."""
     p = ctx.params
-    config = EvalConfig(**{**p["config"],
-                           "needle_lengths": _tuple(p["config"].get("needle_lengths")),
-                           "needle_depths": _tuple(p["config"].get("needle_depths"))})
+    config = config_from_json(p["config"])
     models = [ModelRef(**m) for m in p["models"]]
 
     def progress(fraction: float, text: str) -> None:
         ctx.check_cancelled()
         ctx.progress(fraction, text)
 
-    ids = evaluate(ctx.store, models, config, cache_dir=Path(p["cache_dir"]),
-                   out_dir=Path(p["out_dir"]), job_id=ctx.job_id, progress=progress)
+    if int(p.get("num_processes") or 1) > 1:
+        from tpo.evaluation.shard import evaluate_sharded
+
+        ids = evaluate_sharded(ctx.store, models, config, int(p["num_processes"]),
+                               cache_dir=Path(p["cache_dir"]), out_dir=Path(p["out_dir"]),
+                               job_id=ctx.job_id, progress=progress, log=ctx.log)
+    else:
+        ids = evaluate(ctx.store, models, config, cache_dir=Path(p["cache_dir"]),
+                       out_dir=Path(p["out_dir"]), job_id=ctx.job_id, progress=progress)
     stored = [get_eval(ctx.store, i) for i in ids]
     ctx.log(results_table(stored).to_string(index=False))
     return {"eval_ids": ids, "summary": f"{len(ids)} evaluation(s): "

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import threading
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,9 +270,15 @@ class IndexCache:
     * In memory (bounded: the ``max_entries`` most recently used; an index is 16 bytes a
       frame, 0.9 MB for 30 minutes at 30 fps), keyed by the file's identity - resolved path,
       size, modification time (ns), inode - so an edited or replaced file is indexed afresh.
-    * On disk when ``directory`` is given: ``<directory>/index-v1-<sha256>.npz``, keyed by the
-      SHA-256 of the file's content, so copies of a file and other processes (jobs) reuse it.
-      Hashing costs a read of the file, much less than demuxing it.
+    * On disk when ``directory`` is given (here, or per call to :meth:`get`):
+      ``<directory>/index-v1-<sha256>.npz``, keyed by the SHA-256 of the file's content, so
+      copies of a file and other processes (jobs, sharded ranks, the next command) reuse it.
+      The content hash of a file seen before (same path, size, mtime, inode) is kept in
+      ``<directory>/by-file/``, so a new process does not read the whole file again to find
+      its index (reading costs about as much as demuxing). Two processes may write
+      the same index at once: each writes a temporary file and renames it into place, so a
+      reader sees a whole file or none; a file that cannot be read (corrupt, truncated,
+      another PyAV's) is ignored and rewritten.
 
     Thread-safe (the app opens videos from several request threads). Errors are never cached:
     an unreadable file raises :class:`VideoError` each time it is opened.
@@ -283,12 +290,17 @@ class IndexCache:
         self.directory = Path(directory) if directory is not None else None
         self.max_entries = max_entries
         self.stats = {"memory_hits": 0, "disk_hits": 0, "built": 0}
+        self.hashed = 0  # files whose content was hashed (read whole) to find their index
         self._memory: OrderedDict[tuple, VideoIndex] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: str | os.PathLike) -> VideoIndex:
-        """The index of the video at `path`: cached, or built (and cached) now."""
+    def get(self, path: str | os.PathLike, *,
+            directory: str | os.PathLike | None = None) -> VideoIndex:
+        """The index of the video at `path`: cached, or built (and cached) now.
+
+        ``directory``: the on-disk cache folder for this call (default: the cache's own)."""
         path = os.fspath(path)
+        folder = Path(directory) if directory is not None else self.directory
         _check_path(path)  # a clear error for a missing/empty file, before any cache lookup
         st = os.stat(path)
         key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
@@ -298,7 +310,7 @@ class IndexCache:
                 self._memory.move_to_end(key)
                 self.stats["memory_hits"] += 1
                 return index
-        disk = self._disk_path(path) if self.directory is not None else None
+        disk = self._disk_path(path, key, folder) if folder is not None else None
         index = self._from_disk(disk) if disk is not None else None
         if index is None:
             index = index_file(path)
@@ -320,8 +332,25 @@ class IndexCache:
         with self._lock:
             self.stats[what] += 1
 
-    def _disk_path(self, path: str) -> Path:
-        return self.directory / f"index-v{_DISK_FORMAT}-{file_sha256(path)}.npz"
+    def _disk_path(self, path: str, identity: tuple, folder: Path) -> Path:
+        """``folder/index-v1-<content sha256>.npz``. The content hash of a file already seen
+        (same path, size, mtime, inode) is read from ``folder/by-file/<hash of that identity>``
+        instead of from the whole file: reading a 1 GB video costs about as much as demuxing
+        it, so without this a new process would save little."""
+        by_file = folder / "by-file" / hashlib.sha256(repr(identity).encode()).hexdigest()[:32]
+        try:
+            content = by_file.read_text().strip()
+        except OSError:
+            content = ""
+        if len(content) != 64 or any(c not in "0123456789abcdef" for c in content):
+            content = file_sha256(path)
+            self._count_hash()
+            _write_atomically(by_file, content.encode())
+        return folder / f"index-v{_DISK_FORMAT}-{content}.npz"
+
+    def _count_hash(self) -> None:
+        with self._lock:
+            self.hashed += 1
 
     def _from_disk(self, disk: Path) -> VideoIndex | None:
         try:
@@ -340,7 +369,8 @@ class IndexCache:
                     container=meta["container"], open_gop=meta["open_gop"],
                     time_base=tuple(meta["time_base"]),
                 )
-        except (OSError, ValueError, KeyError, TypeError):  # absent, partial or foreign
+        except (OSError, ValueError, KeyError, TypeError, EOFError,
+                zipfile.BadZipFile):  # absent, partial, corrupt or foreign: built afresh
             return None
         self._count("disk_hits")
         return index
@@ -352,13 +382,25 @@ class IndexCache:
                 "container": index.container, "open_gop": index.open_gop,
                 "time_base": list(index.time_base)}
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
             partial = final.with_name(f"{final.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
             np.savez(partial, pts=index.pts, times=index.times,
                      keyframe_pts=index.keyframe_pts, meta=np.asarray(json.dumps(meta)))
             os.replace(partial, final)  # readers never see a half-written index
         except OSError:  # a read-only or full disk only costs the next open an index build
             pass
+
+
+def _write_atomically(final: Path, data: bytes) -> None:
+    """Write to a temporary name, then rename: another process sees the whole file or none.
+    A file that cannot be written only costs the next open a hash."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f"{final.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        partial.write_bytes(data)
+        os.replace(partial, final)
+    except OSError:
+        pass
 
 
 # Process-wide and bounded (memory only): in one process the same video is opened again and

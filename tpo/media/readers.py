@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - decord is a pinned dependency
     DECORDError = RuntimeError
 
 __all__ = ["DecordReader", "GopParallelReader", "PyAVReader", "Reader", "ReaderError",
-           "TorchCodecReader", "decord_unsafe", "default_workers", "fit", "torchcodec_unsafe",
+           "TorchCodecReader", "backend_problem", "decord_unsafe", "default_workers", "fit", "torchcodec_unsafe",
            "usable_cores"]
 
 # Readers that decode in batches (decord, torchcodec) hold at most this many bytes of RGB
@@ -114,6 +114,18 @@ def upright_size(index: VideoIndex) -> tuple[int, int]:
 def _per_batch(index: VideoIndex) -> int:
     w, h = index.coded_size
     return max(1, DECODE_BATCH_BYTES // (w * h * 3))
+
+
+def backend_problem(backend: str) -> str | None:
+    """Why the reader named `backend` cannot run in this environment (not installed, its
+    libraries do not load), or None. "auto" and "pyav" always can (PyAV is a dependency);
+    checking "torchcodec" imports it (and torch: seconds), so it is asked only when named."""
+    if backend == "decord":
+        return None if decord is not None else "decord is not installed"
+    if backend == "torchcodec":
+        decoders = _torchcodec_decoders()
+        return decoders if isinstance(decoders, str) else None
+    return None
 
 
 # --------------------------------------------------------------------------------------------

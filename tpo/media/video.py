@@ -29,6 +29,12 @@ only, truncated - raises :class:`VideoError` naming the file and the reason.
 
 Times are seconds from the video stream's start (FFmpeg's ``start_time``; for almost every
 file the first frame is at 0.0). A frame is "shown" from its timestamp until the next one.
+
+Where a caller does not name a reader or an index cache, :func:`decoding` decides: ``with
+decoding(backend="decord", index_dir=DATA/cache/index):`` makes every video opened inside
+(by this thread, down any call chain: generation, evaluation, thumbnails) use that reader
+and keep packet indexes on disk, so the next process reopens a video without demuxing it.
+The ``tpo`` command enters it for each command (``--backend``, ``data/cache/index``).
 """
 
 from __future__ import annotations
@@ -37,22 +43,97 @@ import dataclasses
 import logging
 import math
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
+from tpo.errors import TPOError
 from tpo.media.index import DEFAULT_INDEX_CACHE, IndexCache, VideoError, VideoIndex
 from tpo.media.readers import (
-    DecordReader, GopParallelReader, PyAVReader, ReaderError, TorchCodecReader, default_workers,
-    upright_size,
+    DecordReader, GopParallelReader, PyAVReader, ReaderError, TorchCodecReader, backend_problem,
+    default_workers, upright_size,
 )
 
-__all__ = ["BACKENDS", "Frames", "IndexCache", "Video", "VideoError", "VideoInfo", "open_video",
-           "probe", "sample"]
+__all__ = ["BACKENDS", "BackendUnavailable", "Decoding", "Frames", "IndexCache", "Video",
+           "VideoError", "VideoInfo", "available_backends", "check_backend", "current_decoding",
+           "decoding", "open_video", "probe", "sample"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "torchcodec", "decord")
+
+
+# --------------------------------------------------------------------------------------------
+# Which reader, and where packet indexes are cached, when the caller does not say
+
+
+class BackendUnavailable(TPOError):
+    """A reader asked for by name that cannot run here (not installed, or cannot load)."""
+
+    def __init__(self, backend: str, why: str):
+        self.backend, self.why = backend, why
+        super().__init__(f"backend {backend} is not available here ({why}); available: "
+                         f"{', '.join(available_backends())}")
+
+    def __reduce__(self):  # picklable across job processes despite the two-argument init
+        return type(self), (self.backend, self.why)
+
+
+def available_backends() -> list[str]:
+    """The backends that can run in this environment ("auto" and "pyav" always can)."""
+    return [b for b in BACKENDS if backend_problem(b) is None]
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it can run here; ValueError for an unknown name,
+    :class:`BackendUnavailable` (one line naming it and the available ones) for one that is
+    not installed or cannot load."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    why = backend_problem(backend)
+    if why:
+        raise BackendUnavailable(backend, why)
+    return backend
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """The reader and the on-disk packet-index folder videos are opened with by default."""
+
+    backend: str = "auto"
+    index_dir: Path | None = None  # None: indexes cached in memory only
+
+
+# Scoped like decimal's local context: set by a ``with decoding(...)`` block, seen by the code
+# it calls in this thread (and asyncio task), back to the outer value when the block ends.
+_DECODING: ContextVar[Decoding] = ContextVar("tpo_decoding", default=Decoding())
+
+
+def current_decoding() -> Decoding:
+    """The :class:`Decoding` in force here (the default: "auto", indexes in memory only)."""
+    return _DECODING.get()
+
+
+@contextmanager
+def decoding(backend: str | None = None,
+             index_dir: str | os.PathLike | None = None) -> Iterator[Decoding]:
+    """Open videos inside this block with ``backend`` and cache their packet indexes in
+    ``index_dir`` (each None: as outside the block). Calls that name a backend or an
+    ``index_cache`` themselves are not changed. ValueError for an unknown backend."""
+    outer = _DECODING.get()
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    inner = Decoding(backend or outer.backend,
+                     Path(index_dir) if index_dir is not None else outer.index_dir)
+    token = _DECODING.set(inner)
+    try:
+        yield inner
+    finally:
+        _DECODING.reset(token)
 
 
 @dataclass(frozen=True)
@@ -139,8 +220,11 @@ class Video:
     the union once and reuse it). Not safe to share between threads.
     """
 
-    def __init__(self, path: str | os.PathLike, backend: str = "auto", *, device: str = "cpu",
-                 workers: int | None = None, index_cache: IndexCache | None = None):
+    def __init__(self, path: str | os.PathLike, backend: str | None = None, *,
+                 device: str = "cpu", workers: int | None = None,
+                 index_cache: IndexCache | None = None):
+        context = current_decoding()
+        backend = backend or context.backend
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
@@ -151,7 +235,9 @@ class Video:
             workers = default_workers()
         _check_count("workers", workers)
         self.path = os.fspath(path)
-        self._index: VideoIndex = (index_cache or DEFAULT_INDEX_CACHE).get(self.path)
+        self._index: VideoIndex = (
+            index_cache.get(self.path) if index_cache is not None
+            else DEFAULT_INDEX_CACHE.get(self.path, directory=context.index_dir))
         self.times: np.ndarray = self._index.times  # (n_frames,) float64 s, read-only
         self._backend, self._device, self._workers = backend, device, workers
         self._reader = self._make_reader()
@@ -342,14 +428,14 @@ class Video:
 # Module functions
 
 
-def open_video(path: str | os.PathLike, backend: str = "auto", *, device: str = "cpu",
+def open_video(path: str | os.PathLike, backend: str | None = None, *, device: str = "cpu",
                workers: int | None = None, index_cache: IndexCache | None = None) -> Video:
     """Open and index a video (packets only, plus its first frame for the rotation).
 
-    * backend: "auto" (default) reads with PyAV, decoding the keyframe groups behind the
-      wanted frames in parallel where seeking is exact (MP4/MOV, Matroska/WebM) - the
-      fastest exact reader measured (bench/sample_bench.py) - and with one seeking decoder
-      elsewhere. "torchcodec", "pyav" or "decord" force one; a forced reader that cannot be
+    * backend: None (default): the one :func:`decoding` sets, else "auto". "auto" reads
+      with PyAV, decoding the keyframe groups behind the wanted frames in parallel where
+      seeking is exact (MP4/MOV, Matroska/WebM) - the fastest exact reader measured
+      (bench/sample_bench.py) - and with one seeking decoder elsewhere. "torchcodec", "pyav" or "decord" force one; a forced reader that cannot be
       trusted on a file raises VideoError (decord on open-GOP streams, MPEG-TS, FLV, AVI;
       torchcodec outside MP4/MOV and Matroska/WebM) - it never returns wrong frames.
     * device: "cpu", or "cuda" / "cuda:N" to decode with NVDEC through torchcodec (backend
@@ -357,25 +443,27 @@ def open_video(path: str | os.PathLike, backend: str = "auto", *, device: str = 
     * workers: decoding threads for the parallel readers (default: twice the usable CPU
       cores, at most 16); 1 decodes with one decoder.
     * index_cache: where the packet index is cached (default: a process-wide in-memory
-      cache; pass ``IndexCache(directory)`` to keep indexes on disk across processes).
+      cache, also on disk in the folder :func:`decoding` names; pass ``IndexCache(directory)``
+      to choose here).
 
     Raises VideoError for anything that is not a readable video.
     """
     return Video(path, backend, device=device, workers=workers, index_cache=index_cache)
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def probe(path: str | os.PathLike, backend: str | None = None) -> VideoInfo:
     """Duration, fps, frame count, upright size, rotation, codec and reader of a video.
 
     Decodes no pixels beyond the first frame. Raises VideoError for unreadable files.
     """
-    with open_video(path) as video:
+    with open_video(path, backend) as video:
         return video.info
 
 
 def sample(path: str | os.PathLike, n: int = 32, *, segment: tuple[float, float] | None = None,
            exclude_segment: bool = False, sparse: int | None = None, seed: int | None = None,
-           decode: bool = True, max_side: int | None = None) -> Frames:
+           decode: bool = True, max_side: int | None = None,
+           backend: str | None = None) -> Frames:
     """Choose frames of a video by time and (optionally) decode them.
 
     * n: frames planned, evenly spaced in time (bin centres, each mapped to the frame shown
@@ -388,9 +476,10 @@ def sample(path: str | os.PathLike, n: int = 32, *, segment: tuple[float, float]
       so the sparse frames are always a subset of the dense ones.
     * decode=False: timestamps and indices only, no pixels decoded (fast).
     * max_side: downscale decoded frames so the longer side is at most this many px.
+    * backend: the reader (see :func:`open_video`).
 
     Timestamps are the frames' own presentation times in seconds (exact to the frame).
     """
-    with open_video(path) as video:  # readers open lazily: decode=False decodes nothing
+    with open_video(path, backend) as video:  # readers open lazily: decode=False decodes nothing
         return video.sample(n, segment=segment, exclude_segment=exclude_segment,
                             sparse=sparse, seed=seed, decode=decode, max_side=max_side)
