@@ -391,7 +391,8 @@ def http_round_trips(url: str, store: Store, clients: int, seconds: float,
             f"  {n_clients:>2} client(s) x {duration:.0f} s: {ok[0]} accepts, "
             f"{ok[0] / wall:.1f} actions/s, p50 {percentile(latencies, 50):.0f} ms, "
             f"p95 {percentile(latencies, 95):.0f} ms, max {max(latencies):.0f} ms, "
-            f"errors {len(errors)}, lost {lost}" if latencies else
+            f"errors {len(errors)}, lost {lost}; load average {os.getloadavg()[0]:.2f}"
+            if latencies else
             f"  {n_clients} client(s): no action succeeded; errors: {errors[:3]}")
         if errors:
             lines.append(f"    first error: {errors[0]}")
@@ -483,7 +484,10 @@ def main() -> None:
     try:
         if not args.skip_http:
             print("\nreview action round trip through the app over HTTP (accept):", flush=True)
-            videos = [v for v in store.list_videos() if v["status"] == "ready"]
+            # Each client reviews one video's pending pairs: those with the most left first
+            # (a reused library has used up some videos' queues in earlier runs).
+            videos = sorted((v for v in store.list_videos() if v["status"] == "ready"),
+                            key=lambda v: -store.queue_count(status="pending", video_id=v["id"]))
             try:
                 for line in http_round_trips(url, store, args.clients, args.seconds, videos):
                     print(line, flush=True)

@@ -66,6 +66,9 @@ class Settings:
     gpu_slots: int = field(default=1, metadata={"env": "TPO_GPU_SLOTS",
         "help": "How many GPU jobs (generate, train, compare, eval) run at once on this "
                 "machine; later ones wait queued. On a machine without a GPU they share the CPU."})
+    concurrency: int = field(default=8, metadata={"env": "TPO_CONCURRENCY",
+        "help": "How many requests of one kind the app serves at once (reviewers' accepts, "
+                "page loads...); events that start jobs or add videos stay one at a time."})
     auth: str = field(default="", metadata={"env": "TPO_AUTH",
         "help": "Log-ins for the app, 'user:password' pairs separated by commas; every "
                 "review is then recorded under the logged-in name."})
@@ -125,6 +128,8 @@ class Settings:
                              "unset TPO_AUTH on a Space with hf_oauth")
         if self.gpu_slots < 1:
             raise ValueError(f"gpu_slots (TPO_GPU_SLOTS) must be at least 1, got {self.gpu_slots}")
+        if not 1 <= self.concurrency <= 64:
+            raise ValueError(f"concurrency (TPO_CONCURRENCY) must be 1..64, got {self.concurrency}")
         if not 16 <= self.thumb_size <= 1024:
             raise ValueError(f"thumb_size (TPO_THUMB_SIZE) must be 16..1024 px, got {self.thumb_size}")
 

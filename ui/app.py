@@ -1,9 +1,10 @@
 """Assemble the TPO Studio Blocks: header, the app-wide model picker, and the tabs in the
-order of the work."""
+order of the work; and how many requests of each event run at once (:func:`set_concurrency`)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import gradio as gr
 
@@ -24,6 +25,39 @@ ZERO_GPU_NOTE = (
     "background jobs, which get no GPU here and run on the CPU (fine with the offline demo "
     "model, very slow with a real one). For real models, and for any fine-tune, duplicate "
     "this Space and choose a dedicated GPU under *Settings → Space hardware*.")
+
+
+# Events that check what exists and then write (start a job unless one runs, resume the last
+# run, add a video unless its hash is known, assign the unassigned pairs): two at once could
+# both pass the check, so each stays one request at a time. Named by the elem_id of the
+# component that triggers them; the model picker's events (which may install the offline
+# model as a job) are kept serial where it is built and wired below.
+SERIAL_TRIGGERS = ("generate-start", "export-start", "train-start", "train-resume-last",
+                   "compare-ask", "compare-ask-all", "compare-upload", "eval-run",
+                   "library-add", "library-upload", "team-assign", "team-unassign")
+
+
+def set_concurrency(demo: gr.Blocks, settings: Settings) -> None:
+    """Let ``settings.concurrency`` requests of each event run at once (Gradio's default is
+    one: 20 reviewers' accepts would wait in one line), except :data:`SERIAL_TRIGGERS`' events
+    and those already limited. Handlers run on worker threads; the store gives each thread its
+    own connection and every action is one ``BEGIN IMMEDIATE`` transaction with a version
+    check, so concurrent reviews of one pair end in a :class:`tpo.store.ConflictError`."""
+    demo.queue(default_concurrency_limit=settings.concurrency)
+    ids = {block._id for block in demo.blocks.values()
+           if getattr(block, "elem_id", None) in SERIAL_TRIGGERS}
+    for fn in demo.fns.values():
+        if any(target[0] in ids for target in fn.targets):
+            fn.concurrency_limit = 1
+
+
+@contextmanager
+def serial_events(demo: gr.Blocks) -> Iterator[None]:
+    """The events wired inside the block run one request at a time."""
+    before = set(demo.fns)
+    yield
+    for key in set(demo.fns) - before:
+        demo.fns[key].concurrency_limit = 1
 
 
 def build_app(store: Store, settings: Settings,
@@ -49,7 +83,8 @@ def build_app(store: Store, settings: Settings,
             demo.load(on_load, None, me)
         if settings.zero_gpu:
             gr.Markdown(ZERO_GPU_NOTE, elem_id="zero-gpu-note")
-        picker = ModelPicker.build(store, settings, hub_check())
+        with serial_events(demo):  # a pick may install the offline model (a job), once
+            picker = ModelPicker.build(store, settings, hub_check())
         with gr.Tabs():
             with gr.Tab("Library", id="library"):
                 videos = library.build(store, settings, header, picker)
@@ -63,6 +98,11 @@ def build_app(store: Store, settings: Settings,
                 compare.build(store, settings, picker)
             with gr.Tab("Evaluate", id="evaluate", elem_id="tab-evaluate"):
                 evaluate.build(store, settings, picker)
-        demo.load(videos.show, videos.filters, videos.table, concurrency_id=library.TABLE_QUEUE)
-        picker.wire(demo)
+        # The library table's events share one queue (TABLE_QUEUE), one at a time: the
+        # lowest limit of the events sharing a queue is the queue's.
+        demo.load(videos.show, videos.filters, videos.table, concurrency_id=library.TABLE_QUEUE,
+                  concurrency_limit=1)
+        with serial_events(demo):
+            picker.wire(demo)
+    set_concurrency(demo, settings)
     return demo

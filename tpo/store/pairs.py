@@ -269,9 +269,11 @@ class PairsMixin:
     def pair_counts(self) -> dict[str, dict[str, int]]:
         """``{kind: {status: n}}`` for every kind present, plus ``"all"``."""
         out: dict[str, dict[str, int]] = {"all": dict.fromkeys(PAIR_STATUSES, 0)}
-        for row in self.db.query("SELECT kind, status, COUNT(*) AS n FROM pairs GROUP BY kind, status"):
-            out.setdefault(row["kind"], dict.fromkeys(PAIR_STATUSES, 0))[row["status"]] = row["n"]
-            out["all"][row["status"]] += row["n"]
+        # pair_counts is kept by triggers on pairs (schema.pair_counters): no scan of the pairs
+        for kind, status, n in self.db.execute(
+                "SELECT kind, status, n FROM pair_counts WHERE n > 0 ORDER BY kind, status"):
+            out.setdefault(kind, dict.fromkeys(PAIR_STATUSES, 0))[status] = n
+            out["all"][status] += n
         return out
 
     def get_pair(self, pair_id: int) -> Pair:

@@ -294,11 +294,30 @@ def eval_protocol(db: sqlite_utils.Database) -> None:
     db["evals"].add_column("protocol", str, not_null_default="tpo")
 
 
+def pair_counters(db: sqlite_utils.Database) -> None:
+    """The counters without a scan: pairs per (kind, status) in ``pair_counts``, kept in step
+    by triggers on ``pairs`` (an insert, a delete, a change of kind or status), so the
+    counters every review action shows read a handful of rows, not an index of every pair.
+    A row whose count fell to 0 stays (readers skip it)."""
+    db.execute("CREATE TABLE pair_counts (kind TEXT NOT NULL, status TEXT NOT NULL, "
+               "n INTEGER NOT NULL, PRIMARY KEY (kind, status)) WITHOUT ROWID")
+    db.execute("INSERT INTO pair_counts (kind, status, n) "
+               "SELECT kind, status, COUNT(*) FROM pairs GROUP BY kind, status")
+    add = ("INSERT INTO pair_counts (kind, status, n) VALUES (new.kind, new.status, 1) "
+           "ON CONFLICT (kind, status) DO UPDATE SET n = n + 1;")
+    remove = "UPDATE pair_counts SET n = n - 1 WHERE kind = old.kind AND status = old.status;"
+    db.execute(f"CREATE TRIGGER pair_counts_insert AFTER INSERT ON pairs BEGIN {add} END")
+    db.execute(f"CREATE TRIGGER pair_counts_delete AFTER DELETE ON pairs BEGIN {remove} END")
+    db.execute("CREATE TRIGGER pair_counts_update AFTER UPDATE OF kind, status ON pairs "
+               "WHEN old.kind IS NOT new.kind OR old.status IS NOT new.status "
+               f"BEGIN {remove} {add} END")
+
+
 Step = Callable[[sqlite_utils.Database], None]
 
 # In order; each is recorded under its function's name, so a name never changes either.
 STEPS: list[Step] = [initial, generations, compare_and_eval, job_resources, review_queues, teams,
-                     eval_protocol]
+                     eval_protocol, pair_counters]
 SCHEMA_VERSION = len(STEPS)
 
 
