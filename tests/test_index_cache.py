@@ -162,3 +162,15 @@ def test_every_command_caches_indexes_under_the_data_folder(clip, tmp_path, sett
     folder = settings.data_dir / "cache" / "index"
     assert [p.name for p in folder.glob("*.npz")] == [f"index-v1-{file_sha256(copy)}.npz"]
     assert video.current_decoding().index_dir is None  # the command's block has ended
+
+
+def test_a_job_worker_caches_indexes_beside_the_database(clip, tmp_path, store):
+    from tpo import jobs
+
+    copy = shutil.copy(clip, tmp_path / "in_a_job.mp4")
+    job_id = jobs.submit(store, "selftest", {"open_video": str(copy)}, log_dir=tmp_path / "logs")
+    job = jobs.wait(store, job_id, timeout_s=120)
+    assert job["status"] == "succeeded", job
+    folder = store.path.parent / "cache" / "index"
+    assert job["output"]["index_dir"] == str(folder)
+    assert [p.name for p in folder.glob("*.npz")] == [f"index-v1-{file_sha256(copy)}.npz"]

@@ -103,6 +103,13 @@ class Settings:
         return pairs
 
     @property
+    def index_dir(self) -> Path:
+        """Where videos' packet indexes are cached on disk, by content hash
+        (:class:`tpo.media.index.IndexCache`): commands and job workers reopen a video indexed
+        before without demuxing it again."""
+        return self.data_dir / "cache" / "index"
+
+    @property
     def multi_user(self) -> bool:
         """People log in (TPO_AUTH or Hugging Face sign-in): the app is shared, so adding
         videos by server path is limited (:mod:`tpo.access`)."""

@@ -33,7 +33,7 @@ class Context:
         """Where videos' packet indexes are cached on disk, by content hash
         (:class:`tpo.media.index.IndexCache`): every command, and the processes it starts,
         reopens a video indexed before without demuxing it again."""
-        return Path(self.settings.data_dir) / "cache" / "index"
+        return self.settings.index_dir
 
     def decoding(self) -> AbstractContextManager:
         """The block every command runs in (:func:`tpo.media.video.decoding`): videos'

@@ -17,8 +17,15 @@ def run_job(ctx: JobContext) -> dict:
 
     ``fail_at`` raises ValueError at that step (a job that fails); ``crash_at`` ends the
     process at that step with exit code 3 and no goodbye (a hard crash, like being killed
-    for lack of memory). Returns ``{"steps": steps}``.
+    for lack of memory). Returns ``{"steps": steps}``. ``open_video`` (a path): open that
+    video instead and return where the worker caches packet indexes.
     """
+    if ctx.params.get("open_video"):  # the worker's decoding block: where indexes are cached
+        from tpo.media.video import current_decoding, open_video
+
+        with open_video(ctx.params["open_video"]):
+            pass
+        return {"index_dir": str(current_decoding().index_dir)}
     steps = int(ctx.params.get("steps", 3))
     sleep_s = float(ctx.params.get("sleep_s", 0.0))
     fail_at, crash_at = ctx.params.get("fail_at"), ctx.params.get("crash_at")

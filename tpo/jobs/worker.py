@@ -24,6 +24,7 @@ from typing import Any, Iterator
 from tpo.config import Settings
 from tpo.jobs import registry, scheduler
 from tpo.jobs.progress import JobCancelled, JobContext
+from tpo.media.video import decoding
 from tpo.store import Store, now
 
 EXIT_SUCCEEDED = 0
@@ -170,4 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--db", required=True, type=Path, help="the SQLite database")
     run_parser.add_argument("job_id", type=int)
     args = parser.parse_args(argv)
-    return run(args.db, args.job_id, gpu_slots=Settings.from_env().gpu_slots)
+    # Packet indexes cached on disk beside the database (DATA/cache/index for the default
+    # DATA/tpo.db, where `tpo` commands cache them): a generation or evaluation job reopens
+    # videos indexed before (by an ingest, an earlier job) without demuxing them again.
+    with decoding(index_dir=args.db.parent / "cache" / "index"):
+        return run(args.db, args.job_id, gpu_slots=Settings.from_env().gpu_slots)
