@@ -41,7 +41,7 @@ from tpo.media.synth import COLORS, POSITIONS, SHAPES
 __all__ = ["DEMO_VERSION", "SHIPPED_WEIGHTS", "build_model", "build_processor",
            "ensure_demo_model", "is_demo_model"]
 
-DEMO_VERSION = 1  # bump when the architecture, tokenizer or training recipe changes
+DEMO_VERSION = 2  # bump when the architecture, tokenizer or training recipe changes
 SHIPPED_WEIGHTS = Path(__file__).parents[1] / "assets" / "demo_model.safetensors"
 DEFAULT_FOLDER = "demo-smolvlm"  # under DATA/models: where the app and `tpo experiment` put it
 MARKER = "tpo_demo_model.json"  # written last into the folder: a folder with it is complete
