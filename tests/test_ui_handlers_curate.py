@@ -114,7 +114,10 @@ def test_load_then_accept_sends_only_what_changed(store, settings):
     assert f'data-pair="{ids[1]}"' in out[tab.prefetch]
     values = shown(values, out)
 
+    seen = values[tab.seen]
     out = curate.on_action(store, settings, tab, "accept", values, login(None))
+    # The session's versions are updated in place, not copied (one per pair of the queue).
+    assert out[tab.seen] is seen and seen[ids[0]] == 2
     assert store.get_pair(ids[0])["status"] == "accepted"
     assert [r["user"] for r in store.reviews(ids[0])] == ["tester"]  # the name typed
     assert out[tab.message] == f"Pair #{ids[0]}: accept → accepted (version 2)."
@@ -176,6 +179,7 @@ def test_undo_and_bulk_act_as_the_logged_in_reviewer(store, settings):
     with pytest.raises(gr.Error, match="Nothing of bo's to undo"):
         curate.on_undo(store, shared, tab, values, login("bo"))
     out = curate.on_undo(store, shared, tab, values, login("ana"))
+    assert out[tab.seen] is values[tab.seen]  # updated in place
     assert out[tab.position] == 0 and out[tab.view.pair_id] == ids[0]
     assert out[tab.message].startswith(f"Undone: pair #{ids[0]} is pending again (version 3")
     assert out[tab.seen][ids[0]] == 3
@@ -189,6 +193,7 @@ def test_undo_and_bulk_act_as_the_logged_in_reviewer(store, settings):
     values = shown(values, asked)
     review(store, ids[2], "accept", user="bo", expected_version=1)  # changed since loaded
     out = curate.on_bulk_confirm(store, shared, tab, values, login("ana"))
+    assert out[tab.seen] is values[tab.seen]  # updated in place
     assert out[tab.message].startswith("Rejected 2 pairs (0 already were).")
     assert "Skipped 1 pairs changed since you loaded the queue" in out[tab.message]
     assert out[tab.bulk] is None and out[tab.confirm_row]["visible"] is False

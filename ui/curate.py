@@ -48,7 +48,8 @@ from ui.team import guidelines_markdown
 __all__ = ["ANY", "CurateTab", "ExportForm", "FilterBoxes", "Filters", "View", "ViewParts",
            "build", "bulk_confirm", "counters_html", "export_panel", "export_params",
            "last_export", "load_queue", "on_action", "on_bulk_ask", "on_bulk_confirm",
-           "on_export", "on_export_zip", "on_load", "on_move", "on_restore", "on_undo"]
+           "on_export", "on_export_zip", "on_load", "on_move", "on_restore", "on_undo",
+           "seen_versions"]
 
 ANY = "any"
 ALL_REASONS = ""  # the guide's reason choice meaning every filtered pair
@@ -428,7 +429,7 @@ def on_action(store: Store, settings: Settings, tab: CurateTab, action: str, val
     if action in ("accept", "reject") and pos < len(ids) - 1:
         pos += 1  # on to the next pair, as a reviewer going through a queue expects
     # The reviewer's own change is not "changed since": a later bulk action may follow it.
-    versions = {**(values[tab.seen] or {}), current: pair["version"]}
+    versions = seen_versions(values[tab.seen], {current: pair["version"]})
     return {**answer(store, settings, tab, ids, pos, done, sent), tab.seen: versions}
 
 
@@ -447,7 +448,7 @@ def on_undo(store: Store, settings: Settings, tab: CurateTab, values: dict,
         raise gr.Error(escape_html(err))
     if target in (ids or []):
         pos = ids.index(target)  # back to the pair, to redo it
-    versions = {**(values[tab.seen] or {}), target: pair["version"]}
+    versions = seen_versions(values[tab.seen], {target: pair["version"]})
     text = (f"Undone: pair #{target} is {pair['status']} again (version {pair['version']}; "
             "the undo is recorded as an action of its own).")
     return {**answer(store, settings, tab, ids, pos, text, values[tab.sent]), tab.seen: versions}
@@ -509,11 +510,22 @@ def only_new(values: dict, sent: dict | None) -> tuple[dict, dict]:
     return fresh, sent
 
 
+def seen_versions(versions: dict[int, int] | None, changed: dict[int, int]) -> dict[int, int]:
+    """The session's ``{pair id: version}`` (:attr:`CurateTab.seen`) with ``changed`` set, in
+    place: a queue's versions hold up to one entry per pair (~77k pending at 100k pairs), too
+    many to copy at every action. A new dict when the session has none yet."""
+    if versions is None:
+        versions = {}
+    versions.update(changed)
+    return versions
+
+
 def bulk_confirm(store: Store, action: str, ids: list[int], versions: dict[int, int] | None,
                  user: str) -> tuple[str, dict[int, int]]:
     """Accept or reject the queue's pairs as ``user``, each only if still at the version the
-    reviewer loaded (``versions``); returns the Markdown message and the updated versions."""
-    versions = dict(versions or {})
+    reviewer loaded (``versions``); returns the Markdown message and the updated versions
+    (``versions`` itself, updated in place, when given)."""
+    versions = seen_versions(versions, {})
     # A pair missing from the versions was never shown: version 0 never matches, so skipped.
     try:
         result = reviews.bulk_review(store, {i: versions.get(i, 0) for i in ids}, action,

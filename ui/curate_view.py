@@ -9,13 +9,13 @@ files, models and people are escaped before they go into HTML or Markdown.
 from __future__ import annotations
 
 import json
+import os
 import re
 from html import escape
 
 from tpo.config import Settings
 from tpo.curation import review as reviews
-from tpo.media import video
-from tpo.media.thumbs import format_time, frames_at
+from tpo.media.thumbs import at_paths, format_time
 from tpo.store import PAIR_STATUSES, Pair, Store, StoreError
 from ui import html
 from ui.html import escape_md
@@ -59,13 +59,14 @@ def _sample(times: list[float], n: int) -> list[float]:
 
 
 def _side_strip(row: dict, times: list[float], settings: Settings, side: str) -> str:
-    try:
-        entries = frames_at(row["path"], row["sha256"], _sample(times, STRIP_MAX),
-                            settings.thumb_dir)
-    except (video.VideoError, OSError) as err:
-        return html.note(f"Cannot show frames: {err}")
+    # Named, not decoded: a thumbnail not cached yet is drawn by the thumbnail route when the
+    # browser first asks for it (ui.server), off the path of a review action's answer; one
+    # that cannot be decoded shows there as a placeholder image.
+    if not os.path.isfile(row["path"]):
+        return html.note(f"Cannot show frames: the file of {row['name']} is missing.")
+    entries = at_paths(row["sha256"], _sample(times, STRIP_MAX), settings.thumb_dir)
     return html.frame_strip(entries, settings.thumb_dir, player_id=html.CURATE_PLAYER_ID,
-                            strip_id=f"curate-{side}-strip")
+                            strip_id=f"curate-{side}-strip", video_id=row["id"])
 
 
 def _saw(pair: Pair, side: str, times: list[float]) -> str:
@@ -178,7 +179,8 @@ def position_text(pos: int, total: int) -> str:
 def prefetch_html(store: Store, settings: Settings, ids: list[int], pos: int) -> str:
     """The views of the pairs before and after position ``pos`` of the queue, each as JSON
     in an attribute (the browser shows one at once on N/P/A/R, before the server answers),
-    and their thumbnails as hidden images, so the browser has them cached by then."""
+    and their thumbnails as hidden images, so the browser has them cached by then (asking
+    for them is also what has the server draw those not cached yet, after this answer)."""
     blocks, images = [], []
     for direction, at in (("next", pos + 1), ("prev", pos - 1)):
         if not 0 <= at < len(ids):

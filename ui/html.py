@@ -8,6 +8,7 @@ because ``gr.HTML`` runs no ``<script>``; it is passed to the page's ``<head>`` 
 
 from __future__ import annotations
 
+import os
 import re
 from html import escape
 from pathlib import Path
@@ -101,15 +102,23 @@ def player(video_id: int, player_id: str = PLAYER_ID) -> str:
 
 
 def frame_strip(entries: list[tuple[str, float]], thumb_dir: Path, *, player_id: str = PLAYER_ID,
-                strip_id: str = "tpo-strip") -> str:
-    """Thumbnails with their times; clicking one seeks the player to that time."""
+                strip_id: str = "tpo-strip", video_id: int | None = None) -> str:
+    """Thumbnails with their times; clicking one seeks the player to that time. With
+    ``video_id``, each thumbnail's address names the video, so the thumbnail route can draw
+    one not cached yet (:func:`tpo.media.thumbs.at_paths`)."""
     figures = []
+    root = os.path.join(str(thumb_dir), "")
+    query = f"?v={int(video_id)}" if video_id is not None else ""
     for path, t in entries:
-        rel = Path(path).resolve().relative_to(Path(thumb_dir).resolve()).as_posix()
+        # Paths built from thumb_dir need no file-system look-up (resolve) each time.
+        path = str(path)
+        rel = path[len(root):].replace(os.sep, "/") if path.startswith(root) else ""
+        if not rel or ".." in rel.split("/"):
+            rel = Path(path).resolve().relative_to(Path(thumb_dir).resolve()).as_posix()
         figures.append(
             f'<figure data-seek="{t:.3f}" data-player="{player_id}" data-testid="strip-frame" '
             f'title="seek to {format_time(t)}">'
-            f'<img src="media/thumbs/{escape(rel)}" alt="frame at {t:.3f} s">'
+            f'<img src="media/thumbs/{escape(rel)}{query}" alt="frame at {t:.3f} s">'
             f'<figcaption>{format_time(t)}</figcaption></figure>'
         )
     return f'<div class="tpo-strip" id="{strip_id}">{"".join(figures)}</div>'

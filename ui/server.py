@@ -2,33 +2,54 @@
 
 Videos are streamed from where they lie by ``/media/video/<id>`` (Starlette's
 ``FileResponse`` answers HTTP range requests, so the browser can seek in a two-hour file
-without Gradio copying it into its cache); thumbnails come from ``/media/thumbs/``.
+without Gradio copying it into its cache); thumbnails come from ``/media/thumbs/``. A pair's
+thumbnail not cached yet (its address names the video: ``?v=<id>``) is drawn there when first
+asked for, so a review action's answer only names its thumbnails; one that cannot be decoded
+is answered with a placeholder image.
 Everything passes :class:`ui.auth.AccessGuard` first: Gradio's file route serves only its own
 cache, an anonymous visitor's page carries no library data, and log-ins are throttled.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
+import anyio
 import gradio as gr
 import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from gradio.routes import App as GradioApp
 
 from tpo import jobs
 from tpo.config import Settings
+from tpo.errors import TPOError
 from tpo.media.library import build_demo
+from tpo.media.thumbs import frames_at, parse_at_path
 from tpo.store import Store, StoreError
 from ui import html
 from ui.app import build_app
 from ui.auth import AccessGuard, LoginThrottle, current_user
+
+log = logging.getLogger(__name__)
+
+# Thumbnails drawn at once: a page's strips ask for dozens together, and the review actions
+# (sharing the cores and the worker threads) must not wait behind them.
+THUMB_DECODERS = 2
+# Shown for a frame that cannot be decoded (a damaged or vanished file), in place of a broken
+# image; sent uncached, so a repaired file shows its frames again.
+PLACEHOLDER_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="120" height="68" viewBox="0 0 120 68">'
+    '<rect width="120" height="68" fill="#e5e7eb" stroke="#9ca3af"/>'
+    '<text x="60" y="32" font-family="sans-serif" font-size="11" fill="#374151" '
+    'text-anchor="middle">frame cannot</text><text x="60" y="46" font-family="sans-serif" '
+    'font-size="11" fill="#374151" text-anchor="middle">be decoded</text></svg>')
 
 
 def create_server(store: Store, settings: Settings,
@@ -57,9 +78,36 @@ def create_server(store: Store, settings: Settings,
 
     settings.thumb_dir.mkdir(parents=True, exist_ok=True)
     thumbs = StaticFiles(directory=settings.thumb_dir)
+    decoders = anyio.CapacityLimiter(THUMB_DECODERS)
+
+    def draw_thumb(path: str, video_id: int) -> bool:
+        """Decode the missing thumbnail ``path`` (under the thumbnail folder) of video
+        ``video_id``; False when its frame cannot be decoded. 404 for a path that is not one
+        of that video's thumbnails."""
+        named = parse_at_path(path)
+        try:
+            row = store.get_video(video_id)
+        except StoreError:
+            raise HTTPException(404, f"no video {video_id}")
+        if named is None or row["sha256"][:16] != named[0]:
+            raise HTTPException(404, f"no such thumbnail of video {video_id}")
+        _folder, max_side, t = named
+        try:
+            frames_at(row["path"], row["sha256"], [t], settings.thumb_dir, max_side=max_side)
+        except (TPOError, OSError, ValueError, IndexError) as err:
+            log.warning("thumbnail %s of video %s: %s", path, video_id, err)
+            return False
+        return True
 
     @server.get("/media/thumbs/{path:path}", dependencies=[Depends(logged_in)])
-    async def thumb_file(path: str, request: Request):
+    async def thumb_file(path: str, request: Request, v: int | None = None):
+        if v is not None and not (settings.thumb_dir / path).is_file():
+            # Drawn on first request (then a static file), at most THUMB_DECODERS at once;
+            # waiting for a turn holds no worker thread.
+            if not await anyio.to_thread.run_sync(draw_thumb, path, v, limiter=decoders):
+                return Response(PLACEHOLDER_SVG, media_type="image/svg+xml",
+                                headers={"Cache-Control": "no-store",
+                                         "X-TPO-Thumbnail": "placeholder"})
         response = await thumbs.get_response(path, request.scope)
         # A thumbnail's path names its video's hash and its time: its bytes never change, so
         # the browser keeps it (the Curate tab prefetches the next pair's strips).
