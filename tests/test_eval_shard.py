@@ -1,8 +1,8 @@
 """Evaluation sharded over two processes under ``accelerate launch`` (gloo on the CPU): the
 questions are asked in the same batches as one process asks them, so the stored result is the
-single-process result; answered shards are kept until every one is in, so a rerun after a
-crash asks only the rest; the CLI takes ``--num-processes``; a model that cannot load is one
-clear message."""
+single-process result; each answered shard is written to the store as it finishes and kept
+until every one is in, so a rerun after a crash asks only the rest; the CLI takes
+``--num-processes``; a model that cannot load is one clear message."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from tpo.cli import cli
 from tpo.evaluation import eval_results as er
 from tpo.evaluation import evaluate as ev
 from tpo.evaluation.evaluate import EvalConfig
-from tpo.evaluation.shard import (ShardError, evaluate_sharded, read_shards, run_key, shards,
-                                  write_shard)
+from tpo.evaluation.shard import (ShardError, answered_positions, evaluate_sharded, run_key,
+                                  shards)
 from tpo.models.modelref import ModelRef
 
 ANSWERS = "ABCDABC"
@@ -86,8 +86,8 @@ def test_two_processes_store_the_single_process_result(store, tmp_path, suite,
     assert [a[0] for a in answers(store, single)] == [f"{v}-{n}" for n, v in enumerate(
         ["clipA", "clipA", "clipB", "broken", "clipC", "clipB", "clipC"])]
     assert first["n_items"] == 6 and "broken.mp4" in first["summary"]["errors"][0]["error"]
-    shard_root = store.path.parent / "evals" / "shards"
-    assert not shard_root.exists() or not any(shard_root.iterdir())  # stored: shards removed
+    assert store.eval_shard_runs() == {}  # stored: the shards are removed
+    assert not (store.path.parent / "evals" / "shards").exists()  # and no shard files at all
 
 
 def test_a_rerun_asks_only_the_shards_not_answered(store, tmp_path, suite, tiny_smolvlm_dir):
@@ -95,12 +95,14 @@ def test_a_rerun_asks_only_the_shards_not_answered(store, tmp_path, suite, tiny_
     replies are stored) and asks the model only shards 1 and 3."""
     ref = ModelRef("tiny", str(tiny_smolvlm_dir))
     items = ev.load_suite(suite, tmp_path / "c").items
-    folder = tmp_path / "work" / run_key(ref, suite, items)
+    key = run_key(ref, suite, items)
     batches = shards(len(items), suite.batch_size)
     for b in (0, 2):
-        write_shard(folder, b, batches[b], [_marked(items[p]) for p in batches[b]])
+        store.save_eval_shard(key, b, [_marked(items[p]) for p in batches[b]])
+    other = run_key(ref, suite.model_copy(update={"frames": 8}), items)
+    store.save_eval_shard(other, 0, [_marked(items[p]) for p in batches[0]])  # another run
     (eval_id,) = evaluate_sharded(store, [ref], suite, 2, cache_dir=tmp_path / "c",
-                                  out_dir=tmp_path / "o", work_dir=tmp_path / "work")
+                                  out_dir=tmp_path / "o")
     got = er.eval_items(store, eval_id)
     assert [r["item_id"] for r in got] == [i.item_id for i in items]
     marked = {p for b in (0, 2) for p in batches[b]}
@@ -109,7 +111,8 @@ def test_a_rerun_asks_only_the_shards_not_answered(store, tmp_path, suite, tiny_
             assert r["response"] == "A (answered before the crash)" and r["prediction"] == "A"
         elif r["item_id"] != "broken-3":
             assert r["response"] != "A (answered before the crash)"
-    assert not folder.exists()  # everything stored: the shards are gone
+    # everything stored: this run's shards are gone, another run's stay
+    assert store.eval_shard_runs() == {other: 1}
 
 
 def _marked(item):
@@ -126,22 +129,23 @@ def test_every_shard_answered_stores_without_starting_a_process(store, tmp_path,
     (this one does not even exist)."""
     ref = ModelRef("gone", str(tmp_path / "no-model"))
     items = ev.load_suite(suite, tmp_path / "c").items
-    folder = tmp_path / "work" / run_key(ref, suite, items)
+    key = run_key(ref, suite, items)
     batches = shards(len(items), suite.batch_size)
     for b, positions in enumerate(batches):
-        write_shard(folder, b, positions, [_marked(items[p]) for p in positions])
-    assert len(read_shards(folder, len(batches))) == len(items)
+        store.save_eval_shard(key, b, [_marked(items[p]) for p in positions])
+    assert sorted(answered_positions(store, key, batches)) == list(range(len(items)))
     (eval_id,) = evaluate_sharded(store, [ref], suite, 2, cache_dir=tmp_path / "c",
-                                  out_dir=tmp_path / "o", work_dir=tmp_path / "work")
+                                  out_dir=tmp_path / "o")
     stored = er.get_eval(store, eval_id)
     assert stored["n_items"] == len(items)
     assert stored["n_correct"] == sum(i.answer == "A" for i in items)
+    assert store.eval_shard_indexes(key) == []
 
 
 def test_a_model_that_cannot_load_is_one_clear_error(store, tmp_path, suite):
     ref = ModelRef("gone", str(tmp_path / "no-model"))
     with pytest.raises(ShardError, match="Cannot load model") as err:
         evaluate_sharded(store, [ref], suite, 2, cache_dir=tmp_path / "c",
-                         out_dir=tmp_path / "o", work_dir=tmp_path / "work")
+                         out_dir=tmp_path / "o")
     assert "\n" not in str(err.value)
-    assert er.list_evals(store) == []
+    assert er.list_evals(store) == [] and store.eval_shard_runs() == {}

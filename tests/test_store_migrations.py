@@ -42,7 +42,7 @@ def test_the_steps_are_registered_in_order_under_their_names():
     db = sqlite_utils.Database(memory=True)
     assert [m.name for m in MIGRATIONS.pending(db)] == NAMES == [
         "initial", "generations", "compare_and_eval", "job_resources", "review_queues", "teams",
-        "eval_protocol"]
+        "eval_protocol", "pair_counters", "eval_shards"]
     assert SCHEMA_VERSION == len(STEPS)
 
 

@@ -81,7 +81,8 @@ def stage_render(run: ExperimentRun) -> dict:
     checks = check_disjoint(records["train"], records["heldout"])
     return {**records, "checks": checks,
             "summary": f"{len(records['train'])} training and {len(records['heldout'])} "
-                       f"held-out videos in {run.out}"}
+                       f"{'validation' if run.config.validate else 'held-out'} videos in "
+                       f"{run.out}"}
 
 
 def heldout_in_store(run: ExperimentRun) -> list[str]:

@@ -7,16 +7,19 @@ over gloo). The unit of work, a *shard*, is one batch of ``batch_size`` consecut
 - the very batches a single process would ask - so every question is asked together with the
 same others, in the same order, and the answers (and so the accuracy) equal a single
 process's. The ranks take the shards still to do in turn (rank K: the K-th, K+N-th, ...),
-load each model once, and write each shard's answers as soon as it is answered, to
-``WORK_DIR/<run key>/shard-<b>.json`` (written to a temporary name and renamed: a file is
-whole or absent).
+load each model once, and write each shard's answers to the store as soon as it is answered
+(:meth:`tpo.store.Store.save_eval_shard`, one ``eval_shards`` row per run key and shard, one
+transaction each: a shard is stored whole or not at all). Each rank is a process of its own
+and opens its own :class:`~tpo.store.Store` on the launcher's database file (WAL and
+``BEGIN IMMEDIATE``: the ranks' writes take turns).
 
-When every shard of every model is there, the launcher stores one ``evals`` row per model
+When every shard of every model is in, the launcher stores one ``evals`` row per model
 exactly as :func:`tpo.evaluation.evaluate.evaluate` does (answers in question order, needle
-heatmap) and removes the shard files. When a rank dies, nothing is stored and
-:class:`tpo.jobs.ranks.ShardError` says so; the same command again skips the shards that
-were answered (the run key is the model, the evaluation settings and the suite's questions:
-any change starts afresh).
+heatmap), and removes the run's shard rows in the same transaction. When a rank dies,
+nothing is stored and :class:`tpo.jobs.ranks.ShardError` says so; the same command again
+asks only the shards not in the store (the run key is the model, the evaluation settings and
+the suite's questions: any change starts afresh, and the shards of an abandoned run stay in
+the store, :meth:`tpo.store.Store.eval_shard_runs` lists them).
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -58,42 +59,22 @@ def run_key(ref: ModelRef, config: EvalConfig, items: Sequence[MCQItem]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _shard_file(folder: Path, shard: int) -> Path:
-    return folder / f"shard-{shard:05d}.json"
-
-
-def _done(folder: Path, n_shards: int) -> set[int]:
-    return {b for b in range(n_shards) if _shard_file(folder, b).exists()}
-
-
-def write_shard(folder: Path, shard: int, positions: list[int], records: list[dict]) -> None:
-    """One answered shard, atomically (another rank or a crash never leaves half a file)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = _shard_file(folder, shard)
-    partial = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps({"positions": positions, "records": records}))
-    os.replace(partial, final)
-
-
-def read_shards(folder: Path, n_shards: int) -> dict[int, dict]:
-    """Each answered shard's records by question position."""
+def answered_positions(store: Store, key: str, batches: list[list[int]]) -> dict[int, dict]:
+    """Run ``key``'s stored records by question position (of the shards answered so far)."""
     records: dict[int, dict] = {}
-    for b in range(n_shards):
-        data = json.loads(_shard_file(folder, b).read_text())
-        records.update(zip(data["positions"], data["records"]))
+    for b, answers in store.load_eval_shards(key).items():
+        records.update(zip(batches[b], answers))
     return records
 
 
 def evaluate_sharded(store: Store, models: Sequence[ModelRef], config: EvalConfig,
                      num_processes: int, *, cache_dir: Path, out_dir: Path,
-                     work_dir: Path | None = None,
                      job_id: int | None = None, progress: Progress | None = None,
                      accelerate_config: str | None = None,
                      log: Callable[[str], None] | None = None) -> list[int]:
     """:func:`tpo.evaluation.evaluate.evaluate` with the questions shared by
-    ``num_processes`` ranks; the new eval ids. Answered shards are kept in ``work_dir`` until
-    every model is done (default ``out_dir/shards``), so a rerun after a crash asks only the
-    rest. Raises ValueError
+    ``num_processes`` ranks; the new eval ids. Answered shards are kept in the store until
+    every model is done, so a rerun after a crash asks only the rest. Raises ValueError
     before any process starts when the suite cannot be read or is empty, and
     :class:`ShardError` when ranks fail (with a rank's own message) or die."""
     say = progress or (lambda _f, _t: None)
@@ -101,23 +82,25 @@ def evaluate_sharded(store: Store, models: Sequence[ModelRef], config: EvalConfi
     if not suite.items:
         raise ValueError(f"suite {suite.name} has no questions to ask")
     batches = shards(len(suite.items), config.batch_size)
-    work_dir = Path(work_dir) if work_dir is not None else Path(out_dir) / "shards"
-    folders = [work_dir / run_key(ref, config, suite.items) for ref in models]
-    todo = {str(k): sorted(set(range(len(batches))) - _done(folder, len(batches)))
-            for k, folder in enumerate(folders)}
+    keys = [run_key(ref, config, suite.items) for ref in models]
+    todo: dict[str, list[int]] = {}
+    for k, key in enumerate(keys):  # a model named twice is asked once (one run key)
+        todo[str(k)] = ([] if key in keys[:k] else
+                        sorted(set(range(len(batches))) - set(store.eval_shard_indexes(key))))
     if any(todo.values()):
         with tempfile.TemporaryDirectory(prefix="tpo-eval-shard-") as tmp:
             request = Path(tmp) / "request.json"
             request.write_text(json.dumps({
                 "models": [m.as_dict() for m in models], "config": config.model_dump(mode="json"),
                 "items": [dataclasses.asdict(item) for item in suite.items],
-                "folders": [str(f.resolve()) for f in folders], "todo": todo}))
+                "db": str(store.path.resolve()), "busy_timeout_s": store.busy_timeout_s,
+                "keys": keys, "todo": todo}))
             result = launch_ranks("tpo.evaluation.shard", ["--request", str(request)],
                                   num_processes, report_dir=Path(tmp), what="evaluation",
                                   progress=progress, accelerate_config=accelerate_config,
                                   log=log)
-        unanswered = {ref.label: len(batches) - len(_done(folder, len(batches)))
-                      for ref, folder in zip(models, folders)}
+        unanswered = {ref.label: len(batches) - len(store.eval_shard_indexes(key))
+                      for ref, key in zip(models, keys)}
         if any(unanswered.values()):
             left = ", ".join(f"{n} of {len(batches)} for {label}"
                              for label, n in unanswered.items() if n)
@@ -125,16 +108,19 @@ def evaluate_sharded(store: Store, models: Sequence[ModelRef], config: EvalConfi
             raise ShardError(f"{result.missing} of {num_processes} evaluation processes did not "
                              f"finish{why}; shards not answered: {left}. Run the same command "
                              "again to ask only those")
+    answered = {key: answered_positions(store, key, batches) for key in set(keys)}
     ids = []
-    for ref, folder in zip(models, folders):
-        answered = read_shards(folder, len(batches))
-        records = [answered[k] for k in range(len(suite.items))]
-        eval_id = save(store, ref, suite, config, records, job_id=job_id)
-        if suite.name == "needle":
+    # One transaction: every model's evaluation is stored and the shards removed, or none.
+    with store.transaction():
+        for ref, key in zip(models, keys):
+            records = [answered[key][p] for p in range(len(suite.items))]
+            ids.append(save(store, ref, suite, config, records, job_id=job_id))
+        for key in set(keys):  # stored: a later run is a new evaluation
+            store.delete_eval_shards(key)
+    if suite.name == "needle":
+        for eval_id, ref, key in zip(ids, models, keys):
+            records = [answered[key][p] for p in range(len(suite.items))]
             draw_needle_heatmap(store, eval_id, ref, records, out_dir, config.frames)
-        ids.append(eval_id)
-    for folder in folders:  # stored: a later run is a new evaluation
-        shutil.rmtree(folder, ignore_errors=True)
     say(1.0, f"{len(ids)} evaluation(s) stored: " + ", ".join(f"#{i}" for i in ids))
     return ids
 
@@ -153,27 +139,32 @@ def main(argv: list[str] | None = None) -> int:
     batches = shards(len(items), config.batch_size)
     models = [ModelRef(**m) for m in request["models"]]
     answered = 0
+    store = None
     try:
+        # A store of this process's own on the launcher's file (a connection is per process).
+        store = Store(request["db"], busy_timeout_s=request["busy_timeout_s"])
         with decoding(args.backend, args.index_dir):
             for k, ref in enumerate(models):
                 mine = request["todo"][str(k)][rank.index::rank.world]
                 if not mine:
                     continue
-                folder = Path(request["folders"][k])
                 rank.progress(k / len(models), f"{ref.label}: loading")
                 model = load_vlm(ref, config, device=rank.device)
                 try:
                     for j, b in enumerate(mine):
                         positions = batches[b]
                         records = answer_items(model, [items[p] for p in positions], config)
-                        write_shard(folder, b, positions, records)
+                        store.save_eval_shard(request["keys"][k], b, records)
                         answered += 1
                         rank.progress((k + (j + 1) / len(mine)) / len(models),
                                       f"{ref.label}: {j + 1}/{len(mine)} shards")
                 finally:
                     model.close()
-    except TPOError as err:  # a model that cannot load: the same on every rank
+    except TPOError as err:  # a model that cannot load (the same on every rank), a store fault
         return rank.fail(err)
+    finally:
+        if store is not None:
+            store.close()
     return rank.finish({"shards": answered}, f"{answered} shard(s) answered")
 
 

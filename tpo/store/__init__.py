@@ -13,7 +13,7 @@ tables; :class:`Store` (in :mod:`tpo.store.core`) combines them::
                  row with its views; the review queues)
     jobs         jobs, metrics                (JobsMixin)
     comparisons  comparisons, votes           (ComparisonsMixin)
-    evaluations  evals, eval_items            (EvaluationsMixin)
+    evaluations  evals, eval_items, eval_shards (EvaluationsMixin)
     models       models                       (ModelsMixin)
     teams        assignments, guidelines      (TeamsMixin)
 """

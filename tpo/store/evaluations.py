@@ -1,12 +1,15 @@
 """Store methods for stored evaluation runs and each question's answer (the ``evals`` and
-``eval_items`` tables). :mod:`tpo.evaluation.evaluate` writes them; :mod:`tpo.evaluation.eval_results` reads them."""
+``eval_items`` tables), and for the finished shards of a sharded evaluation still under way
+(``eval_shards``). :mod:`tpo.evaluation.evaluate` writes evaluations;
+:mod:`tpo.evaluation.eval_results` reads them; :mod:`tpo.evaluation.shard` writes, reads and
+removes the shards."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Iterable, Mapping
 
-from tpo.store.columns import encode
+from tpo.store.columns import encode, now
 
 
 class EvaluationsMixin:
@@ -57,6 +60,44 @@ class EvaluationsMixin:
         rows = self.db.query("SELECT * FROM eval_items WHERE eval_id = ? ORDER BY id", [eval_id])
         return [{**r, "options": json.loads(r["options"]), "meta": json.loads(r["meta"] or "{}"),
                  "correct": bool(r["correct"])} for r in rows]
+
+    # -- shards of a sharded evaluation (tpo.evaluation.shard) -------------------------------
+
+    def save_eval_shard(self, run_key: str, shard: int, answers: list[dict]) -> bool:
+        """Shard ``shard`` of run ``run_key`` answered: its records (JSON-able, in question
+        order), in one transaction. Whether it was new: a shard saved before is kept as it
+        was (saving it again is harmless)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO eval_shards (run_key, shard, answers, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (run_key, shard) DO NOTHING",
+                [run_key, shard, json.dumps(answers), now()])
+            return cursor.rowcount == 1
+
+    def eval_shard_indexes(self, run_key: str) -> list[int]:
+        """The shards of run ``run_key`` answered so far, in order."""
+        return [r[0] for r in self.db.execute(
+            "SELECT shard FROM eval_shards WHERE run_key = ? ORDER BY shard", [run_key])]
+
+    def load_eval_shards(self, run_key: str) -> dict[int, list[dict]]:
+        """Run ``run_key``'s answered shards: each one's records by shard index."""
+        return {r[0]: json.loads(r[1]) for r in self.db.execute(
+            "SELECT shard, answers FROM eval_shards WHERE run_key = ? ORDER BY shard",
+            [run_key])}
+
+    def delete_eval_shards(self, run_key: str) -> int:
+        """Remove run ``run_key``'s shards (its evaluation is stored); how many there were.
+        Inside a caller's transaction it is part of it (the evaluation and the removal
+        commit together)."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM eval_shards WHERE run_key = ?", [run_key]).rowcount
+
+    def eval_shard_runs(self) -> dict[str, int]:
+        """Runs with answered shards not yet stored as an evaluation (interrupted, or under
+        way): the number of shards by run key."""
+        return dict(self.db.execute(
+            "SELECT run_key, count(*) FROM eval_shards GROUP BY run_key ORDER BY run_key"
+        ).fetchall())
 
 
 def decode_evaluation(row: dict) -> dict:

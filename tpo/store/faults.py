@@ -79,6 +79,8 @@ def check_file(path: Path) -> None:
     try:
         if not path.is_file() or (size := path.stat().st_size) == 0:
             return  # a new database (SQLite makes one in an empty file), or not a file
+        if open_in_this_process(path):
+            return  # checked when it was opened; reading it now would drop SQLite's locks
         with open(path, "rb") as f:  # SQLite reports what cannot be opened
             header = f.read(100)
     except OSError:
@@ -96,6 +98,27 @@ def check_file(path: Path) -> None:
             and not (wal.is_file() and wal.stat().st_size > 0)):
         raise DatabaseCorruptError(corrupt_message(
             path, f"truncated: {size} bytes, its header says {pages * page_size}"))
+
+
+def open_in_this_process(path: Path) -> bool:
+    """Whether this process holds ``path`` open already (another Store on the file: Linux's
+    ``/proc/self/fd``; False where that cannot be read). Then the header must not be read:
+    closing any descriptor of a file drops every POSIX lock the process holds on it, so
+    SQLite's connections here would hold none, and another process's last connection would
+    checkpoint and delete the WAL under them (they would then read pages from before)."""
+    try:
+        target = path.stat()
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            held = os.stat(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile, or the listing's own descriptor
+        if (held.st_dev, held.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
 
 
 class Cursor(sqlite3.Cursor):

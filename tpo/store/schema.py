@@ -313,11 +313,25 @@ def pair_counters(db: sqlite_utils.Database) -> None:
                f"BEGIN {remove} {add} END")
 
 
+def eval_shards(db: sqlite_utils.Database) -> None:
+    """Finished shards of a sharded evaluation (:mod:`tpo.evaluation.shard`), one row per
+    (run key, shard), written by each rank as soon as it has answered the shard: a rerun asks
+    only the shards not here, and storing the evaluation removes its run key's rows."""
+    db["eval_shards"].create(
+        {"run_key": str,       # model, settings and questions (tpo.evaluation.shard.run_key)
+         "shard": int,         # the batch's index, 0-based, in question order
+         "answers": str,       # JSON list: the batch's records, in question order
+         "created_at": str},
+        pk=("run_key", "shard"),
+        not_null={"run_key", "shard", "answers", "created_at"},
+    )
+
+
 Step = Callable[[sqlite_utils.Database], None]
 
 # In order; each is recorded under its function's name, so a name never changes either.
 STEPS: list[Step] = [initial, generations, compare_and_eval, job_resources, review_queues, teams,
-                     eval_protocol, pair_counters]
+                     eval_protocol, pair_counters, eval_shards]
 SCHEMA_VERSION = len(STEPS)
 
 
