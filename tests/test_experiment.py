@@ -227,7 +227,7 @@ def test_quick_and_all_fill_in_sizes_and_ablations():
     full = ExperimentConfig(train_videos=3)
     assert (full.train_videos, full.frames, full.heldout_videos) == (3, 64, 32)
     # The demo model (no --model): a full fine-tune, open answers; another model: LoRA, letters
-    assert (full.lora, full.learning_rate, full.answers) == (False, 5e-4, "open")
+    assert (full.lora, full.learning_rate, full.answers) == (False, 2e-5, "open")
     other = ExperimentConfig(model="some/model")
     assert (other.lora, other.learning_rate, other.answers) == (True, 5e-5, "letter")
     assert ExperimentConfig(model="some/model", lora=False, answers="open").answers == "open"

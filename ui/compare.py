@@ -16,7 +16,6 @@ returning updates keyed by component.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from html import escape
 
 import gradio as gr
@@ -396,7 +395,7 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> CompareTab:
     strip = gr.HTML(elem_id="compare-frames")
     player = gr.HTML()
     with gr.Accordion("Leaderboard: win rates per pair of models", open=True):
-        board, board_note = noted_table(NO_VOTES, partial(leaderboard_frame, store),
+        board, board_note = noted_table(NO_VOTES, bind(leaderboard_frame, store),
                                         elem_id="compare-leaderboard")
     # Polls only while a comparison is being answered: started by Ask, stopped once the
     # finished answers are drawn (a vote redraws by itself).
@@ -408,12 +407,12 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> CompareTab:
                      player=player, board=board, board_note=board_note, comparison=comparison,
                      queue=queue, seen=seen, timer=timer)
 
-    video.change(partial(show_video, store, tab), {video}, [suggested, player])
-    video.focus(partial(refresh_videos, store, tab), None, video)
+    video.change(bind(show_video, store, tab), {video}, [suggested, player])
+    video.focus(bind(refresh_videos, store, tab), None, video)
     suggested.change(lambda q: q or gr.update(), suggested, question)  # a pick fills the box
     upload.upload(bind(upload_video, store, settings, tab), {upload, user}, video)
-    run_pick.focus(partial(refresh_runs, store, tab), None, run_pick)
-    run_pick.change(partial(pick_run, store), run_pick, [model_a, model_b])
+    run_pick.focus(bind(refresh_runs, store, tab), None, run_pick)
+    run_pick.change(bind(pick_run, store), run_pick, [model_a, model_b])
     picker.follow(model_a)
     ask_button.click(bind(ask, store, settings, tab),
                      tab.ask_inputs(question=True), tab.started)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, fields
-from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -204,7 +203,7 @@ def build(store: Store, settings: Settings) -> CurateTab:
                               min_width=100, elem_id="curate-share")
         load = gr.Button("Load queue", elem_id="curate-load", scale=0, min_width=90)
     with gr.Row(equal_height=True):
-        counters = gr.HTML(partial(counters_html, store), elem_id="curate-counters-box", scale=3,
+        counters = gr.HTML(bind(counters_html, store), elem_id="curate-counters-box", scale=3,
                            **bare)
         message = gr.Markdown(elem_id="curate-message", scale=4)
     with gr.Group(visible=False, elem_id="curate-guide") as guide_box:
@@ -254,7 +253,7 @@ def build(store: Store, settings: Settings) -> CurateTab:
                 originals = gr.Markdown(elem_id="curate-originals")
             # The team's review guidelines (set in the Team tab, versioned), read at page load.
             with gr.Accordion("Guidelines", open=True, elem_id="curate-guidelines-box"):
-                gr.Markdown(partial(guidelines_text, store), elem_id="curate-guidelines")
+                gr.Markdown(bind(guidelines_text, store), elem_id="curate-guidelines")
     # The views either side of the current pair, for the browser to show at once (hidden).
     prefetch = gr.HTML(elem_id=curate_keys.PREFETCH_ID, head=curate_keys.head(), **bare)
     with gr.Row():
@@ -286,7 +285,7 @@ def build(store: Store, settings: Settings) -> CurateTab:
         event(bind(load_queue, store, settings, tab), tab.load_inputs(), tab.load_outputs())
     show_filtered.click(lambda reason: ("filtered", reason or ""), guide_reason,
                         [f_status, f_reason]).then(
-        partial(on_load, store, settings, tab), filters.inputs(), tab.load_outputs())
+        bind(on_load, store, settings, tab), filters.inputs(), tab.load_outputs())
     restore_filtered.click(bind(on_restore, store, settings, tab),
                            {guide_reason, user, *filters.inputs()}, tab.load_outputs())
 
@@ -298,7 +297,7 @@ def build(store: Store, settings: Settings) -> CurateTab:
 
     quiet = {"show_progress": "hidden"}
     for button, step in ((prev, -1), (nxt, +1)):
-        keyed(button.click(partial(on_move, store, settings, tab, step),
+        keyed(button.click(bind(on_move, store, settings, tab, step),
                            {queue, position, sent_state}, tab.answered(), **quiet))
     for button, action in zip((accept, reject, swap, save), ACTIONS):
         keyed(button.click(bind(on_action, store, settings, tab, action), tab.action_inputs(),
@@ -306,7 +305,7 @@ def build(store: Store, settings: Settings) -> CurateTab:
     keyed(undo.click(bind(on_undo, store, settings, tab), {queue, position, user, seen, sent_state},
                      tab.answered(), **quiet))
     for button, action in ((bulk_accept, "accept"), (bulk_reject, "reject")):
-        button.click(partial(on_bulk_ask, tab, action), {queue},
+        button.click(bind(on_bulk_ask, tab, action), {queue},
                      [pending_bulk, confirm_row, confirm_text])
     confirm.click(bind(on_bulk_confirm, store, settings, tab),
                   {pending_bulk, queue, position, user, seen, sent_state},

@@ -12,7 +12,6 @@ its inputs as one dict keyed by component and returning updates keyed by compone
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import partial
 
 import gradio as gr
 import pandas as pd
@@ -231,12 +230,12 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
             run = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
             panel.cancel_button("Cancel", scale=0)
         panel.status_html()
-        results = noted_table(NO_EVALS, partial(results_frame, store),
+        results = noted_table(NO_EVALS, bind(results_frame, store),
                               label="Stored evaluations (newest first): the protocol each ran "
                                     "under, accuracy overall (MLVU: also M-avg) and per "
                                     "duration class", elem_id="eval-results")
         # Task table and heatmaps of the last run: filled when the page loads, then by polls.
-        tasks = noted_table(NO_TASKS, partial(last_run_tasks, store),
+        tasks = noted_table(NO_TASKS, bind(last_run_tasks, store),
                             label="Accuracy % per task (last evaluation run)",
                             elem_id="eval-tasks")
         answers_note = gr.Markdown("Select an evaluation in the table above to see its answers.",
@@ -255,12 +254,12 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
                     "evaluation, then the fine-tuned one's).")
         diff_summary = gr.Markdown(elem_id="eval-diff-summary")
         diff_table = gr.Dataframe(interactive=False, visible=False, elem_id="eval-diff-table")
-        gallery = gr.Gallery(partial(last_run_heatmaps, store),
+        gallery = gr.Gallery(bind(last_run_heatmaps, store),
                              label="Needle in a haystack: accuracy by haystack length (x) and "
                                    "needle depth (y)", columns=2, height=540, object_fit="contain",
                              elem_id="eval-heatmaps")
     newest = gr.State(None)  # the newest stored evaluation's id at the last poll
-    panel.wire(partial(after_poll, store, results, tasks, gallery, newest), inputs=[newest],
+    panel.wire(bind(after_poll, store, results, tasks, gallery, newest), inputs=[newest],
                outputs=[*results, *tasks, gallery, newest])
 
     form = EvalForm(models=models, suite=suite, path=path, protocol=protocol, frames=frames,
@@ -269,10 +268,10 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> None:
                     second=second, diff_summary=diff_summary, diff_table=diff_table)
     results[0].select(bind(select_evaluation, store, view),
                       {results[0], second}, [answers_note, answers, first, second])
-    compare_evals.click(partial(compare_evaluations, store, view), {first, second},
+    compare_evals.click(bind(compare_evaluations, store, view), {first, second},
                         [diff_summary, diff_table])
     suite.change(lambda name: SUITE_HELP[name], suite, suite_help)  # a lookup, no work
-    run.click(partial(start_evaluation, store, settings, form, panel), form.inputs(),
+    run.click(bind(start_evaluation, store, settings, form, panel), form.inputs(),
               panel.started)
     picker.follow(models)
 

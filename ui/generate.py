@@ -8,7 +8,6 @@ when a job ends.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -21,6 +20,7 @@ from tpo.models.modelref import registered
 from tpo.generation.pairs import GenerationConfig
 from tpo.store import Store
 from ui.header import header_markdown
+from ui.identity import bind
 from ui.jobs import JobPanel, Poll
 from ui.models import NO_ADAPTER, ModelPicker, model_choices, picked_model, resolve_pick
 
@@ -156,14 +156,14 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
         panel.cancel_button("Cancel generation")
         with gr.Accordion("Log", open=False):
             panel.log_code(lines=12, tail=40)
-    panel.wire(partial(after_poll, store, settings, refresh_table, table, header, filters),
+    panel.wire(bind(after_poll, store, settings, refresh_table, table, header, filters),
                inputs=filters, outputs=[table, header])
 
     form = GenerateForm(model=model, tuned=tuned, scope=scope, video=selected,
                         localized=localized, comprehensive=comprehensive, strategy=strategy,
                         dense=dense, sparse=sparse, questions=questions, max_tokens=max_tokens,
                         drop_truncated=drop_truncated, force=force, writer=writer, judge=judge)
-    start.click(partial(start_generation, store, settings, form, panel), form.inputs(),
+    start.click(bind(start_generation, store, settings, form, panel), form.inputs(),
                 panel.started)
     picker.follow(model)
     tuned.focus(lambda: gr.update(choices=model_choices(store)), None, tuned)

@@ -31,7 +31,9 @@ def bind(fn: Callable, *args) -> Callable:
     Gradio fills the parameters typed ``gr.Request``, ``gr.OAuthProfile`` or ``gr.SelectData``
     itself, found by their type hints, and it reads no hints through a ``partial``: a handler
     bound with ``partial`` would get None for the request and act as the default user. The
-    hints are resolved here, so a name that cannot be resolved fails when the app is built."""
+    hints are resolved here, so a name that cannot be resolved fails when the app is built.
+    The handler keeps ``fn``'s name too, so the app's API endpoints are named after their
+    handlers (``/on_export_zip``), where a partial's would be ``/partial_32``."""
     bound = partial(fn, *args)
     signature = inspect.signature(bound)
     hints = typing.get_type_hints(fn)

@@ -9,7 +9,6 @@ logged-in user (:func:`ui.identity.current_user`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -159,7 +158,7 @@ def build(store: Store, settings: Settings, header: gr.Markdown, picker) -> Libr
     # on a busy server could arrive after the user's first search.
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
                          max_height=360, elem_id="library-table", label="Videos")
-    empty_hint = gr.HTML(partial(empty_note, store))
+    empty_hint = gr.HTML(bind(empty_note, store))
     with gr.Row():
         with gr.Column(scale=3):
             player = gr.HTML(html.note("Select a video in the table to play it."),
@@ -190,14 +189,14 @@ def build(store: Store, settings: Settings, header: gr.Markdown, picker) -> Libr
                        strip=strip, video_pairs=video_pairs, pairs_note=pairs_note,
                        selected_pair=selected_pair, pair_note=pair_note, upload=upload,
                        add_path_box=add_path_box, add_path=add_path, add_result=add_result)
-    show = partial(video_table, store)
+    show = bind(video_table, store)
     generate.build(store, settings, selected, table, header, show, view.filters, picker)
 
     # Filter as the user types (the change event carries the box's value, so a search never
     # runs on a stale one; Enter adds nothing to it, so it triggers no second query);
     # "always_last" drops keystrokes a newer one replaced.
     for event in (search.change, status.change, refresh.click):
-        event(partial(filtered_table, store, view), set(view.filters), table,
+        event(bind(filtered_table, store, view), set(view.filters), table,
               trigger_mode="always_last", concurrency_id=TABLE_QUEUE)
     table.select(bind(video_selected, store, settings, view), {table}, view.video_outputs)
     video_pairs.select(bind(pair_selected, view), {video_pairs}, [selected_pair, pair_note])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 
 import gradio as gr
 import pandas as pd
@@ -335,11 +334,11 @@ def build(store: Store, settings: Settings) -> TeamTab:
                  [assign_result, *tab.progress_out])
     unassign.click(bind(on_unassign, store, settings, tab), {user, reviewers},
                    [assign_result, *tab.progress_out])
-    refresh_progress.click(partial(show_progress, store, tab), None, tab.progress_out)
-    refresh_agreement.click(partial(show_agreement, store, tab), None, tab.agreement_out)
+    refresh_progress.click(bind(show_progress, store, tab), None, tab.progress_out)
+    refresh_agreement.click(bind(show_agreement, store, tab), None, tab.agreement_out)
     # One event fills the whole tab when the page loads (read then, so a version saved
     # elsewhere shows): one request, and its end is one moment a test can wait for.
-    gr.on(None, partial(on_open, store, tab), None,
+    gr.on(None, bind(on_open, store, tab), None,
           [*tab.progress_out, *tab.agreement_out, guide_status, editor, preview, history],
           show_progress="hidden")
     save.click(bind(on_save, store, settings, tab), {user, editor}, [guide_status, history])

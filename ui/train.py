@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, fields
-from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -208,7 +207,7 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> TrainForm:
         data_choice = gr.Radio(DATA_CHOICES, value=DATA_CHOICES[0], label="Data", scale=2)
         data_dir = gr.Textbox(label="Export folder (when training from a folder)", scale=2,
                               elem_id="train-data")
-        counts = gr.Markdown(partial(data_summary, store), elem_id="train-counts")
+        counts = gr.Markdown(bind(data_summary, store), elem_id="train-counts")
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value=defaults.preset,
                              label="Preset (the paper's settings; fills the three fields)")
@@ -244,14 +243,14 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> TrainForm:
     for row_plots in (PLOTS[:3], PLOTS[3:]):
         with gr.Row():
             for title, _names in row_plots:
-                plots.append(gr.LinePlot(partial(initial_plot, store, len(plots)), x="step",
+                plots.append(gr.LinePlot(bind(initial_plot, store, len(plots)), x="step",
                                          y="value", title=title, height=220, min_width=220))
     # Filled when the page loads, not at the first poll (up to IDLE_POLL_S later when idle).
-    summary = gr.Markdown(partial(latest_summary, store), elem_id="train-summary")
+    summary = gr.Markdown(bind(latest_summary, store), elem_id="train-summary")
     with gr.Accordion("Log", open=False):
         panel.log_code(lines=14, tail=60)
     seen = gr.State(None)  # the plots' rows and the pair counts at the last poll (after_poll)
-    panel.wire(partial(after_poll, store, plots, summary, counts, seen), inputs=[seen],
+    panel.wire(bind(after_poll, store, plots, summary, counts, seen), inputs=[seen],
                outputs=[*plots, summary, counts, seen])
 
     form = TrainForm(model=model, data_choice=data_choice, data_dir=data_dir, preset=preset,
@@ -260,9 +259,9 @@ def build(store: Store, settings: Settings, picker: ModelPicker) -> TrainForm:
                      save_steps=save_steps, resume=resume)
     start.click(bind(start_training, store, settings, form, panel), form.inputs(),
                 panel.started)
-    resume_last.click(partial(resume_last_run, store, settings, panel), None, panel.started)
-    picker.follow(model, partial(base_model, store))
-    preset.change(partial(preset_fields, form), {preset}, [beta, alpha, lr])
+    resume_last.click(bind(resume_last_run, store, settings, panel), None, panel.started)
+    picker.follow(model, bind(base_model, store))
+    preset.change(bind(preset_fields, form), {preset}, [beta, alpha, lr])
     return form
 
 

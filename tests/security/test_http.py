@@ -113,8 +113,8 @@ def test_the_export_zip_reaches_the_browser_that_asked_through_gradios_cache(
         store, settings, library):
     with TestClient(create_server(store, settings.with_(auth=AUTH))) as c:
         assert log_in(c) == 200
-        event = c.post("/gradio_api/call/on_zip", json={"data": []}).json()["event_id"]
-        stream = c.get(f"/gradio_api/call/on_zip/{event}").text
+        event = c.post("/gradio_api/call/on_export_zip", json={"data": []}).json()["event_id"]
+        stream = c.get(f"/gradio_api/call/on_export_zip/{event}").text
         assert "event: complete" in stream, stream
         returned = json.loads(stream.split("data:", 1)[1])[0]
         r = c.get(f"/gradio_api/file={returned['path']}")
@@ -125,8 +125,8 @@ def test_the_export_zip_reaches_the_browser_that_asked_through_gradios_cache(
         assert anonymous.get(f"/gradio_api/file={returned['path']}").status_code == 401
     with TestClient(create_server(store, settings.with_(auth=AUTH))) as other:
         assert log_in(other, "bo", "b0pass") == 200  # ana's export is not bo's to download
-        event = other.post("/gradio_api/call/on_zip", json={"data": []}).json()["event_id"]
-        stream = other.get(f"/gradio_api/call/on_zip/{event}").text
+        event = other.post("/gradio_api/call/on_export_zip", json={"data": []}).json()["event_id"]
+        stream = other.get(f"/gradio_api/call/on_export_zip/{event}").text
         assert "event: error" in stream and "No finished export of yours" in stream
 
 
@@ -171,7 +171,8 @@ def test_a_logged_in_user_gets_the_full_page(store, settings, library):
         page = c.get("/").text
         assert "secret_name" in page  # the library and the API schema are back
         info = re.search(r"window\.gradio_api_info = (.*?);</script>", page).group(1)
-        assert "/on_zip" in info
+        assert "/on_export_zip" in info
+        assert "/partial_" not in info  # every endpoint is named after its handler
 
 
 # -- item 12: log-in throttling --------------------------------------------------------------
