@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import gradio as gr
 import pytest
+from ui_tabs import call_as_gradio, wired
 
 from tpo.config import Settings
 from tpo.curation.review import review
@@ -183,8 +184,6 @@ def test_the_app_has_a_team_tab_after_curate(store, settings):
 def test_the_wired_handlers_act_as_the_signed_in_admin_and_hide_leading_from_others(tmp_path):
     """The handlers as Gradio calls them: one dict of inputs, the log-in filled in by type
     hint (what a plain functools.partial would lose), updates keyed by component."""
-    from gradio.helpers import special_args
-
     settings = Settings(data_dir=tmp_path / "data", auth="ana:pw1,bo:pw2", admins="ana")
     store = Store(settings.db_path)
     try:
@@ -192,32 +191,23 @@ def test_the_wired_handlers_act_as_the_signed_in_admin_and_hide_leading_from_oth
         with gr.Blocks() as demo:
             tab = team.build(store, settings)
 
-        def wired(elem_id: str):
-            return next(fn.fn for fn in demo.fns.values() for block_id, name in fn.targets
-                        if getattr(demo.blocks.get(block_id), "elem_id", None) == elem_id)
-
-        def call(fn, values, user):
-            args, *_ = special_args(fn, [] if values is None else [values],
-                                    request=gr.Request(username=user))
-            return fn(*args)
-
         form = {tab.user: "", tab.reviewers: "ana, bo", tab.by: "count", tab.overlap: 1,
                 tab.overlap_percent: 0, tab.status: "pending", tab.seed: 0}
         with pytest.raises(gr.Error, match="bo may not assign"):
-            call(wired("team-assign"), form, "bo")
-        out = call(wired("team-assign"), form, "ana")
+            call_as_gradio(wired(demo, "team-assign"), form, "bo")
+        out = call_as_gradio(wired(demo, "team-assign"), form, "ana")
         assert "(ana: 2, bo: 2)" in out[tab.assign_result]
         progress = out[tab.progress_table]  # the progress table now has the two reviewers
         assert progress["visible"] and sorted(progress["value"]["reviewer"]) == ["ana", "bo"]
-        saved = call(wired("team-guidelines-save"), {tab.user: "", tab.editor: "Be kind."},
-                     "ana")
+        saved = call_as_gradio(wired(demo, "team-guidelines-save"),
+                               {tab.user: "", tab.editor: "Be kind."}, "ana")
         assert "version 1" in saved[tab.guide_status]
         assert store.guidelines()["user"] == "ana"
 
         lead = next(fn.fn for fn in demo.fns.values()
                     if getattr(fn.fn, "__name__", "") == "show_lead")
-        hidden = call(lead, None, "bo")
+        hidden = call_as_gradio(lead, None, "bo")
         assert hidden[tab.assign]["visible"] is False and "TPO_ADMINS" in hidden[tab.lead_note]
-        assert call(lead, None, "ana")[tab.lead_note] == ""
+        assert call_as_gradio(lead, None, "ana")[tab.lead_note] == ""
     finally:
         store.close()

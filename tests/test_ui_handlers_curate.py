@@ -18,6 +18,8 @@ import gradio as gr
 import pytest
 from gradio import helpers, utils
 
+from ui_tabs import curate_tab, login, page_values, shown
+
 from tpo.curation.review import review
 from ui import curate
 from ui.app import build_app
@@ -35,43 +37,6 @@ def make_pairs(store, n=3, name="a.mp4", **overrides) -> list[int]:
              "status": "pending", "filter_verdict": "kept", "filter_reason": None, **overrides}
             for i in range(n)]
     return store.save_generation(video_id, "k", rows, params={}, seconds=0)
-
-
-def curate_tab(store, settings) -> curate.CurateTab:
-    """The Curate tab's components, laid out in a Blocks of their own."""
-    with gr.Blocks():
-        return curate.build(store, settings)
-
-
-def components(tab: curate.CurateTab) -> list:
-    """Every component the tab's handlers read or set."""
-    out = []
-    for f in fields(tab):
-        value = getattr(tab, f.name)
-        out += ([getattr(value, g.name) for g in fields(value)]
-                if isinstance(value, (curate.FilterBoxes, curate.ViewParts)) else [value])
-    return out
-
-
-def page_values(tab: curate.CurateTab, **named) -> dict:
-    """What the browser holds when the page opens, keyed by component; ``named``: fields of
-    the tab or of its filters set to other values (``search="Q1"``, ``share=...``)."""
-    values = {c: getattr(c, "value", None) for c in components(tab)}
-    for name, value in named.items():
-        part = getattr(tab.filters, name, None) or getattr(tab, name)
-        values[part] = value
-    return values
-
-
-def shown(values: dict, out: dict) -> dict:
-    """``values`` after the browser applied a handler's updates (a property update, such as
-    new choices or visibility, changes no value)."""
-    return {**values, **{c: v for c, v in out.items()
-                         if not (isinstance(v, dict) and v.get("__type__") == "update")}}
-
-
-def login(name: str | None) -> gr.Request:
-    return gr.Request(username=name)
 
 
 def test_the_apps_handlers_take_dicts_and_get_the_login(store, settings):

@@ -6,50 +6,13 @@ from __future__ import annotations
 
 import gradio as gr
 import pytest
-from gradio.helpers import special_args
 from media import make_video
+from ui_tabs import build_tab, call_as_gradio, wired
 
 from tpo import jobs
 from tpo.curation.review import review
 from tpo.media.library import ingest
-from tpo.store import Store
 from ui import library, train
-from ui.models import ModelPicker
-
-NO_HUB = "no network in the tests"
-
-
-def build_tab(store: Store, settings, tab_module):
-    """One tab in a page of its own (with the app-wide model picker it follows): the page and
-    what the tab's build returns."""
-    with gr.Blocks() as demo:
-        picker = ModelPicker.build(store, settings, NO_HUB)
-        if tab_module is library:
-            built = library.build(store, settings, gr.Markdown(), picker)
-        else:
-            built = tab_module.build(store, settings, picker)
-        picker.wire(demo)
-    return demo, built
-
-
-def wired(demo: gr.Blocks, elem_id: str, event: str = "click"):
-    """The function the page runs for ``event`` on the component with ``elem_id``."""
-    for fn in demo.fns.values():
-        for block_id, name in fn.targets:
-            block = demo.blocks.get(block_id)
-            if name == event and getattr(block, "elem_id", None) == elem_id:
-                return fn.fn
-    raise LookupError(f"no {event} handler on #{elem_id}")
-
-
-def call_as_gradio(fn, values: dict | None, user: str | None, event_data=None):
-    """Call ``fn`` with the arguments Gradio gives it: the values dict (None: an event with
-    no inputs), then the parameters it fills by type hint (this browser's request, its
-    sign-in, the select event)."""
-    inputs = [] if values is None else [values]
-    args, *_ = special_args(fn, inputs, request=gr.Request(username=user),
-                            event_data=event_data)
-    return fn(*args)
 
 
 def select(table: gr.Dataframe, row: int) -> gr.SelectData:

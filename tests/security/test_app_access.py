@@ -26,8 +26,8 @@ import gradio as gr
 import pytest
 from markdown_it import MarkdownIt
 from media import make_video
-from test_ui_handlers_curate import curate_tab, page_values, shown
-from test_ui_handlers_library_train import build_tab
+from ui_tabs import build_tab, curate_tab, login, page_values, shown
+from ui_tabs import wired as handler
 
 from tpo import access, jobs
 from tpo.config import Settings
@@ -51,20 +51,6 @@ def make_pairs(store, n=3, name="a.mp4"):
              "status": "pending", "filter_verdict": "kept", "filter_reason": None}
             for i in range(n)]
     return store.save_generation(video_id, "k", rows, params={}, seconds=0)
-
-
-def handler(demo: gr.Blocks, elem_id: str, event: str = "click"):
-    """The function the app runs for ``event`` on the component with ``elem_id``."""
-    for fn in demo.fns.values():
-        for block_id, name in fn.targets:
-            block = demo.blocks.get(block_id)
-            if name == event and getattr(block, "elem_id", None) == elem_id:
-                return fn.fn
-    raise LookupError(f"no {event} handler on #{elem_id}")
-
-
-def login(name: str | None) -> gr.Request:
-    return gr.Request(username=name)
 
 
 def db_hash(settings) -> str:
