@@ -13,6 +13,7 @@ from tpo.store import Store
 from tpo.models.textlm import hub_unreachable
 from ui import compare, curate, evaluate, library, team, train
 from ui.header import header_markdown, whoami
+from ui.identity import bind
 from ui.models import ModelPicker
 
 
@@ -66,13 +67,10 @@ def build_app(store: Store, settings: Settings,
     ``hub_check`` is asked once, here: why the Hugging Face Hub cannot be reached, or None
     (tests pass their own)."""
     with gr.Blocks(title="TPO Studio") as demo:
-        header = gr.Markdown(lambda: header_markdown(store, settings), elem_id="tpo-header")
-
-        def refresh_header() -> str:
-            return header_markdown(store, settings)
-
+        header = gr.Markdown(bind(header_markdown, store, settings), elem_id="tpo-header")
         # Its own timer, not every action: it counts the library and lists the running jobs.
-        gr.Timer(HEADER_EVERY_S).tick(refresh_header, None, header, show_progress="hidden")
+        gr.Timer(HEADER_EVERY_S).tick(bind(header_markdown, store, settings), None, header,
+                                      show_progress="hidden")
         if settings.multi_user:  # each browser its own name, known only from its request
             me = gr.Markdown(elem_id="tpo-whoami")
 

@@ -22,7 +22,7 @@ from tpo.config import Settings
 from tpo.models.demo_model import DEFAULT_FOLDER, is_demo_model
 from tpo.models.modelref import ModelRef, find_registered, registered, resolve
 from tpo.store import Store, StoreError
-from ui.identity import current_user
+from ui.identity import bind, current_user
 
 NO_ADAPTER = "(none: the base model above)"
 DEMO_INSTALL_TIMEOUT_S = 300
@@ -96,7 +96,8 @@ def install_offline_model(store: Store, settings: Settings, progress: gr.Progres
     return str(path)
 
 
-def use_offline_model(store: Store, settings: Settings, progress: gr.Progress) -> str:
+def use_offline_model(store: Store, settings: Settings,
+                      progress: gr.Progress = gr.Progress()) -> str:
     """:func:`install_offline_model`, saying what the model is."""
     path = install_offline_model(store, settings, progress)
     gr.Info(DEMO_INFO)
@@ -198,11 +199,8 @@ class ModelPicker:
         stored = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=STORAGE_SECRET)
         picker = cls(store, settings, hub_problem, model, runs, use_demo, note, stored)
 
-        def on_use_demo(progress=gr.Progress()):
-            return use_offline_model(store, settings, progress)
-
-        use_demo.click(on_use_demo, None, model)
-        runs.focus(lambda: gr.update(choices=model_choices(store)[1:]), None, runs)
+        use_demo.click(bind(use_offline_model, store, settings), None, model)
+        runs.focus(bind(refreshed_runs, store), None, runs)
         runs.change(lambda choice: choice or gr.update(), runs, model)
         return picker
 
@@ -213,20 +211,35 @@ class ModelPicker:
 
     def wire(self, demo: gr.Blocks) -> None:
         """Restore the pick when a page loads; pass every pick on to the tabs and keep it."""
-        store, settings, hub_problem = self.store, self.settings, self.hub_problem
-
-        def on_load(stored, request: gr.Request, profile: gr.OAuthProfile | None = None,
-                    progress=gr.Progress()):
-            user = picker_user(settings, request, profile)
-            pick = restored_pick(store, settings, hub_problem, stored, user, progress)
-            # kept at once: a first visit's default stays its pick even if the Hub returns
-            return pick, remember(stored, user, pick)
-
-        def on_pick(pick, stored, request: gr.Request, profile: gr.OAuthProfile | None = None):
-            user = picker_user(settings, request, profile)
-            return follow_values(pick, stored, user, self.followers, self.stored)
-
-        demo.load(on_load, self.stored, [self.model, self.stored])
-        self.model.change(on_pick, [self.model, self.stored],
+        demo.load(bind(on_page_load, self), {self.stored}, [self.model, self.stored])
+        self.model.change(bind(on_pick, self), {self.model, self.stored},
                           [box for box, _ in self.followers] + [self.stored],
                           show_progress="hidden")
+
+
+# Handlers (bound to the picker in ModelPicker.build / wire; inputs as one dict keyed by
+# component)
+
+
+def refreshed_runs(store: Store) -> dict:
+    """The fine-tuned runs, read again when the list opens (a run may have finished)."""
+    return gr.update(choices=model_choices(store)[1:])
+
+
+def on_page_load(picker: ModelPicker, values: dict, request: gr.Request,
+                 profile: gr.OAuthProfile | None = None, progress=gr.Progress()) -> dict:
+    """A page opens: this user's last pick (or the default), kept in the browser at once,
+    so a first visit's default stays its pick even if the Hub comes back."""
+    stored = values[picker.stored]
+    user = picker_user(picker.settings, request, profile)
+    pick = restored_pick(picker.store, picker.settings, picker.hub_problem, stored, user,
+                         progress)
+    return {picker.model: pick, picker.stored: remember(stored, user, pick)}
+
+
+def on_pick(picker: ModelPicker, values: dict, request: gr.Request,
+            profile: gr.OAuthProfile | None = None) -> dict:
+    """A new pick: every tab's model box follows, and the browser keeps it."""
+    user = picker_user(picker.settings, request, profile)
+    return follow_values(values[picker.model], values[picker.stored], user, picker.followers,
+                         picker.stored)
