@@ -307,6 +307,9 @@ class CurateSession:
         by_elem = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
         self.load = self._event(config, by_elem.get("curate-load"))
         self.accept = self._event(config, by_elem.get("curate-accept"))
+        # Where the answer's message is among the outputs the client returns (no states).
+        shown = [o for o in self.accept["outputs"] if self.components[o]["type"] != "state"]
+        self.message_at = shown.index(by_elem["curate-message"])
 
     @staticmethod
     def _event(config: dict, component_id: int | None) -> dict:
@@ -337,8 +340,10 @@ class CurateSession:
     def open(self) -> None:
         self.client.predict(*self._args(self.load), fn_index=self.load["index"])
 
-    def act(self) -> None:
-        self.client.predict(*self._args(self.accept), fn_index=self.accept["index"])
+    def act(self) -> str:
+        """Accept the pair shown; the answer's message (Markdown)."""
+        out = self.client.predict(*self._args(self.accept), fn_index=self.accept["index"])
+        return str(out[self.message_at])
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -20,6 +20,7 @@ from collections import Counter
 import pytest
 from media import make_video
 
+from bench.curate_bench import CurateSession
 from tpo.curation import review as reviews
 from tpo.curation.review import replay, review, undo
 from tpo.media.library import ingest
@@ -239,53 +240,6 @@ def served(store, settings, tmp_path):
     thread.join(timeout=30)
 
 
-class Session:
-    """One browser session of the Curate tab through Gradio's client: Load queue, then the
-    Accept button, the other inputs at their page defaults (name, status pending, video)."""
-
-    def __init__(self, url: str, user: str, video: str):
-        from gradio_client import Client
-
-        self.client = Client(url, verbose=False, download_files=False)
-        self.user, self.video = user, video
-        config = self.client.config
-        self.components = {c["id"]: c for c in config["components"]}
-        by_elem = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
-        self.load, self.accept = (self.event(config, by_elem[e])
-                                  for e in ("curate-load", "curate-accept"))
-        # Where the answer's message is among the outputs the client returns (no states).
-        shown = [o for o in self.accept["outputs"] if self.components[o]["type"] != "state"]
-        self.message_at = shown.index(by_elem["curate-message"])
-
-    @staticmethod
-    def event(config: dict, component: int) -> dict:
-        for i, dep in enumerate(config["dependencies"]):
-            targets = [t[0] if isinstance(t, (list, tuple)) else t for t in dep["targets"]]
-            if component in targets:
-                return {**dep, "index": dep.get("id", i)}
-        raise LookupError(component)
-
-    def args(self, dep: dict) -> list:
-        values = []
-        for cid in dep["inputs"]:
-            comp = self.components[cid]
-            if comp["type"] == "state":
-                continue  # kept by the server for this session
-            props = comp.get("props", {})
-            label = (props.get("label") or "").lower()
-            values.append(self.user if props.get("elem_id") == "curate-user" else
-                          "pending" if label == "status" else
-                          self.video if label == "video" else props.get("value"))
-        return values
-
-    def open(self) -> None:
-        self.client.predict(*self.args(self.load), fn_index=self.load["index"])
-
-    def act(self) -> str:
-        out = self.client.predict(*self.args(self.accept), fn_index=self.accept["index"])
-        return str(out[self.message_at])
-
-
 def test_reviewers_accept_at_once_over_http_and_nothing_is_lost(served, store, tmp_path,
                                                                  monkeypatch):
     clips = [make_video(tmp_path / f"clip{i}.mp4", duration_s=2 + i, fps=10) for i in range(2)]
@@ -295,7 +249,7 @@ def test_reviewers_accept_at_once_over_http_and_nothing_is_lost(served, store, t
     names = {v: f"#{v} {store.get_video(v)['name']}" for v in videos}
     # Two reviewers per video: each pair of them works through the same queue, so some
     # accepts find the pair changed since (shown as "Not saved", never an error).
-    sessions = [Session(served, f"rev{i}", names[videos[i % 2]]) for i in range(4)]
+    sessions = [CurateSession(served, f"rev{i}", names[videos[i % 2]]) for i in range(4)]
     for s in sessions:
         s.open()
 
