@@ -12,6 +12,7 @@ pairs; events that start jobs or add videos stay one request at a time.
 
 from __future__ import annotations
 
+import inspect
 import socket
 import threading
 import time
@@ -283,10 +284,16 @@ def test_reviewers_accept_at_once_over_http_and_nothing_is_lost(served, store, t
 
 
 def test_review_events_run_at_once_and_job_starts_one_at_a_time(store, settings):
-    from ui.app import SERIAL_TRIGGERS, build_app
+    from ui.app import ANALYTICS_EVERY, SERIAL_TRIGGERS, build_app
 
     demo = build_app(store, settings.with_(concurrency=6), hub_check=lambda: None)
     assert demo._queue.default_concurrency_limit == 6
+    # Gradio's per-event summary of past events is rebuilt every ANALYTICS_EVERY events, by
+    # the attribute Gradio itself reads (a rename in Gradio would make the setting a no-op).
+    from gradio.queueing import Queue
+
+    assert "self.ANAYLTICS_CACHE_FREQUENCY" in inspect.getsource(Queue.compute_analytics_summary)
+    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == ANALYTICS_EVERY
     by_elem = {getattr(b, "elem_id", None): b._id for b in demo.blocks.values()}
 
     def limits(elem_id: str) -> set:

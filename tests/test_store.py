@@ -91,6 +91,22 @@ def test_transaction_rolls_back_as_a_whole(store):
     assert store.list_videos() == []
 
 
+def test_copy_holds_every_committed_row_while_another_connection_writes(store, tmp_path):
+    """copy_to: SQLite's online backup, WAL included; the copy is a store of its own."""
+    store.add_video(video_row(1))
+    other = Store(store.path)  # another connection holding rows only in the WAL so far
+    other.add_video(video_row(2))
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "tpo.db-wal").write_bytes(b"stale")  # left by an old copy: replaced
+    copy = Store(store.copy_to(tmp_path / "copy" / "tpo.db"))
+    assert sorted(v["name"] for v in copy.list_videos()) == ["v1.mp4", "v2.mp4"]
+    copy.add_video(video_row(3))  # the copy is independent of the original
+    assert len(store.list_videos()) == 2
+    with pytest.raises(ValueError, match="onto itself"):
+        store.copy_to(store.path)
+    assert len(store.list_videos()) == 2
+
+
 def test_pairs_must_belong_to_a_known_video(store):
     with pytest.raises(sqlite3.IntegrityError):
         store.db["pairs"].insert({"video_id": 999, "kind": "localized", "status": "pending",

@@ -38,6 +38,9 @@ SERIAL_TRIGGERS = ("generate-start", "export-start", "train-start", "train-resum
                    "library-add", "library-upload", "team-assign", "team-unassign")
 
 
+ANALYTICS_EVERY = 1000  # events between two rebuilds of Gradio's queue summary (see below)
+
+
 def set_concurrency(demo: gr.Blocks, settings: Settings) -> None:
     """Let ``settings.concurrency`` requests of each event run at once (Gradio's default is
     one: 20 reviewers' accepts would wait in one line), except :data:`SERIAL_TRIGGERS`' events
@@ -45,6 +48,13 @@ def set_concurrency(demo: gr.Blocks, settings: Settings) -> None:
     own connection and every action is one ``BEGIN IMMEDIATE`` transaction with a version
     check, so concurrent reviews of one pair end in a :class:`tpo.store.ConflictError`."""
     demo.queue(default_concurrency_limit=settings.concurrency)
+    # After every event Gradio rebuilds a pandas summary of up to 10,000 past events (its
+    # monitoring page's numbers; GRADIO_ANALYTICS_CACHE_FREQUENCY, default every event). With
+    # 20 reviewers that was ~8 of an accept's ~27 ms of server CPU, growing with the events
+    # kept: rebuild it every ANALYTICS_EVERY events instead.
+    # (Gradio's own spelling; tests/test_concurrent_review.py fails if it changes.)
+    demo._queue.ANAYLTICS_CACHE_FREQUENCY = max(
+        ANALYTICS_EVERY, getattr(demo._queue, "ANAYLTICS_CACHE_FREQUENCY", 1))
     ids = {block._id for block in demo.blocks.values()
            if getattr(block, "elem_id", None) in SERIAL_TRIGGERS}
     for fn in demo.fns.values():

@@ -127,6 +127,24 @@ class Store(VideosMixin, PairsMixin, JobsMixin, ComparisonsMixin, EvaluationsMix
                     pass
             raise
 
+    def copy_to(self, path: str | Path) -> Path:
+        """A consistent copy of the whole database (WAL included) at ``path``, taken while
+        others may read and write (SQLite's online backup); replaces a file there."""
+        path = Path(path)
+        if path.resolve() == self.path.resolve():
+            raise ValueError(f"cannot copy database {self.path} onto itself")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            stale.unlink(missing_ok=True)
+        target = sqlite3.connect(str(path))
+        try:
+            self.db.conn.backup(target)
+        except sqlite3.Error as err:
+            raise faults.database_error(err, path, self.busy_timeout_s) from err
+        finally:
+            target.close()
+        return path
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         db = getattr(self._local, "db", None)
