@@ -110,6 +110,22 @@ def test_bulk_accept_is_one_transaction_and_skips_done(store):
         bulk_review(store, ids, "swap", user="bo")
 
 
+def test_bulk_accept_of_pairs_another_reviewer_accepted_records_this_reviewers_decision(store):
+    """Overlap: bo bulk-accepts his share, which holds a pair ana accepted. bo's decision is
+    recorded as a single Accept would (agreement needs both); a second bulk changes nothing."""
+    ids = make_pairs(store, 2)
+    review(store, ids[0], "accept", user="ana")
+    result = bulk_review(store, ids, "accept", user="bo")
+    assert (result.changed, result.agreed, result.unchanged) == ([ids[1]], [ids[0]], [])
+    assert {(d["pair_id"], d["user"], d["decision"]) for d in store.decisions()} == {
+        (ids[0], "ana", "accepted"), (ids[0], "bo", "accepted"), (ids[1], "bo", "accepted")}
+    assert [r["action"] for r in store.reviews(ids[0])] == ["accept", "bulk-accept"]
+    versions = {i: store.get_pair(i)["version"] for i in ids}
+    again = bulk_review(store, ids, "accept", user="bo")
+    assert (again.changed, again.agreed, again.unchanged) == ([], [], ids)
+    assert {i: store.get_pair(i)["version"] for i in ids} == versions
+
+
 def test_audit_trail_rebuilds_every_pair(store):
     ids = make_pairs(store, 3) + make_pairs_more(store)
     review(store, ids[0], "edit", user="ana", question="New?", rejected="Worse.")

@@ -531,10 +531,13 @@ def bulk_confirm(store: Store, action: str, ids: list[int], versions: dict[int, 
                                      user=user)
     except (StoreError, ValueError) as err:
         raise gr.Error(escape_html(err))
-    for pair_id in result.changed:
+    for pair_id in (*result.changed, *result.agreed):
         versions[pair_id] += 1  # bulk_review bumped exactly the version this reviewer had
     verb = "Accepted" if action == "accept" else "Rejected"
-    text = f"{verb} {len(result.changed)} pairs ({len(result.unchanged)} already were)."
+    already = len(result.agreed) + len(result.unchanged)
+    text = f"{verb} {len(result.changed)} pairs ({already} already were"
+    text += (f"; your decision is recorded on {len(result.agreed)} of them decided by "
+             "others)." if result.agreed else ").")
     if result.skipped:
         text += (f"\n\n⚠️ **Skipped {len(result.skipped)} pairs changed since you loaded the "
                  f"queue:** {escape_md(result.skipped_text())}. Load the queue again to review "

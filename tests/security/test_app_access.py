@@ -93,9 +93,11 @@ def test_bulk_with_current_versions_and_already_done_pairs(store):
     review(store, ids[0], "accept", user="ana")
     seen = {p["id"]: p["version"] for p in store.list_pairs()}
     result = bulk_review(store, seen, "accept", user="bo")
-    assert (result.changed, result.unchanged, result.skipped) == (ids[1:], [ids[0]], [])
+    # ana's accepted pair: bo's own decision is recorded beside hers (agreement counts it).
+    assert (result.changed, result.agreed, result.unchanged, result.skipped) == (
+        ids[1:], [ids[0]], [], [])
     # A deleted (unknown) pair is skipped, not an error that undoes the rest.
-    result = bulk_review(store, {ids[0]: 2, 999: 1}, "reject", user="bo")
+    result = bulk_review(store, {ids[0]: 3, 999: 1}, "reject", user="bo")
     assert result.changed == [ids[0]] and result.skipped[0]["id"] == 999
     assert "(deleted)" in result.skipped_text()
     with pytest.raises(ValueError, match="user"):

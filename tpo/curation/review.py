@@ -128,12 +128,16 @@ def review(store: Store, pair_id: int, action: str, *, user: str,
 
 @dataclass
 class BulkResult:
-    """What a bulk action did: ``changed`` ids, ``unchanged`` ids (already in the target
-    status), and ``skipped``: the pairs changed by someone since the reviewer saw them, each
+    """What a bulk action did: ``changed`` ids (moved to the target status); ``agreed`` ids
+    (already in it by another reviewer's decision: this reviewer's own decision is recorded
+    too, as a single Accept/Reject would, so agreement counts it); ``unchanged`` ids (already
+    decided so by this reviewer, or in the status without anyone's decision); and
+    ``skipped``: the pairs changed by someone since the reviewer saw them, each
     ``{"id", "seen_version", "version", "status", "user", "at"}`` (as the pair is now;
     ``status`` None for a pair deleted since)."""
 
     changed: list[int] = field(default_factory=list)
+    agreed: list[int] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
 
@@ -152,7 +156,9 @@ def bulk_review(store: Store, pairs: Mapping[int, int] | Iterable[int], action: 
     ``pairs`` maps each pair id to the version the reviewer saw; a pair whose version has
     moved on since was changed by someone else and is skipped (listed in the result), never
     overwritten. A plain list of ids means "as they are now" (for scripts that have just read
-    them). Pairs already in the target status are left alone (no version bump, no review row).
+    them). A pair already in the target status gets this reviewer's decision recorded (a
+    review row, a version bump) when another reviewer decided it so and this one has not;
+    otherwise it is left alone.
     """
     if action not in ("accept", "reject"):
         raise ValueError("bulk actions are accept and reject")
@@ -175,11 +181,15 @@ def bulk_review(store: Store, pairs: Mapping[int, int] | Iterable[int], action: 
                                        "user": pair.get("last_user"), "at": pair.get("updated_at")})
                 continue
             if pair["status"] == target:
-                result.unchanged.append(pair_id)
-                continue
+                deciders = {d["user"]: d["decision"] for d in store.decisions(pair_id)}
+                if not deciders or deciders.get(user.strip()) == target:
+                    result.unchanged.append(pair_id)
+                    continue
+                result.agreed.append(pair_id)
+            else:
+                result.changed.append(pair_id)
             store.update_pair(pair_id, {"status": target}, user=user.strip(),
                               action=f"bulk-{action}", expected_version=pair["version"])
-            result.changed.append(pair_id)
     return result
 
 
