@@ -2,7 +2,7 @@
 100k pairs.
 
     python bench/curate_bench.py [--pairs 100000] [--data DIR] [--clients 20] [--seconds 30]
-                                 [--client http|gradio]
+                                 [--client http|gradio] [--no-timers]
                                  [--skip-http] [--skip-browser]
 
 Builds a library (one real rendered video behind --videos library entries, the pairs spread
@@ -16,11 +16,12 @@ where the app had one, the old path beside it:
   row to list ids, counters by a table scan), a search (FTS5 vs LIKE), the next pair (a
   keyset page of one, the pair and its video), a reviewer's next pair from their share,
   agreement, progress, one review action and its undo;
-* the real app over HTTP (``ui.server.create_server`` under uvicorn in a subprocess, driven
-  through Gradio's own client, each client a browser session with its own reviewer name and
-  video): load the queue, then accept pairs - one client, then --clients at once for
-  --seconds; latency percentiles, actions/s, errors, and actions lost (answered but not in
-  the audit trail);
+* the real app over HTTP (``ui.server.create_server`` under uvicorn in a subprocess, on a
+  fresh copy of the library; each client a browser session speaking Gradio's queue protocol,
+  with its own reviewer name and video, its page's timers polling meanwhile): load the
+  queue, then accept pairs - one client, then --clients at once for --seconds; latency
+  percentiles, actions/s, errors, actions lost (answered but not in the audit trail), and
+  the CPU per action of the app and of the clients;
 * a key press in the browser (Playwright, Debian's Chromium, 1440x900): "a" on the Curate
   tab with the whole pending queue loaded, to the next pair painted and to the server's
   answer shown, timed in the page (:func:`browser_key_press`; skipped when the page has no
@@ -331,6 +332,7 @@ class CurateSession:
         self.url, self.user, self.video = url, user, video
         with urllib.request.urlopen(urllib.parse.urljoin(url, "config"), timeout=60) as r:
             config = json.load(r)
+        self._config = config
         self.components = {c["id"]: c for c in config["components"]}
         by_elem = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
         self.load = self._event(config, by_elem.get("curate-load"))
@@ -377,20 +379,34 @@ class CurateSession:
                 if self.components[c]["type"] != "state"]  # kept by the server per session
         return list(self._client.predict(*args, fn_index=dep["index"]))
 
+    @staticmethod
+    def _request(conn: http.client.HTTPConnection, method: str, path: str, body: str | None = None,
+                 headers: dict | None = None) -> http.client.HTTPResponse:
+        for attempt in (1, 2):
+            try:
+                conn.request(method, path, body, headers or {})
+                return conn.getresponse()
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # The server closed the kept-alive connection while it was idle (uvicorn
+                # after 5 s): reconnect once, as a browser does.
+                conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def _call_http(self, dep: dict) -> list:
         data = [None if self.components[c]["type"] == "state" else self._value(c)
                 for c in dep["inputs"]]
         body = json.dumps({"data": data, "fn_index": dep["index"], "event_data": None,
                            "trigger_id": dep["trigger_id"], "session_hash": self._session})
-        self._posts.request("POST", self._root + "queue/join", body,
-                            {"Content-Type": "application/json"})
-        answer = self._posts.getresponse()
+        answer = self._request(self._posts, "POST", self._root + "queue/join", body,
+                               {"Content-Type": "application/json"})
         joined = answer.read()
         if answer.status != 200:
             raise RuntimeError(f"queue/join: HTTP {answer.status}: {joined[:200]!r}")
         event_id = json.loads(joined)["event_id"]
-        self._stream.request("GET", f"{self._root}queue/data?session_hash={self._session}")
-        stream = self._stream.getresponse()
+        stream = self._request(self._stream, "GET",
+                               f"{self._root}queue/data?session_hash={self._session}")
         if stream.status != 200:
             raise RuntimeError(f"queue/data: HTTP {stream.status}: {stream.read()[:200]!r}")
         output = None
@@ -423,6 +439,22 @@ class CurateSession:
         """Accept the pair shown; the answer's message (Markdown)."""
         return str(self._call(self.accept)[self.message_at])
 
+    def timers(self) -> list[tuple[float, dict]]:
+        """The page's active timers: (interval in s, the tick event), as a browser runs
+        them on every open page (the header, the job panels' polls)."""
+        out = []
+        for i, dep in enumerate(self._config["dependencies"]):
+            for target in dep.get("targets", []):
+                if isinstance(target, (list, tuple)) and target[1] == "tick":
+                    props = self.components[target[0]].get("props", {})
+                    if props.get("active", True) and props.get("value"):
+                        out.append((float(props["value"]),
+                                    {**dep, "index": dep.get("id", i), "trigger_id": target[0]}))
+        return out
+
+    def tick(self, event: dict) -> None:
+        self._call(event)
+
 
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
@@ -439,10 +471,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def http_round_trips(url: str, store: Store, clients: int, seconds: float,
-                     videos: list[dict], server_pid: int, client: str = "http") -> list[str]:
+                     videos: list[dict], server_pid: int, client: str = "http",
+                     timers: bool = True) -> list[str]:
     """Accepts through the app at ``url``: one client, then ``clients`` at once. Each line
     also gives the CPU per action of the app's process and of this one (the clients): the
-    clients share the machine's cores with the app."""
+    clients share the machine's cores with the app. With ``timers``, every client's page
+    also runs its timers meanwhile (the header's refresh, each job panel's poll), as an
+    open browser tab does, from a session of its own."""
     lines = []
 
     def run(n_clients: int, duration: float, tag: str) -> None:
@@ -461,8 +496,33 @@ def http_round_trips(url: str, store: Store, clients: int, seconds: float,
         errors: list[str] = []
         ok = [0]
         lock = threading.Lock()
+        pollers = ([CurateSession(url, s.user, s.video, client=client) for s in sessions]
+                   if timers else [])
+        ticks: list[float] = []
+        tick_errors: list[str] = []
         deadline = time.monotonic() + duration
         cpu_app, cpu_clients = cpu_seconds(server_pid), time.process_time()
+
+        def poll(page: CurateSession) -> None:
+            # Each timer first fires at a random point of its interval, then every interval.
+            due = [(time.monotonic() + random.uniform(0, every), every, event)
+                   for every, event in page.timers()]
+            while due:
+                due.sort(key=lambda d: d[0])
+                at, every, event = due[0]
+                if at >= deadline:
+                    return
+                time.sleep(max(0.0, at - time.monotonic()))
+                start = time.perf_counter()
+                try:
+                    page.tick(event)
+                except Exception as err:
+                    with lock:
+                        tick_errors.append(str(err)[:200])
+                else:
+                    with lock:
+                        ticks.append((time.perf_counter() - start) * 1000)
+                due[0] = (at + every, every, event)
 
         def worker(session: CurateSession) -> None:
             while time.monotonic() < deadline:
@@ -479,6 +539,7 @@ def http_round_trips(url: str, store: Store, clients: int, seconds: float,
 
         started = time.perf_counter()
         threads = [threading.Thread(target=worker, args=(s,)) for s in sessions]
+        threads += [threading.Thread(target=poll, args=(page,)) for page in pollers]
         for t in threads:
             t.start()
         for t in threads:
@@ -486,7 +547,7 @@ def http_round_trips(url: str, store: Store, clients: int, seconds: float,
         wall = time.perf_counter() - started
         cpu_app = cpu_seconds(server_pid) - cpu_app
         cpu_clients = time.process_time() - cpu_clients
-        for s in sessions:
+        for s in (*sessions, *pollers):
             s.close()
         actions = store.review_times()  # the audit trail: every action each user made
         lost = ok[0] - (sum(len(actions.get(u, [])) for u in users) - done_before)
@@ -502,6 +563,14 @@ def http_round_trips(url: str, store: Store, clients: int, seconds: float,
             f"  {n_clients} client(s): no action succeeded; errors: {errors[:3]}")
         if errors:
             lines.append(f"    first error: {errors[0]}")
+        if pollers:
+            per_page = pollers[0].timers()
+            lines.append(
+                f"    meanwhile each page's {len(per_page)} timers (every "
+                f"{', '.join(sorted({f'{every:g}' for every, _ in per_page}))} s): "
+                f"{len(ticks)} ticks, p95 {percentile(ticks, 95) if ticks else 0:.0f} ms, "
+                f"errors {len(tick_errors)}" + (f" (first: {tick_errors[0]})" if tick_errors
+                                                 else ""))
 
     run(1, min(seconds, 15.0), "solo")
     run(clients, seconds, "team")
@@ -579,6 +648,9 @@ def main() -> None:
                         help="how the HTTP clients call the app: Gradio's queue protocol "
                              "over kept-alive connections, as a browser does (default), or "
                              "gradio_client (~110 ms of CPU per call, on the same cores)")
+    parser.add_argument("--no-timers", action="store_true",
+                        help="HTTP clients only accept (by default each client's page also "
+                             "runs its timers, as a browser tab does)")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-browser", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -609,7 +681,8 @@ def main() -> None:
                                                                  video_id=v["id"]))
             try:
                 for line in http_round_trips(url, app_store, args.clients, args.seconds,
-                                             videos, proc.pid, args.client):
+                                             videos, proc.pid, args.client,
+                                             timers=not args.no_timers):
                     print(line, flush=True)
             except LookupError as err:
                 print(f"  skipped: {err} (the Curate page changed)")
