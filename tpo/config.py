@@ -66,7 +66,10 @@ class Settings:
     gpu_slots: int = field(default=1, metadata={"env": "TPO_GPU_SLOTS",
         "help": "How many GPU jobs (generate, train, compare, eval) run at once on this "
                 "machine; later ones wait queued. On a machine without a GPU they share the CPU."})
-    concurrency: int = field(default=8, metadata={"env": "TPO_CONCURRENCY",
+    # 4: on 2 cores, 20 reviewers' accepts (bench/curate_bench.py) had p95 0.51-0.65 s at 4,
+    # 0.44-0.51 s at 2-3 and 0.68-0.86 s at 8 (handler threads beyond that only contend
+    # for Python's GIL; SQLite takes one write at a time anyway).
+    concurrency: int = field(default=4, metadata={"env": "TPO_CONCURRENCY",
         "help": "How many requests of one kind the app serves at once (reviewers' accepts, "
                 "page loads...); events that start jobs or add videos stay one at a time."})
     auth: str = field(default="", metadata={"env": "TPO_AUTH",

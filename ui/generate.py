@@ -171,10 +171,11 @@ def build(store: Store, settings: Settings, selected: gr.State, table: gr.Datafr
 
 def after_poll(store: Store, settings: Settings, refresh_table, table: gr.Dataframe,
                header: gr.Markdown, filters: list, poll: Poll, values: dict) -> dict:
-    """The panel's extra work per poll: the header lists running jobs, so it follows every
-    poll; the library table only changes when a job ends (its pair counts), and is redrawn
-    for the filters the user has now (search included)."""
-    out = {header: header_markdown(store, settings)}
+    """The panel's extra work per poll: the header lists running jobs, so it follows a
+    change of the job at once (its own timer refreshes it otherwise); the library table only
+    changes when a job ends (its pair counts), and is redrawn for the filters the user has
+    now (search included)."""
+    out = {header: header_markdown(store, settings)} if poll.changed else {}
     if poll.ended:
         out[table] = refresh_table(*(values[f] for f in filters))
     return out
