@@ -15,6 +15,7 @@ returning updates keyed by component.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from html import escape
 
@@ -27,8 +28,7 @@ from tpo.config import Settings
 from tpo.media.library import add_uploads, file_sha256
 from tpo.models.modelref import resolve
 from tpo.store import Store, StoreError
-from tpo.media.thumbs import frames_at
-from tpo.media.video import VideoError
+from tpo.media.thumbs import at_paths
 from ui import html
 from ui.identity import bind, current_user
 from ui.jobs import status_html
@@ -125,14 +125,16 @@ def frames_html(store: Store, settings: Settings, row: dict | None) -> str:
     if row is None or not row["timestamps"]:
         return ""
     video = store.get_video(row["video_id"])
-    try:
-        entries = frames_at(video["path"], video["sha256"], row["timestamps"], settings.thumb_dir)
-    except VideoError as err:
-        return html.note(f"Frames cannot be shown: {err}")
+    if not os.path.isfile(video["path"]):
+        return html.note(f"Frames cannot be shown: the file of {video['name']} is missing.")
+    # Named, not decoded: the thumbnail route draws a frame not cached yet when the browser
+    # first asks for it (ui.server), a placeholder for one that cannot be decoded; this
+    # answer (and every poll while the models answer) decodes nothing.
+    entries = at_paths(video["sha256"], row["timestamps"], settings.thumb_dir)
     return (f'<div class="tpo-side-title">The {len(entries)} frames both models saw '
             f'(the same for A and B; click to seek)</div>'
             + html.frame_strip(entries, settings.thumb_dir, player_id=PLAYER_ID,
-                               strip_id="compare-strip"))
+                               strip_id="compare-strip", video_id=video["id"]))
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,11 @@ def test_blind_vote_reveals_the_models(page: Page, app_url: str, app_data, secon
         expect(side.locator(".tpo-side-title")).not_to_contain_text("demo")
     expect(page.locator("#compare-reveal")).to_contain_text("revealed after your vote")
     expect(page.locator("#compare-frames [data-testid=strip-frame]")).to_have_count(4)
+    # The strip's frames are drawn by the thumbnail route when the browser asks (the answer
+    # decodes nothing): every image arrives.
+    page.wait_for_function("() => { const imgs = [...document.querySelectorAll("
+                           "'#compare-frames img')]; return imgs.length === 4 && "
+                           "imgs.every(i => i.complete && i.naturalWidth > 0); }")
 
     page.locator("#compare-vote-b").click()
     reveal = page.get_by_test_id("reveal")
