@@ -50,7 +50,7 @@ def set_concurrency(demo: gr.Blocks, settings: Settings) -> None:
     demo.queue(default_concurrency_limit=settings.concurrency)
     # After every event Gradio rebuilds a pandas summary of up to 10,000 past events (its
     # monitoring page's numbers; GRADIO_ANALYTICS_CACHE_FREQUENCY, default every event). With
-    # 20 reviewers that was ~8 of an accept's ~27 ms of server CPU, growing with the events
+    # 20 reviewers that was ~10 of an accept's ~30 ms of server CPU, growing with the events
     # kept: rebuild it every ANALYTICS_EVERY events instead.
     # (Gradio's own spelling; tests/test_concurrent_review.py fails if it changes.)
     demo._queue.ANAYLTICS_CACHE_FREQUENCY = max(
