@@ -108,19 +108,21 @@ def evaluate_sharded(store: Store, models: Sequence[ModelRef], config: EvalConfi
             raise ShardError(f"{result.missing} of {num_processes} evaluation processes did not "
                              f"finish{why}; shards not answered: {left}. Run the same command "
                              "again to ask only those")
-    answered = {key: answered_positions(store, key, batches) for key in set(keys)}
+    # Each run key's records in question order (a model named twice shares them).
+    records = {}
+    for key in set(keys):
+        answered = answered_positions(store, key, batches)
+        records[key] = [answered[p] for p in range(len(suite.items))]
     ids = []
     # One transaction: every model's evaluation is stored and the shards removed, or none.
     with store.transaction():
         for ref, key in zip(models, keys):
-            records = [answered[key][p] for p in range(len(suite.items))]
-            ids.append(save(store, ref, suite, config, records, job_id=job_id))
-        for key in set(keys):  # stored: a later run is a new evaluation
+            ids.append(save(store, ref, suite, config, records[key], job_id=job_id))
+        for key in records:  # stored: a later run is a new evaluation
             store.delete_eval_shards(key)
     if suite.name == "needle":
         for eval_id, ref, key in zip(ids, models, keys):
-            records = [answered[key][p] for p in range(len(suite.items))]
-            draw_needle_heatmap(store, eval_id, ref, records, out_dir, config.frames)
+            draw_needle_heatmap(store, eval_id, ref, records[key], out_dir, config.frames)
     say(1.0, f"{len(ids)} evaluation(s) stored: " + ", ".join(f"#{i}" for i in ids))
     return ids
 
